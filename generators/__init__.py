@@ -1,0 +1,1 @@
+"""Case sources and hypothesis strategies for fx-conform (imports torch and hypothesis only)."""
