@@ -1,0 +1,169 @@
+"""Calling conventions: how a registry row's transform is applied to a case.
+
+The transforms have different shapes: ``split_module(gm, root, callback)`` returns a parent
+of submodules, ``NormalizeArgs(gm).transform()`` is a Transformer, ``fuse(module)`` traces
+the module itself, ``ShapeProp(gm).propagate(*args)`` annotates nodes in place. A *driver*
+bridges one shape to the uniform signature::
+
+    driver(impl: Implementation, row: TransformSpec, subject: Subject, params: dict) -> Applied
+
+The engine calls the same driver with ``Implementation("upstream")`` and
+``Implementation("reference")``, so both sides are applied the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.fx
+
+from conform.errors import ConformError
+
+if TYPE_CHECKING:
+    from conform.implementations import Implementation
+    from conform.registry import TransformSpec
+
+
+class NotApplicable(ConformError):
+    """Raised by a driver, before it calls the transform, when a case is outside what the
+    transform accepts (a fuse pass on a module in training mode, say). The engine records
+    the case as skipped with this reason."""
+
+
+@dataclasses.dataclass
+class Subject:
+    """What one application of a transform receives: private copies, so the two sides never
+    see each other's mutations.
+
+    ``module`` is the eager module, ``graph_module`` its ``symbolic_trace`` (or the row's
+    tracer), ``inputs`` and ``kwargs`` the example call.
+    """
+
+    module: torch.nn.Module
+    graph_module: torch.fx.GraphModule
+    inputs: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+    def clone(self) -> Subject:
+        module = copy.deepcopy(self.module)
+        graph_module = copy.deepcopy(self.graph_module)
+        # deepcopy of a GraphModule drops node.meta only for some entries; carry it over so a
+        # transform that reads metadata sees the same thing on both sides.
+        for src, dst in zip(self.graph_module.graph.nodes, graph_module.graph.nodes):
+            dst.meta = copy.copy(src.meta)
+        return Subject(
+            module=module,
+            graph_module=graph_module,
+            inputs=clone_values(self.inputs),
+            kwargs=clone_values(self.kwargs),
+        )
+
+    def to(self, device: str) -> Subject:
+        moved = self.clone()
+        moved.module = moved.module.to(device)
+        moved.graph_module = moved.graph_module.to(device)
+        moved.inputs = to_device(moved.inputs, device)
+        moved.kwargs = to_device(moved.kwargs, device)
+        return moved
+
+
+@dataclasses.dataclass
+class Applied:
+    """What a driver returns.
+
+    Args:
+        runnable: the module the output oracles execute with the subject's inputs, or None
+            when the transform produces nothing to run (a pure analysis).
+        value: the transform's own return value (a PartitionResult, a Graph, ...), handed to
+            the row's fingerprint function.
+        subject: the subject after the transform ran (analyses annotate it in place).
+        graphs: every GraphModule the transform produced, linted by the engine.
+    """
+
+    runnable: Callable[..., Any] | None
+    value: Any
+    subject: Subject
+    graphs: list[torch.fx.GraphModule] = dataclasses.field(default_factory=list)
+
+
+def clone_values(value: Any) -> Any:
+    """Deep-copy tensors (keeping requires_grad and layout) inside nested containers."""
+    return copy.deepcopy(value)
+
+
+def to_device(value: Any, device: str) -> Any:
+    return torch.utils._pytree.tree_map(
+        lambda v: v.to(device) if isinstance(v, torch.Tensor) else v, value
+    )
+
+
+def graph_modules_in(module: Any) -> list[torch.fx.GraphModule]:
+    """Every GraphModule in ``module``'s module tree (itself included)."""
+    if not isinstance(module, torch.nn.Module):
+        return []
+    return [m for m in module.modules() if isinstance(m, torch.fx.GraphModule)]
+
+
+def _applied(result: Any, subject: Subject) -> Applied:
+    runnable = result if isinstance(result, torch.nn.Module) else subject.graph_module
+    return Applied(runnable=runnable, value=result, subject=subject, graphs=graph_modules_in(runnable))
+
+
+def drive_traces(impl: Implementation, row: TransformSpec, subject: Subject, params: dict[str, Any]) -> Applied:
+    """``target(module, **params)`` traces the eager module itself and returns a module."""
+    target = impl.resolve(row.target)
+    return _applied(target(subject.module, **params), subject)
+
+
+def drive_graph_module(impl: Implementation, row: TransformSpec, subject: Subject, params: dict[str, Any]) -> Applied:
+    """``target(graph_module, **params)`` returns a module, or None when it works in place."""
+    target = impl.resolve(row.target)
+    result = target(subject.graph_module, **params)
+    return _applied(subject.graph_module if result is None else result, subject)
+
+
+def drive_transformer(impl: Implementation, row: TransformSpec, subject: Subject, params: dict[str, Any]) -> Applied:
+    """``target(graph_module, **params).transform()``: an fx Transformer subclass."""
+    target = impl.resolve(row.target)
+    return _applied(target(subject.graph_module, **params).transform(), subject)
+
+
+def drive_interpreter(impl: Implementation, row: TransformSpec, subject: Subject, params: dict[str, Any]) -> Applied:
+    """``target(graph_module, **params).propagate(*inputs)``: an analysis Interpreter that
+    annotates the graph in place (ShapeProp)."""
+    target = impl.resolve(row.target)
+    value = target(subject.graph_module, **params).propagate(*subject.inputs)
+    return Applied(
+        runnable=subject.graph_module,
+        value=value,
+        subject=subject,
+        graphs=[subject.graph_module],
+    )
+
+
+def drive_split(impl: Implementation, row: TransformSpec, subject: Subject, params: dict[str, Any]) -> Applied:
+    """``target(graph_module, root, callback, **options)``: the callback is rebuilt from the
+    JSON-able ``params["partition"]`` (node name -> partition id); nodes it does not name go
+    to partition 0."""
+    params = dict(params)
+    assignment: dict[str, int] = params.pop("partition", {})
+    target = impl.resolve(row.target)
+
+    def callback(node: torch.fx.Node) -> int:
+        return assignment.get(node.name, 0)
+
+    result = target(subject.graph_module, subject.module, callback, **params)
+    return _applied(result, subject)
+
+
+CONVENTIONS: dict[str, Callable[..., Applied]] = {
+    "traces": drive_traces,
+    "graph_module": drive_graph_module,
+    "transformer": drive_transformer,
+    "interpreter": drive_interpreter,
+    "split": drive_split,
+}

@@ -1,0 +1,1 @@
+"""Structural fingerprints, one module per transform family: ``fingerprint(applied) -> JSON-able``."""

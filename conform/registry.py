@@ -1,0 +1,134 @@
+"""The transform registry: one row per transform, read by everything else.
+
+Adding a transform is adding a row to :data:`TRANSFORMS`, not editing the engine. A row says
+
+* ``target``: ``"basename:attr"``, resolved against either implementation
+  (:class:`conform.implementations.Implementation`), e.g. ``"split_module:split_module"`` is
+  ``torch.fx.passes.split_module.split_module`` upstream and
+  ``reference.split_module.split_module`` in the reference;
+* ``convention``: how to call it, a key of :data:`conform.adapters.CONVENTIONS`
+  (``traces``, ``graph_module``, ``transformer``, ``interpreter``, ``split``), or ``custom``
+  with ``driver`` naming a ``"module:function"`` with the driver signature
+  ``(impl, row, subject, params) -> Applied``;
+* ``params``: ``"module:function"`` of a parameter strategy factory
+  ``(graph_module) -> SearchStrategy[dict]`` whose dicts are JSON-able (they are recorded
+  and replayed); None means no parameters;
+* ``fingerprint``: ``"module:function"`` taking an :class:`~conform.adapters.Applied` and
+  returning a JSON-able structural summary; reference and upstream must produce equal ones;
+* ``oracles``: which comparisons apply (``eager``, ``upstream``, ``device``);
+* ``covers``: the ``reference/`` module basenames this row exercises (a test checks that
+  every reference module is covered by some row).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+from conform.adapters import CONVENTIONS, Applied
+from conform.errors import unknown
+from conform.implementations import Implementation
+
+
+class Oracle(str, Enum):
+    EAGER = "eager"  # the transformed module computes what the eager module computes
+    UPSTREAM = "upstream"  # reference and upstream agree: outputs, fingerprint, errors
+    DEVICE = "device"  # the reference's transformed module agrees on CPU and CUDA
+
+
+ALL_ORACLES = frozenset(Oracle)
+
+
+def load(path: str) -> Any:
+    """Import ``"package.module:attr.path"``."""
+    module_name, _, attrs = path.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for attr in attrs.split(".") if attrs else ():
+        obj = getattr(obj, attr)
+    return obj
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformSpec:
+    name: str
+    target: str
+    convention: str
+    description: str
+    params: str | None = None
+    fingerprint: str | None = None
+    driver: str | None = None
+    oracles: frozenset[Oracle] = ALL_ORACLES
+    covers: tuple[str, ...] = ()
+    timeout_s: float = 60.0
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        """Reference module basenames this row exercises."""
+        return tuple(dict.fromkeys((self.target.partition(":")[0], *self.covers)))
+
+    def load_driver(self) -> Callable[..., Applied]:
+        if self.convention == "custom":
+            if not self.driver:
+                raise ValueError(f"row {self.name!r} is custom but names no driver")
+            return load(self.driver)
+        return CONVENTIONS[self.convention]
+
+    def load(self, impl: Implementation | str) -> Callable[..., Applied]:
+        """One uniform callable ``(subject, params) -> Applied`` for an implementation."""
+        impl = impl if isinstance(impl, Implementation) else Implementation(impl)
+        driver = self.load_driver()
+        row = self
+
+        def apply(subject: Any, params: dict[str, Any]) -> Applied:
+            return driver(impl, row, subject, params)
+
+        apply.__name__ = f"{self.name}[{impl.name}]"
+        return apply
+
+    def load_params(self) -> Callable[..., Any] | None:
+        return load(self.params) if self.params else None
+
+    def load_fingerprint(self) -> Callable[[Applied], Any] | None:
+        return load(self.fingerprint) if self.fingerprint else None
+
+
+TRANSFORMS: tuple[TransformSpec, ...] = (
+    TransformSpec(
+        name="split_module",
+        target="split_module:split_module",
+        convention="split",
+        description="split_module with a partition map drawn per case (monotone, random, cyclic)",
+        params="generators.params.split:split_params",
+        fingerprint="conform.fingerprints.split:fingerprint",
+    ),
+    TransformSpec(
+        name="shape_prop",
+        target="shape_prop:ShapeProp",
+        convention="interpreter",
+        description="ShapeProp(gm).propagate(*inputs): tensor_meta on every node",
+        fingerprint="conform.fingerprints.shapes:fingerprint",
+    ),
+)
+
+
+def transforms() -> dict[str, TransformSpec]:
+    return {row.name: row for row in TRANSFORMS}
+
+
+def get(name: str) -> TransformSpec:
+    rows = transforms()
+    if name not in rows:
+        raise unknown("transform", name, rows)
+    return rows[name]
+
+
+def select(names: list[str] | None) -> list[TransformSpec]:
+    """Rows named by ``names`` (all rows when empty), in registry order; unknown names raise
+    a :class:`~conform.errors.UsageError` listing the valid ones."""
+    if not names:
+        return list(TRANSFORMS)
+    chosen = [get(n) for n in names]
+    return list(dict.fromkeys(chosen))

@@ -1,0 +1,1 @@
+"""Witness cases for known divergences, one module per transform family."""

@@ -1,0 +1,1 @@
+"""Parameter strategies per transform family: ``(graph_module) -> SearchStrategy[dict]``."""

@@ -1,0 +1,129 @@
+"""Case sources: where cases come from, behind one small interface.
+
+A source turns a JSON-able *spec* into a module and example inputs (:meth:`Source.build`),
+writes the same thing as standalone Python (:meth:`Source.source_code`), and offers a
+hypothesis strategy over its specs (:meth:`Source.specs`). Sources are registered by name in
+:data:`SOURCES`; ``conform list sources`` shows them with their case counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from hypothesis import strategies as st
+
+
+@dataclasses.dataclass
+class Built:
+    """A materialized case.
+
+    Args:
+        module: the eager module.
+        args / kwargs: the example call.
+        stochastic: the forward draws random numbers in a way a transform may reorder;
+            outputs are then compared by shape and dtype only.
+        concrete_args: passed to ``symbolic_trace`` (forward arguments fixed at trace time).
+        leaf_modules: module classes the tracer keeps as ``call_module`` leaves beyond the
+            default ones.
+    """
+
+    module: torch.nn.Module
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    stochastic: bool = False
+    concrete_args: dict[str, Any] | None = None
+    leaf_modules: tuple[type, ...] = ()
+
+
+class Source:
+    """Base class of case sources."""
+
+    name: str = ""
+    description: str = ""
+
+    def specs(self) -> st.SearchStrategy[Any]:
+        raise NotImplementedError
+
+    def build(self, spec: Any, seed: int) -> Built:
+        raise NotImplementedError
+
+    def source_code(self, spec: Any, seed: int) -> str:
+        """Python defining ``build_case()`` that returns ``(module, args, kwargs)``."""
+        raise NotImplementedError
+
+    def label(self, spec: Any) -> str:
+        return "case"
+
+    def count(self) -> int | None:
+        """How many distinct cases the source holds, or None when unbounded."""
+        return None
+
+
+def _load(path: str) -> Any:
+    module_name, _, attr = path.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+class FactorySource(Source):
+    """Cases written by hand as Python functions: spec ``{"factory": "pkg.mod:fn",
+    "kwargs": {...}}`` where ``fn(**kwargs)`` returns a :class:`Built`. Used for known
+    divergence witnesses, self-checks and user-supplied cases."""
+
+    name = "factory"
+    description = "hand-written case factories named by 'module:function'"
+
+    def specs(self) -> st.SearchStrategy[Any]:
+        return st.nothing()
+
+    def build(self, spec: Any, seed: int) -> Built:
+        torch.manual_seed(seed)
+        built = _load(spec["factory"])(**spec.get("kwargs", {}))
+        if not isinstance(built, Built):
+            raise TypeError(f"factory {spec['factory']} returned {type(built).__name__}, expected Built")
+        return built
+
+    def source_code(self, spec: Any, seed: int) -> str:
+        module_name, _, attr = spec["factory"].partition(":")
+        return (
+            f"import torch\nfrom {module_name} import {attr}\n\n\n"
+            "def build_case():\n"
+            f"    torch.manual_seed({seed})\n"
+            f"    built = {attr}(**{json.dumps(spec.get('kwargs', {}))})\n"
+            "    return built.module, built.args, built.kwargs\n"
+        )
+
+    def label(self, spec: Any) -> str:
+        return spec["factory"].rpartition(":")[2]
+
+
+_FACTORIES: dict[str, Callable[[], Source]] = {
+    "factory": FactorySource,
+    "random": lambda: _load("generators.random_modules:RandomSource")(),
+}
+
+_INSTANCES: dict[str, Source] = {}
+
+
+def source_names() -> list[str]:
+    return list(_FACTORIES)
+
+
+def register_source(name: str, factory: Callable[[], Source]) -> None:
+    _FACTORIES[name] = factory
+    _INSTANCES.pop(name, None)
+
+
+def get_source(name: str) -> Source:
+    if name not in _FACTORIES:
+        raise KeyError(f"unknown source {name!r} (valid: {', '.join(sorted(_FACTORIES))})")
+    if name not in _INSTANCES:
+        _INSTANCES[name] = _FACTORIES[name]()
+    return _INSTANCES[name]
