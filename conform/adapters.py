@@ -136,7 +136,7 @@ def drive_interpreter(impl: Implementation, row: TransformSpec, subject: Subject
     """``target(graph_module, **params).propagate(*inputs)``: an analysis Interpreter that
     annotates the graph in place (ShapeProp)."""
     target = impl.resolve(row.target)
-    value = target(subject.graph_module, **params).propagate(*subject.inputs)
+    value = target(subject.graph_module, **params).propagate(*clone_values(subject.inputs))
     return Applied(
         runnable=subject.graph_module,
         value=value,

@@ -117,3 +117,13 @@ def classify(outcome: Outcome) -> KnownDivergence | None:
 
 def by_id() -> dict[str, KnownDivergence]:
     return {entry.id: entry for entry in KNOWN}
+
+
+def load_witness(entry: KnownDivergence) -> Witness:
+    """Call the entry's witness function."""
+    from conform.registry import load
+
+    witness = load(entry.witness)()
+    if not isinstance(witness, Witness):
+        raise TypeError(f"witness {entry.witness} returned {type(witness).__name__}, expected Witness")
+    return witness

@@ -127,3 +127,14 @@ def get_source(name: str) -> Source:
     if name not in _INSTANCES:
         _INSTANCES[name] = _FACTORIES[name]()
     return _INSTANCES[name]
+
+
+def configured_source(name: str, **options: Any) -> Source:
+    """The source ``name``, constructed with ``options`` (its keyword-only knobs, such as the
+    random source's op-kind filters) when any are given; the shared instance otherwise."""
+    if not options:
+        return get_source(name)
+    key = name + repr(sorted(options.items()))
+    if key not in _INSTANCES:
+        _INSTANCES[key] = type(get_source(name))(**options)
+    return _INSTANCES[key]

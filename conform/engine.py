@@ -1,0 +1,400 @@
+"""The differential engine: ``generate -> trace -> apply (reference, upstream) -> execute ->
+compare``, for one case and one transform, returning :class:`~conform.outcome.Outcome` values.
+
+Every failure along the way is data. Only a bug in the harness itself raises out of
+:func:`check`.
+
+Example::
+
+    >>> from conform.case import Case
+    >>> from conform.engine import check
+    >>> outcomes = check(Case("factory", {"factory": "mypkg.cases:two_adds"}), "split_module",
+    ...                  params={"partition": {"add": 1}})
+    >>> [o.verdict.value for o in outcomes]
+    ['pass']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import torch
+import torch.fx
+
+from conform import known
+from conform.adapters import Applied, NotApplicable, Subject, clone_values
+from conform.case import Case
+from conform.compare import compare_json, compare_values
+from conform.execute import Execution, Failure, Timeout, execute, first_divergent_node, time_limit
+from conform.implementations import Implementation
+from conform.outcome import Mismatch, Outcome, Stage, Symptom, Verdict, stable_key
+from conform.registry import Oracle, TransformSpec, get
+from generators.sources import Built
+
+#: Outputs compared across devices tolerate this multiple of the dtype's default tolerance
+#: (different kernels, reduction orders and fused multiply-adds).
+DEVICE_TOLERANCE_SCALE = 100.0
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A case built, traced and run eagerly once: shared by every transform checked on it."""
+
+    case: Case
+    built: Built
+    graph_module: torch.fx.GraphModule
+    expected: Execution
+
+
+class _CaseTracer(torch.fx.Tracer):
+    def __init__(self, leaves: tuple[type, ...]) -> None:
+        super().__init__()
+        self._leaves = leaves
+
+    def is_leaf_module(self, m: torch.nn.Module, qualname: str) -> bool:
+        return isinstance(m, self._leaves) or super().is_leaf_module(m, qualname)
+
+
+def trace(built: Built, *, seed: int = 0) -> torch.fx.GraphModule:
+    """``symbolic_trace`` honouring the case's concrete args and extra leaf modules.
+
+    The RNG is seeded first so trace-time constants (a ``torch.rand`` with no traced input)
+    are the same on every trace of the case.
+    """
+    torch.manual_seed(seed)
+    tracer = _CaseTracer(built.leaf_modules)
+    graph = tracer.trace(built.module, concrete_args=built.concrete_args)
+    return torch.fx.GraphModule(tracer.root, graph, built.module.__class__.__name__)
+
+
+def prepare(case: Case) -> Prepared | Outcome:
+    """Build, trace and run the case eagerly; an Outcome when a stage fails."""
+    try:
+        built = case.build()
+    except Exception as exc:
+        return _case_outcome(case, Stage.GENERATE, Symptom.CRASH, Verdict.FAIL, Failure.capture(exc))
+    expected = execute(built.module, built.args, built.kwargs, seed=case.seed)
+    if not expected.ok:
+        return _case_outcome(case, Stage.GENERATE, Symptom.CRASH, Verdict.FAIL, expected.failure,
+                             prefix="the eager module raised: ")
+    try:
+        graph_module = trace(built, seed=case.seed)
+    except Exception as exc:
+        return _case_outcome(case, Stage.TRACE, Symptom.UNSUPPORTED, Verdict.SKIP, Failure.capture(exc),
+                             prefix="symbolic_trace rejects the module: ")
+    traced = execute(graph_module, built.args, built.kwargs, seed=case.seed)
+    if not traced.ok:
+        return _case_outcome(case, Stage.TRACE, Symptom.UNSUPPORTED, Verdict.SKIP, traced.failure,
+                             prefix="the traced module raised: ")
+    diff = compare_values(expected.outputs, traced.outputs, meta_only=built.stochastic)
+    if diff is not None:
+        out = _case_outcome(case, Stage.TRACE, Symptom.UNSUPPORTED, Verdict.SKIP, None)
+        out.message = "tracing changes what the module computes, so no transform can be judged: " + diff
+        return out
+    return Prepared(case=case, built=built, graph_module=graph_module, expected=expected)
+
+
+def _case_outcome(case: Case, stage: Stage, symptom: Symptom, verdict: Verdict,
+                  failure: Failure | None, *, prefix: str = "") -> Outcome:
+    return Outcome(
+        key=stable_key(case.source, case.spec, case.seed, stage.value),
+        case_id=case.id, source=case.source, transform="-", device=case.device,
+        verdict=verdict, stage=stage, symptom=symptom,
+        message=prefix + (f"{failure.exception}: {failure.message}" if failure else ""),
+        exception=failure.exception if failure else None,
+        place=failure.place if failure else None,
+        spec=case.spec, seed=case.seed,
+    )
+
+
+@dataclasses.dataclass
+class Side:
+    """One implementation's run of the transform on the case."""
+
+    impl: str
+    applied: Applied | None = None
+    failure: Failure | None = None
+    timed_out: bool = False
+    not_applicable: str | None = None
+    lint: Failure | None = None
+    execution: Execution | None = None
+    fingerprint: Any = None
+    fingerprint_failure: Failure | None = None
+    seconds: float = 0.0
+
+
+def apply(row: TransformSpec, impl: str, prepared: Prepared, params: dict[str, Any],
+          *, device: str = "cpu", run: bool = True) -> Side:
+    """Apply ``row`` with one implementation to a private copy of the prepared case, lint
+    what it produced, execute it, and take its fingerprint."""
+    side = Side(impl=impl)
+    base = Subject(module=prepared.built.module, graph_module=prepared.graph_module,
+                   inputs=prepared.built.args, kwargs=prepared.built.kwargs)
+    subject = base.to(device) if device != "cpu" else base.clone()
+    # A transform may run the graph on the subject's inputs (ShapeProp does); the transformed
+    # module is executed on copies taken before it had the chance to mutate them.
+    pristine_args, pristine_kwargs = clone_values(subject.inputs), clone_values(subject.kwargs)
+    transform = row.load(Implementation(impl))
+    started = time.perf_counter()
+    torch.manual_seed(prepared.case.seed)
+    try:
+        with time_limit(row.timeout_s):
+            side.applied = transform(subject, dict(params))
+    except NotApplicable as exc:
+        side.not_applicable = str(exc)
+        return side
+    except Timeout:
+        side.timed_out = True
+        return side
+    except Exception as exc:
+        side.failure = Failure.capture(exc)
+        return side
+    finally:
+        side.seconds = time.perf_counter() - started
+    for gm in side.applied.graphs:
+        try:
+            gm.graph.lint()
+        except Exception as exc:
+            side.lint = Failure.capture(exc)
+            break
+    fingerprint = row.load_fingerprint()
+    if fingerprint is not None:
+        try:
+            side.fingerprint = fingerprint(side.applied)
+        except Exception as exc:
+            side.fingerprint_failure = Failure.capture(exc)
+    if run and side.applied.runnable is not None and side.lint is None:
+        side.execution = execute(side.applied.runnable, pristine_args, pristine_kwargs,
+                                 seed=prepared.case.seed, timeout_s=row.timeout_s)
+    return side
+
+
+class _Findings:
+    """Collects outcomes for one (case, transform, device)."""
+
+    def __init__(self, prepared: Prepared, row: TransformSpec, params: dict[str, Any], device: str) -> None:
+        self.prepared, self.row, self.params, self.device = prepared, row, params, device
+        self.items: list[Outcome] = []
+
+    def add(self, stage: Stage, symptom: Symptom, message: str, *, failure: Failure | None = None,
+            place: str | None = None, diffs: list[Mismatch] | None = None, node: str | None = None,
+            verdict: Verdict = Verdict.FAIL) -> None:
+        case = self.prepared.case
+        self.items.append(Outcome(
+            key=stable_key(case.source, case.spec, case.seed, self.row.name, self.params, self.device,
+                           stage.value, symptom.value, place),
+            case_id=case.id, source=case.source, transform=self.row.name, device=self.device,
+            verdict=verdict, stage=stage, symptom=symptom, message=message,
+            exception=failure.exception if failure else None,
+            place=place if place is not None else (failure.place if failure else None),
+            node=node, diffs=diffs or [], spec=case.spec, params=self.params, seed=case.seed,
+        ))
+
+
+_STAGE_OF = {"reference": Stage.TRANSFORM_REFERENCE, "upstream": Stage.TRANSFORM_UPSTREAM}
+
+
+def check(case: Case, transform: TransformSpec | str, *, params: dict[str, Any] | None = None,
+          devices: tuple[str, ...] = ("cpu",), prepared: Prepared | Outcome | None = None) -> list[Outcome]:
+    """Check one case with one transform; one outcome per finding, or a single pass/skip.
+
+    Args:
+        case: the case to build.
+        transform: a registry row or its name.
+        params: the transform's parameters (JSON-able); ``{}`` when None.
+        devices: ``("cpu",)`` or ``("cpu", "cuda")``; the device oracle runs when CUDA is
+            listed and available.
+        prepared: the result of :func:`prepare` when the caller already has it.
+
+    Returns:
+        Outcomes, every one classified against the known-divergence registry.
+    """
+    row = transform if isinstance(transform, TransformSpec) else get(transform)
+    params = dict(params or {})
+    started = time.perf_counter()
+    if prepared is None:
+        prepared = prepare(case)
+    if isinstance(prepared, Outcome):
+        prepared = dataclasses.replace(prepared, transform=row.name, params=params)
+        return [_finish(prepared, started)]
+    findings = _Findings(prepared, row, params, "cpu")
+    sides = {impl: apply(row, impl, prepared, params) for impl in _impls(row)}
+    _judge(findings, sides)
+    if "cuda" in devices and Oracle.DEVICE in row.oracles and torch.cuda.is_available():
+        _judge_device(findings, sides["reference"], prepared, row, params)
+    outcomes = findings.items
+    if not outcomes:
+        ref = sides.get("reference")
+        if ref is not None and ref.not_applicable is not None:
+            findings.add(Stage.TRANSFORM_REFERENCE, Symptom.UNSUPPORTED, ref.not_applicable,
+                         verdict=Verdict.SKIP)
+        else:
+            both = [s.failure for s in sides.values() if s.failure]
+            note = f"both implementations raise {both[0].exception}" if len(both) == 2 else ""
+            findings.items.append(Outcome(
+                key=stable_key(case.source, case.spec, case.seed, row.name, params, "cpu"),
+                case_id=case.id, source=case.source, transform=row.name, device="cpu",
+                verdict=Verdict.PASS, message=note, spec=case.spec, params=params, seed=case.seed,
+            ))
+        outcomes = findings.items
+    elapsed = time.perf_counter() - started
+    for outcome in outcomes:
+        outcome.notes.setdefault("seconds", {s.impl: round(s.seconds, 4) for s in sides.values()})
+        _finish(outcome, started, elapsed)
+    return outcomes
+
+
+def _impls(row: TransformSpec) -> tuple[str, ...]:
+    return ("reference", "upstream") if Oracle.UPSTREAM in row.oracles else ("reference",)
+
+
+def _finish(outcome: Outcome, started: float, elapsed: float | None = None) -> Outcome:
+    outcome.duration_s = round(elapsed if elapsed is not None else time.perf_counter() - started, 4)
+    if outcome.verdict is Verdict.FAIL:
+        entry = known.classify(outcome)
+        if entry is not None:
+            outcome.verdict = Verdict.KNOWN
+            outcome.known_id = entry.id
+    return outcome
+
+
+def _judge(f: _Findings, sides: dict[str, Side]) -> None:
+    prepared, row = f.prepared, f.row
+    meta_only = prepared.built.stochastic
+    # Errors while applying the transform.
+    failed = {name: s for name, s in sides.items() if s.failure or s.timed_out}
+    for name, side in sides.items():
+        if side.timed_out:
+            f.add(_STAGE_OF[name], Symptom.TIMEOUT, f"{name} ran past {row.timeout_s:g} s", place=name)
+    if len(sides) == 2 and len(failed) == 2:
+        ref, up = sides["reference"].failure, sides["upstream"].failure
+        if ref and up and ref.exception != up.exception:
+            f.add(Stage.COMPARE, Symptom.IMPL_DIVERGENCE,
+                  f"both raise, with different exception types: reference {ref.exception}, upstream {up.exception}",
+                  failure=ref, place="exception-type",
+                  diffs=[Mismatch("reference", "upstream", "error",
+                                  f"{ref.exception}: {ref.message}\nvs\n{up.exception}: {up.message}")])
+        return
+    for name, side in failed.items():
+        if side.failure:
+            other = "upstream" if name == "reference" else "reference"
+            message = f"{name} raises {side.failure.exception}: {side.failure.message}"
+            if other in sides:
+                message += f" (the {other} implementation succeeds)"
+            f.add(_STAGE_OF[name], Symptom.CRASH, message, failure=side.failure)
+    ok = {name: s for name, s in sides.items() if s.applied is not None}
+    if not ok:
+        return
+    if any(s.not_applicable for s in sides.values()):
+        return
+    for name, side in ok.items():
+        if side.lint:
+            f.add(_STAGE_OF[name], Symptom.INVALID_GRAPH,
+                  f"{name} produces a graph that fails lint: {side.lint.message}", failure=side.lint)
+        if side.fingerprint_failure:
+            f.add(_STAGE_OF[name], Symptom.CRASH,
+                  f"fingerprinting {name}'s result raised {side.fingerprint_failure.exception}: "
+                  f"{side.fingerprint_failure.message}", failure=side.fingerprint_failure)
+    # Transformed vs eager.
+    executed = {name: s for name, s in ok.items() if s.execution is not None}
+    for name, side in executed.items():
+        ex = side.execution
+        if not ex.ok:
+            f.add(Stage.EXECUTE, Symptom.CRASH,
+                  f"the module {name} produced raises {ex.failure.exception}: {ex.failure.message}",
+                  failure=ex.failure, place=f"{name}@{ex.failure.place}")
+            continue
+        if Oracle.EAGER in row.oracles:
+            _eager_oracle(f, name, side, meta_only)
+    # Reference vs upstream.
+    if Oracle.UPSTREAM in row.oracles and len(ok) == 2:
+        ref, up = ok["reference"], ok["upstream"]
+        if ref.fingerprint is not None or up.fingerprint is not None:
+            diff = compare_json(_jsonable(up.fingerprint), _jsonable(ref.fingerprint))
+            if diff:
+                f.add(Stage.COMPARE, Symptom.IMPL_DIVERGENCE, "the structural fingerprints differ",
+                      place="fingerprint", diffs=[Mismatch("upstream", "reference", "fingerprint", diff)])
+        if ref.execution and up.execution:
+            if ref.execution.ok != up.execution.ok:
+                return  # already reported as an execution crash on one side
+            if ref.execution.ok:
+                diff = compare_values(up.execution.outputs, ref.execution.outputs, meta_only=meta_only)
+                if diff:
+                    node = first_divergent_node(up.applied.runnable, ref.applied.runnable,
+                                                prepared.built.args, seed=prepared.case.seed,
+                                                meta_only=meta_only) if isinstance(
+                        up.applied.runnable, torch.fx.GraphModule) else None
+                    f.add(Stage.COMPARE, Symptom.IMPL_DIVERGENCE,
+                          "reference and upstream transformed modules compute different outputs",
+                          place="outputs", node=node,
+                          diffs=[Mismatch("upstream", "reference", "outputs", diff, node)])
+
+
+def _eager_oracle(f: _Findings, name: str, side: Side, meta_only: bool) -> None:
+    prepared = f.prepared
+    expected, actual = prepared.expected, side.execution
+    diff = compare_values(expected.outputs, actual.outputs, meta_only=meta_only)
+    what = "outputs"
+    if diff is None:
+        diff = compare_values((expected.args_after, expected.kwargs_after),
+                              (actual.args_after, actual.kwargs_after), meta_only=meta_only, label="inputs")
+        what = "inputs after the call"
+    if diff is None:
+        return
+    node = first_divergent_node(prepared.graph_module, side.applied.runnable, prepared.built.args,
+                                seed=prepared.case.seed, meta_only=meta_only)
+    f.add(Stage.COMPARE, Symptom.EAGER_MISMATCH,
+          f"the module {name} produced computes different {what} than the eager module",
+          place=f"{name}:{what}", node=node, diffs=[Mismatch("eager", name, what, diff, node)])
+
+
+def _judge_device(f: _Findings, cpu_side: Side, prepared: Prepared, row: TransformSpec,
+                  params: dict[str, Any]) -> None:
+    if cpu_side.execution is None or not cpu_side.execution.ok:
+        return
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        cuda_side = apply(row, "reference", prepared, params, device="cuda")
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+    f.device = "cuda"
+    if cuda_side.failure or cuda_side.timed_out:
+        failure = cuda_side.failure
+        f.add(Stage.TRANSFORM_REFERENCE, Symptom.DEVICE_DIVERGENCE,
+              "the transform succeeds on CPU but fails on CUDA"
+              + (f": {failure.exception}: {failure.message}" if failure else " (timeout)"),
+              failure=failure, place="cuda-apply")
+    elif cuda_side.execution is not None:
+        ex = cuda_side.execution
+        if not ex.ok:
+            f.add(Stage.EXECUTE, Symptom.DEVICE_DIVERGENCE,
+                  f"the transformed module runs on CPU but raises on CUDA: {ex.failure.exception}: {ex.failure.message}",
+                  failure=ex.failure, place="cuda-execute")
+        else:
+            diff = compare_values(cpu_side.execution.outputs, ex.outputs, meta_only=prepared.built.stochastic,
+                                  tolerance_scale=DEVICE_TOLERANCE_SCALE)
+            if diff:
+                f.add(Stage.COMPARE, Symptom.DEVICE_DIVERGENCE, "CPU and CUDA outputs differ",
+                      place="outputs", diffs=[Mismatch("cpu", "cuda", "outputs", diff)])
+    f.device = "cpu"
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=repr, sort_keys=True))
+
+
+def outcomes_for(prepared_or_case: Case, rows: list[TransformSpec], params_for: Any,
+                 devices: tuple[str, ...] = ("cpu",)) -> list[Outcome]:
+    """Check one case against several rows, preparing it once; ``params_for(row, gm)``
+    returns each row's parameters."""
+    prepared = prepare(prepared_or_case)
+    out: list[Outcome] = []
+    for row in rows:
+        params = params_for(row, prepared.graph_module) if isinstance(prepared, Prepared) else {}
+        out.extend(check(prepared_or_case, row, params=params, devices=devices, prepared=prepared))
+    return out

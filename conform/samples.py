@@ -1,0 +1,78 @@
+"""Small hand-written cases, addressed through the ``factory`` source.
+
+They exercise the engine on known shapes of graphs (the CLI's ``--source samples`` and the
+project's own tests use them) and serve as templates for user-written cases.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from generators.sources import Built
+
+
+class _TwoAdds(torch.nn.Module):
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        c = a + b
+        return c + a
+
+
+def two_adds() -> Built:
+    """``(a + b) + a`` on two 4x4 tensors."""
+    return Built(_TwoAdds(), (torch.randn(4, 4), torch.randn(4, 4)))
+
+
+class _LinearRelu(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(8, 8)
+        self.other = torch.nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.linear(x)) + x
+        return self.other(h).sum(dim=-1)
+
+
+def linear_relu() -> Built:
+    """Two Linear layers with a residual add."""
+    return Built(_LinearRelu(), (torch.randn(3, 8),))
+
+
+class _InplaceInput(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x * 2
+        x.add_(1)
+        return y
+
+
+def inplace_input() -> Built:
+    """Mutates its input in place; the engine compares inputs after the call too."""
+    return Built(_InplaceInput(), (torch.randn(5),))
+
+
+class _TupleOut(torch.nn.Module):
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        a, b = torch.chunk(x, 2, dim=0)
+        return a * y, (b - y, torch.cat([a, b]))
+
+
+def tuple_out() -> Built:
+    """Nested tuple outputs through chunk and cat."""
+    return Built(_TupleOut(), (torch.randn(4, 3), torch.randn(2, 3)))
+
+
+class _Dropout(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.drop = torch.nn.Dropout(0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(x) + torch.rand_like(x)
+
+
+def dropout_train() -> Built:
+    """Random ops in training mode: compared by shape and dtype only."""
+    return Built(_Dropout().train(), (torch.randn(6, 6),), stochastic=True)
+
+
+SAMPLES = ("two_adds", "linear_relu", "inplace_input", "tuple_out", "dropout_train")
