@@ -1,0 +1,630 @@
+"""Split a traced module into a parent that calls one child ``GraphModule`` per partition.
+
+A user callback names the partition of every computing node. Each partition becomes a
+``submod_<id>`` child whose placeholders are the values it needs from the caller (forward
+inputs, attributes, other partitions' results) and whose output is every value another
+partition or the final output reads. The parent calls the children in an order that respects
+those data dependencies (or in the order partitions first appear, when asked) and unpacks
+their results with ``getitem``.
+
+Global-state calls (autocast enter/exit, ``_set_grad_enabled``) are not values: a partition
+that runs inside such a region re-enters it at its start (and leaves autocast at its end), so
+each child is correct on its own.
+"""
+
+from __future__ import annotations
+
+import inspect
+import operator
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.fx.graph import Graph
+from torch.fx.graph_module import GraphModule
+from torch.fx.node import Node, map_arg
+
+__all__ = ["Partition", "split_module", "split_module_simple"]
+
+_ENTER_AUTOCAST = torch.amp._enter_autocast
+_EXIT_AUTOCAST = torch.amp._exit_autocast
+_SET_GRAD = torch._C._set_grad_enabled
+_STATE_CALLS = (_ENTER_AUTOCAST, _EXIT_AUTOCAST, _SET_GRAD)
+
+# Nodes the callback is never asked about: inputs and attributes are fed to whichever
+# partitions read them, and the output is rebuilt in the parent.
+_UNPARTITIONED = frozenset({"placeholder", "get_attr", "output"})
+
+
+class Partition:
+    """One partition under construction: its nodes, the values crossing its boundary and the
+    partitions it depends on.
+
+    Args:
+        name: the partition's id as a string (``"<affix>_<id>"`` with a partition affix).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name: str = name
+        self.submod_name = f"submod_{name}"
+        self.node_names: list[str] = []
+        # dicts used as ordered sets of node names / partition names
+        self.inputs: dict[str, None] = {}
+        self.outputs: dict[str, None] = {}
+        self.dependencies: dict[str, None] = {}
+        self.dependents: dict[str, None] = {}
+        self.graph: Graph = Graph()
+        self.environment: dict[Node, Node] = {}
+        self.targets: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"name: {self.name},\n"
+            f" nodes: {self.node_names},\n"
+            f" inputs: {self.inputs},\n"
+            f" outputs: {self.outputs},\n"
+            f" partitions depended on: {self.dependencies},\n"
+            f" partition dependents: {self.dependents}"
+        )
+
+
+def _fetch_attr(module: torch.nn.Module, qualname: str) -> Any:
+    value: Any = module
+    for atom in qualname.split("."):
+        if not hasattr(value, atom):
+            raise AttributeError(f"Node target {qualname} not found!")
+        value = getattr(value, atom)
+    return value
+
+
+def _symbolic_exprs(value: Any) -> list[Any]:
+    """The sympy expressions behind every symbolic int/float/bool inside ``value``."""
+    found: list[Any] = []
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, (torch.SymInt, torch.SymFloat, torch.SymBool)):
+            # nested ints of jagged tensors are not symbolic and name no symbol
+            if item.node.is_symbolic():
+                found.append(item.node.expr)
+        elif isinstance(item, (tuple, list)):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, torch.Tensor):
+            pending.extend(item.size())
+            if item.layout is torch.strided:
+                pending.extend(item.stride())
+                pending.append(item.storage_offset())
+    return found
+
+
+def _free_symbols(value: Any) -> list[Any]:
+    """Free symbols of ``value``'s symbolic sizes, strides and scalars, sorted by name so the
+    order of the inputs they add does not depend on set iteration."""
+    symbols: set[Any] = set()
+    for expr in _symbolic_exprs(value):
+        symbols.update(expr.free_symbols)
+    return sorted(symbols, key=str)
+
+
+def _binding_symbol(node: Node) -> Any:
+    """The symbol ``node`` binds: its example value is a symbolic int/float that is exactly
+    one symbol (``s0``, ``u3``); None otherwise."""
+    value = node.meta.get("example_value")
+    if isinstance(value, (torch.SymInt, torch.SymFloat)):
+        expr = value.node.expr
+        if getattr(expr, "is_Symbol", False):
+            return expr
+    return None
+
+
+def _is_state_call(node: Node) -> bool:
+    return node.op == "call_function" and any(node.target is f for f in _STATE_CALLS)
+
+
+class _Regions:
+    """The partitions each global-state region touches.
+
+    ``autocast`` maps an ``_enter_autocast`` node to the sorted partition ids of every node
+    from it to its matching exit (inclusive); ``grad`` maps a ``_set_grad_enabled`` node to the
+    ids of every node from it up to the next ``_set_grad_enabled``. ``exits`` pairs each enter
+    with its exit.
+    """
+
+    def __init__(self, compute: list[Node], pid_of: dict[Node, Any]) -> None:
+        autocast: dict[Node, set[Any]] = {}
+        grad: dict[Node, set[Any]] = {}
+        self.exits: dict[Node, Node | None] = {}
+        open_autocasts: dict[Node, None] = {}
+        current_grad: Node | None = None
+        for node in compute:
+            pid = pid_of[node]
+            if node.op == "call_function":
+                if node.target is _SET_GRAD:
+                    if len(node.args) != 1:
+                        raise AssertionError(
+                            f"_set_grad_enabled takes one argument, {node.name} has {len(node.args)}"
+                        )
+                    if not isinstance(node.args[0], bool):
+                        raise AssertionError(
+                            f"_set_grad_enabled needs a constant bool, {node.name} has "
+                            f"{type(node.args[0]).__name__}"
+                        )
+                    current_grad = node
+                    grad[node] = set()
+                elif node.target is _ENTER_AUTOCAST:
+                    if any(isinstance(a, Node) for a in node.args):
+                        raise AssertionError(
+                            f"autocast arguments must be constants, not graph values ({node.name})"
+                        )
+                    autocast[node] = set()
+                    self.exits[node] = None
+                    open_autocasts[node] = None
+                elif node.target is _EXIT_AUTOCAST:
+                    if len(node.args) != 1:
+                        raise AssertionError(
+                            f"_exit_autocast takes one argument, {node.name} has {len(node.args)}"
+                        )
+                    enter = node.args[0]
+                    autocast[enter].add(pid)  # type: ignore[index]
+                    del open_autocasts[enter]  # type: ignore[arg-type]
+                    self.exits[enter] = node  # type: ignore[index]
+            if current_grad is not None:
+                grad[current_grad].add(pid)
+            for enter in open_autocasts:
+                autocast[enter].add(pid)
+        if any(exit_node is None for exit_node in self.exits.values()):
+            raise AssertionError("autocast must exit: an _enter_autocast has no matching exit")
+        self.autocast = {k: sorted(v) for k, v in autocast.items()}
+        self.grad = {k: sorted(v) for k, v in grad.items()}
+
+    def __bool__(self) -> bool:
+        return bool(self.autocast) or bool(self.grad)
+
+    def entries(self) -> list[tuple[Node, list[Any]]]:
+        """Region starts in the order their state is re-established: autocast, then grad."""
+        return [*self.autocast.items(), *self.grad.items()]
+
+
+def _check_monotonic(compute: list[Node], pid_of: dict[Node, Any]) -> None:
+    # A region re-entered at the start of each partition is only right if the partitions run
+    # in graph order, so ids must never go back.
+    highest: Any = None
+    for node in compute:
+        pid = pid_of[node]
+        if highest is not None and highest > pid:
+            raise AssertionError(
+                "autocast or set_grad_enabled require monotonically increasing "
+                f"partitions: highest: {highest}, this node's: {pid}"
+            )
+        highest = pid
+
+
+def _record_uses(
+    nodes: list[Node],
+    owner: dict[Node, Partition],
+    partitions: dict[str, Partition],
+    bindings: dict[Any, Node],
+) -> None:
+    """Fill each partition's inputs, outputs, dependencies and dependents."""
+    for node in nodes:
+        if node.op == "output":
+            for source in node.all_input_nodes:
+                made_by = owner.get(source)
+                if made_by is not None:
+                    made_by.outputs.setdefault(source.name)
+            continue
+        user = owner.get(node)
+        # state calls are replayed per partition rather than wired through as values
+        if user is None or _is_state_call(node):
+            continue
+        for source in node.all_input_nodes:
+            made_by = owner.get(source)
+            if made_by is user:
+                continue
+            if made_by is not None:
+                made_by.outputs.setdefault(source.name)
+                made_by.dependents.setdefault(user.name)
+            user.inputs.setdefault(source.name)
+            example = source.meta.get("example_value")
+            if example is not None and bindings:
+                # A value whose shape mentions a symbol needs the symbol in scope where it is
+                # used, so the node that binds the symbol becomes an input too.
+                for symbol in _free_symbols(example):
+                    binder = bindings.get(symbol)
+                    if binder is None:
+                        continue
+                    binder_part = owner.get(binder)
+                    if binder_part is user:
+                        continue
+                    user.inputs.setdefault(binder.name)
+                    if binder.op != "placeholder" and binder_part is not None:
+                        binder_part.outputs.setdefault(binder.name)
+                        binder_part.dependents.setdefault(user.name)
+                        user.dependencies.setdefault(binder_part.name)
+            if made_by is not None:
+                user.dependencies.setdefault(made_by.name)
+
+
+def _topological_order(partitions: dict[str, Partition]) -> list[str]:
+    # Kahn's algorithm with a stack: ready partitions are taken last-in first-out.
+    waiting = {name: len(p.dependencies) for name, p in partitions.items()}
+    ready = [name for name, count in waiting.items() if count == 0]
+    order: list[str] = []
+    while ready:
+        name = ready.pop()
+        order.append(name)
+        for dependent in partitions[name].dependents:
+            waiting[dependent] -= 1
+            if waiting[dependent] == 0:
+                ready.append(dependent)
+    if len(order) != len(partitions):
+        stuck = sorted(name for name in partitions if name not in set(order))
+        raise RuntimeError(f"cycle exists between partitions! (partitions {stuck} wait on each other)")
+    return order
+
+
+def _unique_target(targets: dict[str, Any], wanted: str, value: Any) -> str:
+    # Flattening "a.b_c" and "a_b.c" both give "a_b_c"; two different modules must not share
+    # one attribute of the child, or one call silently runs the other module.
+    name, suffix = wanted, 0
+    while name in targets and targets[name] is not value:
+        suffix += 1
+        name = f"{wanted}_{suffix}"
+    return name
+
+
+def _build_partition_graphs(
+    m: GraphModule,
+    nodes: list[Node],
+    by_name: dict[str, Node],
+    partitions: dict[str, Partition],
+    owner: dict[Node, Partition],
+    regions: _Regions,
+    name_of: Callable[[Any], str],
+    qualname_map: dict[str, str] | None,
+    keep_original_node_name: bool | None,
+    keep_original_input_name: bool,
+) -> None:
+    # Which region starts each partition re-establishes, in replay order.
+    reentries: dict[str, list[Node]] = {name: [] for name in partitions}
+    for start, ids in regions.entries():
+        for pid in ids[1:]:
+            reentries[name_of(pid)].append(start)
+
+    for part in partitions.values():
+        graph, env = part.graph, part.environment
+        plain: list[str] = []
+        modules: list[tuple[str, Any]] = []
+        for name in part.inputs:
+            source = by_name[name]
+            if source.op == "get_attr" and isinstance(source.target, str):
+                value = _fetch_attr(m, source.target)
+                if isinstance(value, torch.nn.Module):
+                    # modules cannot be passed as arguments: the child owns them instead
+                    modules.append((name, value))
+                    continue
+            plain.append(name)
+        for index, name in enumerate(plain):
+            source = by_name[name]
+            ph = graph.placeholder(name if keep_original_input_name else f"arg_{index}", type_expr=source.type)
+            ph.meta = source.meta.copy()
+            env[source] = ph
+        for start in reentries[part.name]:
+            copy = graph.create_node(
+                start.op, start.target, tuple(start.args), dict(start.kwargs), type_expr=start.type
+            )
+            copy.meta = start.meta.copy()
+            env[start] = copy
+        for name, value in modules:
+            source = by_name[name]
+            attr = graph.get_attr(source.target)  # type: ignore[arg-type]
+            attr.meta = source.meta.copy()
+            part.targets[source.target] = value  # type: ignore[index]
+            env[source] = attr
+        part.inputs = dict.fromkeys(plain)
+
+    for node in nodes:
+        part = owner.get(node)
+        if part is None:
+            continue
+        env = part.environment
+        target = node.target
+        if node.op == "call_module":
+            value = _fetch_attr(m, node.target)  # type: ignore[arg-type]
+            target = _unique_target(part.targets, node.target.replace(".", "_"), value)  # type: ignore[union-attr]
+            part.targets[target] = value
+            if qualname_map is not None:
+                qualname_map[f"{part.submod_name}.{target}"] = node.target  # type: ignore[assignment]
+        copy = part.graph.create_node(
+            node.op,
+            target,
+            map_arg(node.args, env.__getitem__),  # type: ignore[arg-type]
+            map_arg(node.kwargs, env.__getitem__),  # type: ignore[arg-type]
+            name=node.name if keep_original_node_name else None,
+            type_expr=node.type,
+        )
+        copy.meta = node.meta.copy()
+        env[node] = copy
+
+    # Leave autocast at the end of every partition but the region's last, innermost first.
+    for enter in reversed(regions.autocast):
+        exit_node = regions.exits[enter]
+        assert exit_node is not None
+        for pid in regions.autocast[enter][:-1]:
+            part = partitions[name_of(pid)]
+            leave = part.graph.create_node(
+                exit_node.op, exit_node.target, (part.environment[enter],), {}, type_expr=exit_node.type
+            )
+            leave.meta = exit_node.meta.copy()
+
+
+class _Parent:
+    """The parent graph under construction: inputs, attributes, calls to the children."""
+
+    def __init__(self, m: GraphModule, keep_original_node_name: bool | None) -> None:
+        self.m = m
+        self.graph = Graph()
+        self.env: dict[str, Node] = {}
+        self.attrs: dict[str, Any] = {}
+        self.keep_names = keep_original_node_name
+
+    def bring_in(self, node: Node) -> None:
+        if node.name in self.env:
+            return
+        if node.op == "placeholder":
+            default = node.args[0] if node.args else inspect.Signature.empty
+            if self.keep_names:
+                # The name follows the original node; a '*'/'**' marker on the target must
+                # survive, or a ``*args``/``**kwargs`` forward becomes a positional one.
+                stars = len(node.target) - len(node.target.lstrip("*"))  # type: ignore[union-attr]
+                new = self.graph.create_node(
+                    "placeholder",
+                    "*" * stars + node.name,
+                    args=() if default is inspect.Signature.empty else (default,),
+                    type_expr=node.type,
+                )
+            else:
+                new = self.graph.placeholder(node.target, type_expr=node.type, default_value=default)  # type: ignore[arg-type]
+        elif node.op == "get_attr":
+            new = self.graph.get_attr(node.target)  # type: ignore[arg-type]
+            self.attrs[node.target] = _fetch_attr(self.m, node.target)  # type: ignore[index,arg-type]
+        else:
+            return
+        new.meta = node.meta.copy()
+        self.env[node.name] = new
+
+    def call(self, part: Partition, tuple_return: bool) -> None:
+        self.attrs[part.submod_name] = GraphModule(part.targets, part.graph)
+        result = self.graph.call_module(part.submod_name, tuple(self.env[n] for n in part.inputs))
+        names = list(part.outputs)
+        if len(names) > 1 or (names and tuple_return):
+            for index, name in enumerate(names):
+                self.env[name] = self.graph.call_function(operator.getitem, (result, index))
+        elif names:
+            self.env[names[0]] = result
+
+
+def split_module(
+    m: GraphModule,
+    root_m: torch.nn.Module,
+    split_callback: Callable[[Node], int],
+    qualname_map: dict[str, str] | None = None,
+    keep_original_order: bool | None = False,
+    keep_original_node_name: bool | None = False,
+    keep_original_input_name: bool = True,
+    *,
+    partition_affix: str | None = None,
+    tuple_return: bool = False,
+) -> GraphModule:
+    """Split ``m`` into a parent module calling one child ``GraphModule`` per partition.
+
+    Args:
+        m (GraphModule): the module to split.
+        root_m (torch.nn.Module): the module ``m`` was traced from; accepted for
+            compatibility and not read.
+        split_callback (Callable[[Node], int]): partition id of a computing node; called
+            once per node (placeholders, attributes and the output are not asked about).
+        qualname_map (Optional[Dict[str, str]]): when given, filled with
+            ``"submod_<id>.<flattened>" -> original target`` for every called submodule.
+        keep_original_order (bool): call the children in the order their partitions first
+            appear in ``m`` instead of a dependency order.
+        keep_original_node_name (bool): children's nodes (and the parent's inputs) keep the
+            names they have in ``m``.
+        keep_original_input_name (bool): children's placeholders are named after the values
+            they receive; when False they are ``arg_0``, ``arg_1``, ...
+        partition_affix (Optional[str]): children are named ``submod_<affix>_<id>``.
+        tuple_return (bool): a child with a single output still returns a 1-tuple.
+
+    Returns:
+        GraphModule: the parent module; ``meta["partition_names"]`` holds the children's names.
+
+    Raises:
+        RuntimeError: the partitions depend on each other in a cycle.
+        AssertionError: autocast or grad-mode regions with partition ids that decrease along
+            the graph, or malformed region calls.
+
+    Example::
+
+        >>> gm = torch.fx.symbolic_trace(model)
+        >>> parts = split_module(gm, model, lambda n: 0 if n.name == "linear" else 1)
+        >>> parts.submod_0, parts.submod_1  # children, called in dependency order
+    """
+    nodes = list(m.graph.nodes)
+    partitions: dict[str, Partition] = {}
+    owner: dict[Node, Partition] = {}
+    pid_of: dict[Node, Any] = {}
+    bindings: dict[Any, Node] = {}
+
+    def name_of(pid: Any) -> str:
+        return str(pid) if partition_affix is None else f"{partition_affix}_{pid}"
+
+    for node in nodes:
+        symbol = _binding_symbol(node)
+        if symbol is not None:
+            bindings.setdefault(symbol, node)
+        if node.op in _UNPARTITIONED:
+            continue
+        pid = split_callback(node)
+        name = name_of(pid)
+        part = partitions.get(name)
+        if part is None:
+            part = partitions[name] = Partition(name)
+        part.node_names.append(node.name)
+        owner[node] = part
+        pid_of[node] = pid
+
+    compute = [n for n in nodes if n in owner]
+    regions = _Regions(compute, pid_of)
+    if regions:
+        _check_monotonic(compute, pid_of)
+    _record_uses(nodes, owner, partitions, bindings)
+    order = _topological_order(partitions)
+
+    by_name = {n.name: n for n in nodes}
+    _build_partition_graphs(
+        m, nodes, by_name, partitions, owner, regions, name_of, qualname_map,
+        keep_original_node_name, keep_original_input_name,
+    )
+    for part in partitions.values():
+        values = tuple(part.environment[by_name[n]] for n in part.outputs)
+        part.graph.output(values[0] if len(values) == 1 and not tuple_return else values)
+
+    parent = _Parent(m, keep_original_node_name)
+    if keep_original_order and partitions:
+        for node in nodes:
+            if node.op == "placeholder":
+                parent.bring_in(node)
+        for part in partitions.values():
+            # attributes appear just before the first child that reads them
+            for name in part.inputs:
+                if by_name[name].op == "get_attr":
+                    parent.bring_in(by_name[name])
+            parent.call(part, tuple_return)
+        if not parent.env:
+            for node in nodes:
+                parent.bring_in(node)
+    else:
+        for node in nodes:
+            parent.bring_in(node)
+        for name in order:
+            parent.call(partitions[name], tuple_return)
+
+    output = next((n for n in reversed(nodes) if n.op == "output"), None)
+    if output is not None:
+        for source in output.all_input_nodes:
+            # an attribute returned as is, read by no child, still needs fetching
+            parent.bring_in(source)
+        result = parent.graph.output(map_arg(output.args[0], lambda n: parent.env[n.name]))
+        result.meta = output.meta.copy()
+
+    split = GraphModule(parent.attrs, parent.graph)
+    split.meta["partition_names"] = {p.submod_name for p in partitions.values()}
+    for part in partitions.values():
+        part.graph.lint()
+    split.graph.lint()
+    return split
+
+
+def split_module_simple(
+    m: GraphModule,
+    node_to_partition: dict[Node, int],
+    *,
+    partition_affix: str | None = None,
+) -> GraphModule:
+    """Split ``m`` by a precomputed node-to-partition map, for graphs without global-state
+    regions whose partitions only depend on earlier ones (inference graphs from dynamo).
+
+    Children are called in the order their partitions first appear; no dependency order is
+    computed and no cycle is detected.
+
+    Args:
+        m (GraphModule): the module to split.
+        node_to_partition (Dict[Node, int]): partition id of every node except placeholders
+            and the output.
+        partition_affix (Optional[str]): children are named ``submod_<affix>_<id>``.
+
+    Returns:
+        GraphModule: the parent module calling ``submod_<id>`` children.
+    """
+    nodes = list(m.graph.nodes)
+    owner: dict[Node, Partition] = {}
+    partitions: dict[Any, Partition] = {}
+    bindings: dict[Any, Node] = {}
+    for node in nodes:
+        symbol = _binding_symbol(node)
+        if symbol is not None:
+            bindings.setdefault(symbol, node)
+        if node.op == "output":
+            for source in node.all_input_nodes:
+                if source in owner:
+                    owner[source].outputs.setdefault(source.name)
+            continue
+        if node.op == "placeholder":
+            continue
+        pid = node_to_partition[node]
+        part = partitions.get(pid)
+        if part is None:
+            part = partitions[pid] = Partition(str(pid) if partition_affix is None else f"{partition_affix}_{pid}")
+        owner[node] = part
+        part.node_names.append(node.name)
+        for source in node.all_input_nodes:
+            made_by = owner.get(source)
+            if made_by is part:
+                continue
+            if made_by is not None:
+                made_by.outputs.setdefault(source.name)
+            part.inputs.setdefault(source.name)
+            example = source.meta.get("example_value")
+            for symbol in _free_symbols(example) if example is not None and bindings else ():
+                binder = bindings.get(symbol)
+                if binder is None or owner.get(binder) is part:
+                    continue
+                part.inputs.setdefault(binder.name)
+                if binder.op != "placeholder" and binder in owner:
+                    owner[binder].outputs.setdefault(binder.name)
+
+    by_name = {n.name: n for n in nodes}
+    for part in partitions.values():
+        for name in part.inputs:
+            source = by_name[name]
+            ph = part.graph.placeholder(name, type_expr=source.type)
+            ph.meta = source.meta.copy()
+            part.environment[source] = ph
+    for node in nodes:
+        part = owner.get(node)
+        if part is None:
+            continue
+        env = part.environment
+        if node.op in ("call_module", "get_attr"):
+            part.targets[node.target] = _fetch_attr(m, node.target)  # type: ignore[index,arg-type]
+        copy = part.graph.create_node(
+            node.op,
+            node.target,
+            map_arg(node.args, env.__getitem__),  # type: ignore[arg-type]
+            map_arg(node.kwargs, env.__getitem__),  # type: ignore[arg-type]
+            type_expr=node.type,
+        )
+        copy.meta = node.meta.copy()
+        env[node] = copy
+
+    parent = _Parent(m, keep_original_node_name=False)
+    for node in nodes:
+        if node.op == "placeholder":
+            ph = parent.graph.placeholder(node.target, type_expr=node.type)  # type: ignore[arg-type]
+            ph.meta = node.meta.copy()
+            parent.env[node.name] = ph
+    for part in partitions.values():
+        values = tuple(part.environment[by_name[n]] for n in part.outputs)
+        part.graph.output(values[0] if len(values) == 1 else values)
+        parent.call(part, tuple_return=False)
+    output = next((n for n in reversed(nodes) if n.op == "output"), None)
+    if output is not None:
+        parent.graph.output(map_arg(output.args[0], lambda n: parent.env[n.name]))
+    split = GraphModule(parent.attrs, parent.graph)
+    for part in partitions.values():
+        part.graph.lint()
+    split.graph.lint()
+    return split
