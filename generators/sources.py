@@ -106,6 +106,7 @@ class FactorySource(Source):
 
 _FACTORIES: dict[str, Callable[[], Source]] = {
     "factory": FactorySource,
+    "samples": lambda: _load("generators.samples:SamplesSource")(),
     "random": lambda: _load("generators.random_modules:RandomSource")(),
 }
 

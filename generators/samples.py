@@ -1,14 +1,16 @@
-"""Small hand-written cases, addressed through the ``factory`` source.
+"""Small hand-written cases: the ``samples`` source.
 
-They exercise the engine on known shapes of graphs (the CLI's ``--source samples`` and the
-project's own tests use them) and serve as templates for user-written cases.
+They exercise the engine on known shapes of graphs (``conform run --source samples``; the
+project's own tests use them) and serve as templates for user-written factory cases.
 """
 
 from __future__ import annotations
 
 import torch
 
-from generators.sources import Built
+from hypothesis import strategies as st
+
+from generators.sources import Built, Source
 
 
 class _TwoAdds(torch.nn.Module):
@@ -76,3 +78,35 @@ def dropout_train() -> Built:
 
 
 SAMPLES = ("two_adds", "linear_relu", "inplace_input", "tuple_out", "dropout_train")
+
+
+class SamplesSource(Source):
+    """Spec ``{"sample": name}`` for a name in :data:`SAMPLES`."""
+
+    name = "samples"
+    description = "a handful of hand-written modules (residual Linear, in-place input, nested outputs, dropout)"
+
+    def specs(self) -> st.SearchStrategy[dict[str, str]]:
+        return st.sampled_from(SAMPLES).map(lambda name: {"sample": name})
+
+    def build(self, spec: dict[str, str], seed: int) -> Built:
+        if spec.get("sample") not in SAMPLES:
+            raise KeyError(f"unknown sample {spec.get('sample')!r} (valid: {', '.join(SAMPLES)})")
+        torch.manual_seed(seed)
+        return globals()[spec["sample"]]()
+
+    def source_code(self, spec: dict[str, str], seed: int) -> str:
+        return (
+            "import torch\n"
+            f"from generators.samples import {spec['sample']}\n\n\n"
+            "def build_case():\n"
+            f"    torch.manual_seed({seed})\n"
+            f"    built = {spec['sample']}()\n"
+            "    return built.module, built.args, built.kwargs\n"
+        )
+
+    def label(self, spec: dict[str, str]) -> str:
+        return spec["sample"]
+
+    def count(self) -> int:
+        return len(SAMPLES)
