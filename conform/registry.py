@@ -99,7 +99,8 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
     TransformSpec(
         name="split_module",
         target="split_module:split_module",
-        convention="split",
+        convention="custom",
+        driver="conform.drivers.split:drive",
         description="split_module with a partition map drawn per case (monotone, random, cyclic)",
         params="generators.params.split:split_params",
         fingerprint="conform.fingerprints.split:fingerprint",
@@ -110,6 +111,31 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
         convention="interpreter",
         description="ShapeProp(gm).propagate(*inputs): tensor_meta on every node",
         fingerprint="conform.fingerprints.shapes:fingerprint",
+    ),
+    TransformSpec(
+        name="graph_manipulation",
+        target="graph_manipulation:get_size_of_all_nodes",
+        convention="custom",
+        driver="conform.drivers.graph_utils:drive_sizes",
+        description="get_size_of_all_nodes(gm, inputs): size_bytes (output, total) of every node",
+        fingerprint="conform.fingerprints.graph_utils:sizes",
+        covers=("shape_prop",),
+    ),
+    TransformSpec(
+        name="param_fetch",
+        target="param_fetch:lift_lowering_attrs_to_nodes",
+        convention="custom",
+        driver="conform.drivers.graph_utils:drive_lowering_attrs",
+        description="lift_lowering_attrs_to_nodes(gm): attrs_for_lowering on leaf-module calls",
+        fingerprint="conform.fingerprints.graph_utils:lowering_attrs",
+    ),
+    TransformSpec(
+        name="annotate_getitem_nodes",
+        target="annotate_getitem_nodes:annotate_getitem_nodes",
+        convention="custom",
+        driver="conform.drivers.graph_utils:drive_getitem_types",
+        description="annotate_getitem_nodes(gm.graph): node.type of getitem nodes from their sequence's type",
+        fingerprint="conform.fingerprints.graph_utils:getitem_types",
     ),
 )
 
