@@ -24,12 +24,16 @@ from torch.fx.graph import Graph
 from torch.fx.graph_module import GraphModule
 from torch.fx.node import Node, map_arg
 
-__all__ = ["Partition", "split_module", "split_module_simple"]
+from reference._split_regions import (
+    Regions,
+    binding_symbol,
+    check_monotonic,
+    fetch_attr,
+    free_symbols,
+    is_state_call,
+)
 
-_ENTER_AUTOCAST = torch.amp._enter_autocast
-_EXIT_AUTOCAST = torch.amp._exit_autocast
-_SET_GRAD = torch._C._set_grad_enabled
-_STATE_CALLS = (_ENTER_AUTOCAST, _EXIT_AUTOCAST, _SET_GRAD)
+__all__ = ["Partition", "split_module", "split_module_simple"]
 
 # Nodes the callback is never asked about: inputs and attributes are fed to whichever
 # partitions read them, and the output is rebuilt in the parent.
@@ -68,140 +72,6 @@ class Partition:
         )
 
 
-def _fetch_attr(module: torch.nn.Module, qualname: str) -> Any:
-    value: Any = module
-    for atom in qualname.split("."):
-        if not hasattr(value, atom):
-            raise AttributeError(f"Node target {qualname} not found!")
-        value = getattr(value, atom)
-    return value
-
-
-def _symbolic_exprs(value: Any) -> list[Any]:
-    """The sympy expressions behind every symbolic int/float/bool inside ``value``."""
-    found: list[Any] = []
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, (torch.SymInt, torch.SymFloat, torch.SymBool)):
-            # nested ints of jagged tensors are not symbolic and name no symbol
-            if item.node.is_symbolic():
-                found.append(item.node.expr)
-        elif isinstance(item, (tuple, list)):
-            pending.extend(item)
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, torch.Tensor):
-            pending.extend(item.size())
-            if item.layout is torch.strided:
-                pending.extend(item.stride())
-                pending.append(item.storage_offset())
-    return found
-
-
-def _free_symbols(value: Any) -> list[Any]:
-    """Free symbols of ``value``'s symbolic sizes, strides and scalars, sorted by name so the
-    order of the inputs they add does not depend on set iteration."""
-    symbols: set[Any] = set()
-    for expr in _symbolic_exprs(value):
-        symbols.update(expr.free_symbols)
-    return sorted(symbols, key=str)
-
-
-def _binding_symbol(node: Node) -> Any:
-    """The symbol ``node`` binds: its example value is a symbolic int/float that is exactly
-    one symbol (``s0``, ``u3``); None otherwise."""
-    value = node.meta.get("example_value")
-    if isinstance(value, (torch.SymInt, torch.SymFloat)):
-        expr = value.node.expr
-        if getattr(expr, "is_Symbol", False):
-            return expr
-    return None
-
-
-def _is_state_call(node: Node) -> bool:
-    return node.op == "call_function" and any(node.target is f for f in _STATE_CALLS)
-
-
-class _Regions:
-    """The partitions each global-state region touches.
-
-    ``autocast`` maps an ``_enter_autocast`` node to the sorted partition ids of every node
-    from it to its matching exit (inclusive); ``grad`` maps a ``_set_grad_enabled`` node to the
-    ids of every node from it up to the next ``_set_grad_enabled``. ``exits`` pairs each enter
-    with its exit.
-    """
-
-    def __init__(self, compute: list[Node], pid_of: dict[Node, Any]) -> None:
-        autocast: dict[Node, set[Any]] = {}
-        grad: dict[Node, set[Any]] = {}
-        self.exits: dict[Node, Node | None] = {}
-        open_autocasts: dict[Node, None] = {}
-        current_grad: Node | None = None
-        for node in compute:
-            pid = pid_of[node]
-            if node.op == "call_function":
-                if node.target is _SET_GRAD:
-                    if len(node.args) != 1:
-                        raise AssertionError(
-                            f"_set_grad_enabled takes one argument, {node.name} has {len(node.args)}"
-                        )
-                    if not isinstance(node.args[0], bool):
-                        raise AssertionError(
-                            f"_set_grad_enabled needs a constant bool, {node.name} has "
-                            f"{type(node.args[0]).__name__}"
-                        )
-                    current_grad = node
-                    grad[node] = set()
-                elif node.target is _ENTER_AUTOCAST:
-                    if any(isinstance(a, Node) for a in node.args):
-                        raise AssertionError(
-                            f"autocast arguments must be constants, not graph values ({node.name})"
-                        )
-                    autocast[node] = set()
-                    self.exits[node] = None
-                    open_autocasts[node] = None
-                elif node.target is _EXIT_AUTOCAST:
-                    if len(node.args) != 1:
-                        raise AssertionError(
-                            f"_exit_autocast takes one argument, {node.name} has {len(node.args)}"
-                        )
-                    enter = node.args[0]
-                    autocast[enter].add(pid)  # type: ignore[index]
-                    del open_autocasts[enter]  # type: ignore[arg-type]
-                    self.exits[enter] = node  # type: ignore[index]
-            if current_grad is not None:
-                grad[current_grad].add(pid)
-            for enter in open_autocasts:
-                autocast[enter].add(pid)
-        if any(exit_node is None for exit_node in self.exits.values()):
-            raise AssertionError("autocast must exit: an _enter_autocast has no matching exit")
-        self.autocast = {k: sorted(v) for k, v in autocast.items()}
-        self.grad = {k: sorted(v) for k, v in grad.items()}
-
-    def __bool__(self) -> bool:
-        return bool(self.autocast) or bool(self.grad)
-
-    def entries(self) -> list[tuple[Node, list[Any]]]:
-        """Region starts in the order their state is re-established: autocast, then grad."""
-        return [*self.autocast.items(), *self.grad.items()]
-
-
-def _check_monotonic(compute: list[Node], pid_of: dict[Node, Any]) -> None:
-    # A region re-entered at the start of each partition is only right if the partitions run
-    # in graph order, so ids must never go back.
-    highest: Any = None
-    for node in compute:
-        pid = pid_of[node]
-        if highest is not None and highest > pid:
-            raise AssertionError(
-                "autocast or set_grad_enabled require monotonically increasing "
-                f"partitions: highest: {highest}, this node's: {pid}"
-            )
-        highest = pid
-
-
 def _record_uses(
     nodes: list[Node],
     owner: dict[Node, Partition],
@@ -218,7 +88,7 @@ def _record_uses(
             continue
         user = owner.get(node)
         # state calls are replayed per partition rather than wired through as values
-        if user is None or _is_state_call(node):
+        if user is None or is_state_call(node):
             continue
         for source in node.all_input_nodes:
             made_by = owner.get(source)
@@ -232,7 +102,7 @@ def _record_uses(
             if example is not None and bindings:
                 # A value whose shape mentions a symbol needs the symbol in scope where it is
                 # used, so the node that binds the symbol becomes an input too.
-                for symbol in _free_symbols(example):
+                for symbol in free_symbols(example):
                     binder = bindings.get(symbol)
                     if binder is None:
                         continue
@@ -282,7 +152,7 @@ def _build_partition_graphs(
     by_name: dict[str, Node],
     partitions: dict[str, Partition],
     owner: dict[Node, Partition],
-    regions: _Regions,
+    regions: Regions,
     name_of: Callable[[Any], str],
     qualname_map: dict[str, str] | None,
     keep_original_node_name: bool | None,
@@ -301,7 +171,7 @@ def _build_partition_graphs(
         for name in part.inputs:
             source = by_name[name]
             if source.op == "get_attr" and isinstance(source.target, str):
-                value = _fetch_attr(m, source.target)
+                value = fetch_attr(m, source.target)
                 if isinstance(value, torch.nn.Module):
                     # modules cannot be passed as arguments: the child owns them instead
                     modules.append((name, value))
@@ -333,7 +203,7 @@ def _build_partition_graphs(
         env = part.environment
         target = node.target
         if node.op == "call_module":
-            value = _fetch_attr(m, node.target)  # type: ignore[arg-type]
+            value = fetch_attr(m, node.target)  # type: ignore[arg-type]
             target = _unique_target(part.targets, node.target.replace(".", "_"), value)  # type: ignore[union-attr]
             part.targets[target] = value
             if qualname_map is not None:
@@ -390,7 +260,7 @@ class _Parent:
                 new = self.graph.placeholder(node.target, type_expr=node.type, default_value=default)  # type: ignore[arg-type]
         elif node.op == "get_attr":
             new = self.graph.get_attr(node.target)  # type: ignore[arg-type]
-            self.attrs[node.target] = _fetch_attr(self.m, node.target)  # type: ignore[index,arg-type]
+            self.attrs[node.target] = fetch_attr(self.m, node.target)  # type: ignore[index,arg-type]
         else:
             return
         new.meta = node.meta.copy()
@@ -462,7 +332,7 @@ def split_module(
         return str(pid) if partition_affix is None else f"{partition_affix}_{pid}"
 
     for node in nodes:
-        symbol = _binding_symbol(node)
+        symbol = binding_symbol(node)
         if symbol is not None:
             bindings.setdefault(symbol, node)
         if node.op in _UNPARTITIONED:
@@ -477,9 +347,9 @@ def split_module(
         pid_of[node] = pid
 
     compute = [n for n in nodes if n in owner]
-    regions = _Regions(compute, pid_of)
+    regions = Regions(compute, pid_of)
     if regions:
-        _check_monotonic(compute, pid_of)
+        check_monotonic(compute, pid_of)
     _record_uses(nodes, owner, partitions, bindings)
     order = _topological_order(partitions)
 
@@ -554,7 +424,7 @@ def split_module_simple(
     partitions: dict[Any, Partition] = {}
     bindings: dict[Any, Node] = {}
     for node in nodes:
-        symbol = _binding_symbol(node)
+        symbol = binding_symbol(node)
         if symbol is not None:
             bindings.setdefault(symbol, node)
         if node.op == "output":
@@ -578,7 +448,7 @@ def split_module_simple(
                 made_by.outputs.setdefault(source.name)
             part.inputs.setdefault(source.name)
             example = source.meta.get("example_value")
-            for symbol in _free_symbols(example) if example is not None and bindings else ():
+            for symbol in free_symbols(example) if example is not None and bindings else ():
                 binder = bindings.get(symbol)
                 if binder is None or owner.get(binder) is part:
                     continue
@@ -599,7 +469,7 @@ def split_module_simple(
             continue
         env = part.environment
         if node.op in ("call_module", "get_attr"):
-            part.targets[node.target] = _fetch_attr(m, node.target)  # type: ignore[index,arg-type]
+            part.targets[node.target] = fetch_attr(m, node.target)  # type: ignore[index,arg-type]
         copy = part.graph.create_node(
             node.op,
             node.target,
