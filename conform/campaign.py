@@ -95,10 +95,16 @@ class _Divergence(Exception):
     """Raised inside the hypothesis body to make it shrink a new divergence."""
 
 
+_DIVERGENCE_TYPES: dict[str, type[_Divergence]] = {}
+
+
 def _divergence_type(origin: str) -> type[_Divergence]:
     # hypothesis tells failures apart by exception type and raise site; one type per origin
-    # keeps distinct bugs from being shrunk into one another.
-    return type(f"Divergence_{stable_key(origin)}", (_Divergence,), {"origin": origin})
+    # (created once, so every raise of the same origin has the same type) keeps distinct
+    # bugs from being shrunk into one another.
+    if origin not in _DIVERGENCE_TYPES:
+        _DIVERGENCE_TYPES[origin] = type(f"Divergence_{stable_key(origin)}", (_Divergence,), {"origin": origin})
+    return _DIVERGENCE_TYPES[origin]
 
 
 @dataclasses.dataclass
@@ -110,6 +116,7 @@ class _WorkerState:
     case_limit: int | None
     cases: int = 0
     seen_origins: set[str] = dataclasses.field(default_factory=set)
+    seen_cases: set[str] = dataclasses.field(default_factory=set)
     target: tuple[str, str] | None = None  # (transform, origin) while shrinking
     shrink_deadline: float = 0.0
     smallest: tuple[Case, Outcome] | None = None
@@ -143,31 +150,48 @@ def _body(state: _WorkerState, data: st.DataObject) -> None:
         return  # shrinking ran out of time; the smallest failure seen so far stands
     case = _draw_case(data, state.config)
     prepared = prepare(case)
+    drawn = [(row, _draw_params(data, row, prepared)) for row in state.rows]
+    if state.target is None:
+        # every batch starts from hypothesis's simplest example: check each case once
+        identity = stable_key(case.key, [params for _, params in drawn])
+        if identity in state.seen_cases:
+            return
+        state.seen_cases.add(identity)
     outcomes: list[Outcome] = []
-    for row in state.rows:
-        params = _draw_params(data, row, prepared)
+    for row, params in drawn:
         if state.target is not None and row.name != state.target[0]:
             continue
         outcomes.extend(check(case, row, params=params, devices=state.config.devices, prepared=prepared))
+    failing = _failing(state, case, outcomes)
+    if failing is not None:
+        # one raise site for both modes: hypothesis identifies a failure by its exception
+        # type and the line that raised it, and must see the same failure while shrinking
+        raise _divergence_type(failing.origin)(failing.describe())
+
+
+def _failing(state: _WorkerState, case: Case, outcomes: list[Outcome]) -> Outcome | None:
+    """The outcome the body must raise for: while shrinking, one with the target origin;
+    otherwise the first new divergence of an origin this worker has not shrunk yet."""
     if state.target is not None:
         match = [o for o in outcomes if o.origin == state.target[1]]
         if match:
             state.smallest = (case, match[0])
-            raise _divergence_type(state.target[1])(match[0].describe())
-        return
+            return match[0]
+        return None
     state.cases += 1
     state.recorder.record(outcomes, case)
     if not state.config.shrink:
-        return
+        return None
     fresh = [o for o in outcomes if o.verdict is Verdict.FAIL and o.origin not in state.seen_origins]
-    if fresh:
-        first = fresh[0]
-        state.seen_origins.update(o.origin for o in fresh)
-        state.target = (first.transform, first.origin)
-        state.shrink_deadline = time.monotonic() + state.config.shrink_budget_s
-        state.smallest = (case, first)
-        state.original_key = first.key
-        raise _divergence_type(first.origin)(first.describe())
+    if not fresh:
+        return None
+    first = fresh[0]
+    state.seen_origins.update(o.origin for o in fresh)
+    state.target = (first.transform, first.origin)
+    state.shrink_deadline = time.monotonic() + state.config.shrink_budget_s
+    state.smallest = (case, first)
+    state.original_key = first.key
+    return first
 
 
 def _run_batch(state: _WorkerState, batch_seed: int) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from conform.outcome import Outcome, Stage, Symptom
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from conform.case import Case
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     UPSTREAM_BUG = "upstream-bug"  # upstream is wrong; the reference does the right thing
     BY_DESIGN = "by-design"  # a deliberate difference (an upstream limitation not copied, ...)
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Stage(str, Enum):
+class Stage(StrEnum):
     GENERATE = "generate"
     TRACE = "trace"
     TRANSFORM_REFERENCE = "transform-reference"
@@ -23,7 +23,7 @@ class Stage(str, Enum):
     COMPARE = "compare"
 
 
-class Symptom(str, Enum):
+class Symptom(StrEnum):
     CRASH = "crash"
     TIMEOUT = "timeout"
     EAGER_MISMATCH = "eager-mismatch"
@@ -33,7 +33,7 @@ class Symptom(str, Enum):
     UNSUPPORTED = "unsupported"
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     """How an outcome counts: ``pass`` and ``skip`` are quiet, ``known`` matched the
     known-divergence registry, ``fail`` is a new divergence."""
 

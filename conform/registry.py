@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from conform.adapters import CONVENTIONS, Applied
@@ -33,7 +33,7 @@ from conform.errors import unknown
 from conform.implementations import Implementation
 
 
-class Oracle(str, Enum):
+class Oracle(StrEnum):
     EAGER = "eager"  # the transformed module computes what the eager module computes
     UPSTREAM = "upstream"  # reference and upstream agree: outputs, fingerprint, errors
     DEVICE = "device"  # the reference's transformed module agrees on CPU and CUDA

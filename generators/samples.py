@@ -7,7 +7,6 @@ project's own tests use them) and serve as templates for user-written factory ca
 from __future__ import annotations
 
 import torch
-
 from hypothesis import strategies as st
 
 from generators.sources import Built, Source

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import conform.registry as registry
+from conform import campaign
+from conform.errors import UsageError
+from conform.selfcheck import PLANTED
+
+
+@pytest.fixture
+def planted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "TRANSFORMS", (*registry.TRANSFORMS, *PLANTED.values()))
+
+
+def _config(tmp_path: Path, **kw: object) -> campaign.CampaignConfig:
+    base = dict(sources=("samples",), devices=("cpu",), budget_s=60.0, report_dir=str(tmp_path), workers=1)
+    base.update(kw)
+    return campaign.CampaignConfig(**base)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("transforms", ("nope",), "unknown transform 'nope'"),
+        ("sources", ("nope",), "unknown source 'nope'"),
+        ("sources", (), "no source selected"),
+        ("devices", ("tpu",), "unknown device 'tpu'"),
+        ("budget_s", -1.0, "budget must be a positive number"),
+        ("max_cases", 0, "max-cases must be a positive integer"),
+        ("workers", 0, "workers must be a positive integer"),
+    ],
+)
+def test_validation(tmp_path: Path, field: str, value: object, needle: str) -> None:
+    with pytest.raises(UsageError, match=needle):
+        _config(tmp_path, **{field: value}).validate()
+
+
+def test_report_path_that_is_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "file"
+    path.write_text("keep me")
+    with pytest.raises(UsageError, match="not a directory"):
+        _config(path).validate()
+    assert path.read_text() == "keep me"
+
+
+def test_max_cases_is_shared_between_workers(tmp_path: Path) -> None:
+    summary = campaign.run(_config(tmp_path, transforms=("shape_prop",), max_cases=7))
+    assert summary["cases"] == 7 and summary["outcomes"] == 7
+
+
+def test_same_seed_same_cases(tmp_path: Path) -> None:
+    a = campaign.run(_config(tmp_path / "a", transforms=("shape_prop",), max_cases=6, seed=3))
+    b = campaign.run(_config(tmp_path / "b", transforms=("shape_prop",), max_cases=6, seed=3))
+    keys = [[json.loads(line)["key"] for line in (tmp_path / d / "results.jsonl").read_text().splitlines()]
+            for d in ("a", "b")]
+    assert keys[0] == keys[1]
+    assert a["cases"] == b["cases"] == 6
+
+
+def test_new_divergence_is_shrunk(tmp_path: Path, planted: None) -> None:
+    summary = campaign.run(_config(tmp_path, transforms=("planted_crash_on_mul",), max_cases=12))
+    assert summary["new_divergences"] > 0
+    outcomes = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    shrunk = [o for o in outcomes if o["notes"].get("shrunk_from")]
+    assert len(shrunk) == 1, "the first divergence of each origin is shrunk, once"
+    original = next(o for o in outcomes if o["key"] == shrunk[0]["notes"]["shrunk_from"])
+    assert original["origin"] == shrunk[0]["origin"]
+    # the smallest sample with a multiplication, with the simplest seed
+    assert shrunk[0]["spec"] == {"sample": "inplace_input"}
+    assert shrunk[0]["seed"] == 0
+    assert shrunk[0]["repro"]
+
+
+def test_no_shrink_records_only_generated_cases(tmp_path: Path, planted: None) -> None:
+    summary = campaign.run(_config(tmp_path, transforms=("planted_upstream_crash",), max_cases=4, shrink=False))
+    assert summary["cases"] == 4
+    assert summary["new_divergences"] == 4
+    origins = summary["new_origins"]
+    assert all(origin.startswith("planted_upstream_crash|") for origin in origins)
+    assert any(origin.startswith("planted_upstream_crash|transform-upstream|crash|KeyError|") for origin in origins)
+    assert not any(o["notes"].get("shrunk_from") for o in map(json.loads, (tmp_path / "results.jsonl").open()))
+
+
+def test_two_workers_in_processes(tmp_path: Path) -> None:
+    summary = campaign.run(_config(tmp_path, transforms=("shape_prop",), max_cases=6, workers=2))
+    assert sum(w["cases"] for w in summary["worker_stats"]) == 6
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == ["results-w0.jsonl", "results-w1.jsonl"]
+    assert [w["cases"] for w in summary["worker_stats"]] == [3, 3]

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import pytest
+
+from conform import campaign, known
+from conform.case import Case
+from conform.engine import check
+from conform.known import KNOWN, Kind, KnownDivergence, Match, Witness
+from conform.outcome import Outcome, Stage, Symptom, Verdict
+from conform.selfcheck import PLANTED
+
+TWO_ADDS = Case("samples", {"sample": "two_adds"})
+
+
+def planted_witness() -> Witness:
+    return Witness(case=TWO_ADDS, params={})
+
+
+def clean_witness() -> Witness:
+    return Witness(case=Case("samples", {"sample": "linear_relu"}), params={})
+
+
+def _entry(witness: str = "test_known:planted_witness", **match: object) -> KnownDivergence:
+    return KnownDivergence(
+        id="planted-upstream-crash",
+        transform="planted_upstream_crash",
+        kind=Kind.UPSTREAM_BUG,
+        reason="the planted upstream side raises KeyError on every case",
+        match=Match(**match),
+        witness=f"{__name__}:{witness.split(':')[1]}",
+    )
+
+
+def _outcome(**kw: object) -> Outcome:
+    base = dict(key="k", case_id="c", source="samples", transform="planted_upstream_crash", device="cpu",
+                verdict=Verdict.FAIL, stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH,
+                exception="KeyError", message="upstream raises KeyError: lost", params={"mode": "x"})
+    base.update(kw)
+    return Outcome(**base)
+
+
+@pytest.mark.parametrize(
+    ("match", "matches"),
+    [
+        ({}, True),
+        ({"stage": Stage.TRANSFORM_UPSTREAM, "symptom": Symptom.CRASH}, True),
+        ({"stage": Stage.TRANSFORM_REFERENCE}, False),
+        ({"exception": "KeyError"}, True),
+        ({"exception": "ValueError"}, False),
+        ({"message": r"raises KeyError"}, True),
+        ({"message": r"^nothing$"}, False),
+        ({"source": "random"}, False),
+        ({"params": (("mode", "x"),)}, True),
+        ({"params": (("mode", "y"),)}, False),
+        ({"node": "add"}, False),
+    ],
+)
+def test_matcher_fields(match: dict, matches: bool) -> None:
+    assert _entry(**match).matches(_outcome()) is matches
+
+
+def test_matcher_requires_the_transform() -> None:
+    assert not _entry().matches(_outcome(transform="split_module"))
+
+
+def test_known_outcome_is_reported_as_known(monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = _entry(stage=Stage.TRANSFORM_UPSTREAM, exception="KeyError")
+    monkeypatch.setattr(known, "KNOWN", (entry,))
+    (o,) = check(TWO_ADDS, PLANTED["planted_upstream_crash"], params={})
+    assert o.verdict is Verdict.KNOWN and o.known_id == entry.id
+
+
+def test_stale_entry_is_flagged(monkeypatch: pytest.MonkeyPatch) -> None:
+    import conform.registry as registry
+
+    monkeypatch.setattr(registry, "TRANSFORMS", (*registry.TRANSFORMS, PLANTED["planted_upstream_crash"]))
+    live = _entry(stage=Stage.TRANSFORM_UPSTREAM)
+    stale = KnownDivergence(**{**live.__dict__, "id": "no-longer", "match": Match(exception="ValueError")})
+    monkeypatch.setattr(known, "KNOWN", (live, stale))
+    status = campaign.check_witnesses(["planted_upstream_crash"])
+    assert status[live.id]["stale"] is False
+    assert status["no-longer"]["stale"] is True
+    assert "witness now gives" in status["no-longer"]["stale_reason"]
+
+
+def test_registry_ids_are_unique() -> None:
+    ids = [entry.id for entry in KNOWN]
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize("entry", KNOWN, ids=[e.id for e in KNOWN])
+def test_registered_divergence_still_reproduces(entry: KnownDivergence) -> None:
+    """A registered divergence whose witness no longer diverges is stale: fix the registry."""
+    assert entry.reason and entry.kind in Kind
+    witness = known.load_witness(entry)
+    outcomes = check(witness.case, entry.transform, params=witness.params)
+    assert any(o.known_id == entry.id for o in outcomes), (
+        f"{entry.id} is stale: its witness gives " + "; ".join(o.describe() for o in outcomes))

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conform import record, report
+from conform.case import Case
+from conform.engine import check
+from conform.errors import UsageError
+from conform.outcome import Mismatch, Outcome, Stage, Symptom, Verdict
+from conform.selfcheck import PLANTED
+
+TWO_ADDS = Case("samples", {"sample": "two_adds"})
+
+
+def _divergence() -> list[Outcome]:
+    return check(TWO_ADDS, PLANTED["planted_add_becomes_sub"], params={"partition": {"add_1": 1}})
+
+
+def test_recorder_appends_and_writes_repro(tmp_path: Path) -> None:
+    rec = record.Recorder(tmp_path, "w0")
+    outcomes = _divergence()
+    rec.record(outcomes, TWO_ADDS)
+    rec.record(check(TWO_ADDS, "shape_prop"), TWO_ADDS)
+    back = record.read_parts(tmp_path)
+    assert len(back) == len(outcomes) + 1
+    assert all(o.repro and (tmp_path / o.repro).exists() for o in back if o.is_divergence)
+    assert back[0].notes["case"] == TWO_ADDS.to_json()
+
+
+def test_repro_script_reproduces(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import conform.registry as registry
+
+    rec = record.Recorder(tmp_path, "w0")
+    outcomes = check(TWO_ADDS, "split_module", params={"partition": {"add_1": 1}})
+    outcomes[0].verdict = Verdict.FAIL  # force a repro for a real row
+    rec.record(outcomes, TWO_ADDS)
+    script = tmp_path / outcomes[0].repro
+    text = script.read_text()
+    assert "def build_case" in text and registry.get("split_module").name in text
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr  # the real row conforms
+    assert "split_module" in run.stdout
+
+
+def test_corrupt_results_line_names_the_line(tmp_path: Path) -> None:
+    good = json.dumps(_divergence()[0].to_json())
+    (tmp_path / "results.jsonl").write_text(good + "\n{not json\n")
+    with pytest.raises(UsageError, match=r"results.jsonl:2 is not a valid outcome record"):
+        record.read_results(tmp_path)
+
+
+def test_missing_results_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no results"):
+        record.read_results(tmp_path)
+    with pytest.raises(UsageError, match="does not exist"):
+        record.read_results(tmp_path / "nowhere")
+
+
+def test_summary_counts() -> None:
+    outcomes = _divergence() + check(TWO_ADDS, "shape_prop")
+    summary = record.summarize(outcomes, meta={"duration_s": 1.0})
+    assert summary["cases"] == 1
+    assert summary["counts"]["pass"] == 1
+    assert summary["new_divergences"] == len(outcomes) - 1
+    assert summary["per_transform"]["shape_prop"] == {"pass": 1}
+    assert {d["transform"] for d in summary["divergences"]} == {"planted_add_becomes_sub"}
+    assert summary["duration_s"] == 1.0
+
+
+def test_html_escapes_recorded_text() -> None:
+    nasty = Outcome(key="k", case_id="<img src=x>", source="samples", transform="t", device="cpu",
+                    verdict=Verdict.FAIL, stage=Stage.COMPARE, symptom=Symptom.EAGER_MISMATCH,
+                    message="<script>alert(1)</script>",
+                    diffs=[Mismatch("a", "b", "outputs", "</pre><b>x</b>")])
+    html = report.render([nasty], record.summarize([nasty]))
+    assert "<script>alert" not in html and "&lt;script&gt;" in html
+    assert "<img src=x>" not in html and "</pre><b>" not in html
+    assert "http://" not in html and "https://" not in html  # no network resources
+
+
+def test_clear_removes_only_generated_files(tmp_path: Path) -> None:
+    (tmp_path / "results.jsonl").write_text("")
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "parts" / "results-w0.jsonl").write_text("")
+    record.clear(tmp_path)
+    assert not (tmp_path / "results.jsonl").exists()
+    assert not (tmp_path / "parts" / "results-w0.jsonl").exists()
+    assert (tmp_path / "notes.txt").read_text() == "mine"
