@@ -104,7 +104,166 @@ class KnownDivergence:
         }
 
 
-KNOWN: tuple[KnownDivergence, ...] = ()
+KNOWN: tuple[KnownDivergence, ...] = (
+    KnownDivergence(
+        id="split-module-kwargs-keep-node-name-crash",
+        transform="split_module",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "with keep_original_node_name=True upstream recreates each parent placeholder with "
+            "its node name as target, dropping the '*'/'**' of a *args/**kwargs forward: the split "
+            "module's forward takes a positional 'kwargs' and a call with keywords raises TypeError. "
+            "The reference keeps the marker."
+        ),
+        match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="TypeError",
+                    message="module upstream produced", params=(("keep_original_node_name", True),)),
+        witness="conform.witnesses.split:kwargs_keep_node_name_witness",
+    ),
+    KnownDivergence(
+        id="split-module-kwargs-keep-node-name-signature",
+        transform="split_module",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "the structural side of split-module-kwargs-keep-node-name-crash: the parent's "
+            "varargs/varkw placeholder target is 'kwargs' upstream and '**kwargs' in the reference."
+        ),
+        match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
+                    message=r"parent\.placeholders\[\d+\]\[1\]: (\w+) vs \*{1,2}\1\b",
+                    params=(("keep_original_node_name", True),)),
+        witness="conform.witnesses.split:kwargs_keep_node_name_witness",
+    ),
+    KnownDivergence(
+        id="split-module-keep-order-returned-attribute",
+        transform="split_module",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "with keep_original_order=True upstream fetches an attribute in the parent only for a "
+            "partition that reads it; an attribute (a parameter, say) returned directly by forward "
+            "is never fetched and building the output raises KeyError. The reference fetches it "
+            "before the output."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="KeyError",
+                    params=(("keep_original_order", True),)),
+        witness="conform.witnesses.split:returned_attribute_witness",
+    ),
+    KnownDivergence(
+        id="split-module-flattened-target-collision",
+        transform="split_module",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "upstream names a called submodule inside a partition by replacing '.' with '_', so "
+            "'a.b_c' and 'a_b.c' both become 'a_b_c' and the second overwrites the first: both "
+            "calls run the same module (a silent miscompile, also reported as an eager mismatch of "
+            "upstream's module). The reference gives the second one a suffix ('a_b_c_1')."
+        ),
+        match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
+                    message=r"nodes\[\d+\]\[2\]: (\w+) vs \1_\d+\b"),
+        witness="conform.witnesses.split:flatten_collision_witness",
+    ),
+    KnownDivergence(
+        id="split-module-affix-with-regions",
+        transform="split_module",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "with partition_affix set and an autocast or grad-mode region in the graph, upstream "
+            "looks partitions up by the bare id (str(id)) instead of '<affix>_<id>' and raises "
+            "KeyError. The reference uses the affixed name."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="KeyError",
+                    params=(("partition_affix", "pp"),)),
+        witness="conform.witnesses.split:affix_with_regions_witness",
+    ),
+    KnownDivergence(
+        id="split-module-negative-ids-with-regions",
+        transform="split_module",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "when the graph has an autocast or grad-mode region, upstream checks that partition ids "
+            "never decrease starting from -1, so a monotone map whose first id is below -1 is "
+            "rejected with AssertionError. The reference starts from the first node's id."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AssertionError",
+                    message=r"highest: -1, this node's: -\d"),
+        witness="conform.witnesses.split:negative_ids_with_regions_witness",
+    ),
+    KnownDivergence(
+        id="split-module-symbol-bound-in-same-partition",
+        transform="split_module",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "on graphs with dynamo example_value metadata, when a partition reads a value whose "
+            "shape has a symbol first bound by a node of that same partition (x.size(0) next to a "
+            "use of x), upstream makes the partition depend on itself and raises 'cycle exists "
+            "between partitions'. The symbol is already in scope there; the reference adds no "
+            "input or dependency for it."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="RuntimeError",
+                    message="cycle exists between partitions"),
+        witness="conform.witnesses.split:symbol_bound_in_partition_witness",
+    ),
+    KnownDivergence(
+        id="graph-manipulation-multi-tensor-node-size",
+        transform="graph_manipulation",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "get_size_of_node reads tensor_meta.shape, but ShapeProp records a tuple/list of "
+            "TensorMetadata for a node producing several tensors (topk, chunk, split), so upstream "
+            "raises AttributeError on any graph with one. The reference counts every tensor the "
+            "node produces."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AttributeError",
+                    message="object has no attribute 'shape'"),
+        witness="conform.witnesses.graph_utils:tuple_output_sizes_witness",
+    ),
+    KnownDivergence(
+        id="annotate-getitem-bare-generic",
+        transform="annotate_getitem_nodes",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "a getitem on a value annotated with a bare typing.Tuple or typing.List (no element "
+            "types) raises AssertionError upstream; the reference leaves the getitem unannotated."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AssertionError"),
+        witness="conform.witnesses.graph_utils:bare_tuple_witness",
+    ),
+    KnownDivergence(
+        id="annotate-getitem-slice-of-tuple",
+        transform="annotate_getitem_nodes",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "a slice of a tuple-typed value (t[1:]) compares the slice with an int and raises "
+            "TypeError upstream; the reference types it as the sliced tuple type."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="TypeError",
+                    message="not supported between instances of 'int' and 'slice'"),
+        witness="conform.witnesses.graph_utils:sliced_tuple_witness",
+    ),
+    KnownDivergence(
+        id="annotate-getitem-slice-of-namedtuple",
+        transform="annotate_getitem_nodes",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "a slice of a NamedTuple-typed value looks the tuple of sliced field names up as one "
+            "field and raises KeyError upstream; the reference types it as a tuple of the fields' "
+            "types."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="KeyError"),
+        witness="conform.witnesses.graph_utils:sliced_namedtuple_witness",
+    ),
+    KnownDivergence(
+        id="annotate-getitem-annotated-class",
+        transform="annotate_getitem_nodes",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "upstream treats any class with __annotations__ as a NamedTuple, so a getitem on a "
+            "value typed with an ordinary annotated class raises AttributeError (_fields); the "
+            "reference only reads NamedTuple fields."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AttributeError",
+                    message="_fields"),
+        witness="conform.witnesses.graph_utils:annotated_class_witness",
+    ),
+)
 
 
 def classify(outcome: Outcome) -> KnownDivergence | None:

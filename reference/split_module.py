@@ -254,6 +254,7 @@ class _Parent:
                     "placeholder",
                     "*" * stars + node.name,
                     args=() if default is inspect.Signature.empty else (default,),
+                    name=node.name,
                     type_expr=node.type,
                 )
             else:
