@@ -263,6 +263,171 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     message="_fields"),
         witness="conform.witnesses.graph_utils:annotated_class_witness",
     ),
+    KnownDivergence(
+        id="normalize-operators-drops-keywords",
+        transform="normalize_operators",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "NormalizeOperators rewrites any torch.add/sub/mul/div/floor_divide/remainder/eq/... "
+            "call with two positional operands to the operator.* spelling and drops its keyword "
+            "arguments: torch.add(x, y, alpha=2) becomes x + y and torch.div(x, y, "
+            "rounding_mode='floor') becomes x / y, a silent miscompile (also reported as an eager "
+            "mismatch and an output divergence). The reference rewrites only calls whose keyword "
+            "arguments are at their neutral value (alpha=1, rounding_mode=None)."
+        ),
+        match=Match(stage=Stage.COMPARE, message=(
+            r"module upstream produced computes different outputs|transformed modules compute "
+            r"different outputs|\]\.(alpha|rounding_mode): only on the right")),
+        witness="conform.witnesses.normalize:operators_with_keywords",
+    ),
+    *(
+        KnownDivergence(
+            id=f"{transform.replace('_', '-')}-opoverload-self",
+            transform=transform,
+            kind=Kind.UPSTREAM_BUG,
+            reason=(
+                "for torch.ops targets (OpOverload, OpOverloadPacket) upstream renames the schema's "
+                "'self' parameter to 'input', the name of the torch.* Python bindings; normalized "
+                "to keywords (NormalizeArgs' default) a node becomes "
+                "torch.ops.aten.add.Tensor(input=x, ...), which raises \"missing value for argument "
+                "'self'\" when the module runs. The reference keeps 'self' for torch.ops targets "
+                "('input' for torch.* builtins, which do take 'input')."
+            ),
+            match=Match(message=r"missing value for argument 'self'|\]\.self: only on the right"),
+            witness="conform.witnesses.normalize:aten_overload_call",
+        )
+        for transform in ("normalize_args", "normalize_args_typed")
+    ),
+    *(
+        KnownDivergence(
+            id=f"{transform.replace('_', '-')}-hand-written-signatures",
+            transform=transform,
+            kind=Kind.UPSTREAM_BUG,
+            reason=(
+                "get_signature_for_torch_op returns None instead of the hand-written signatures "
+                "of an operator whose Python form has no schema (torch.nonzero's as_tuple) unless "
+                "return_schemas=True, so upstream never normalizes torch.nonzero calls. The "
+                "reference returns the hand-written signatures (with the parameter named 'input', "
+                "as torch.nonzero accepts it)."
+            ),
+            match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
+                        message=r"fingerprint\.nodes\.nonzero(_\d+)?\["),
+            witness="conform.witnesses.normalize:nonzero_call",
+        )
+        for transform in ("normalize_args", "normalize_args_typed")
+    ),
+    KnownDivergence(
+        id="normalize-args-keyword-argument-types",
+        transform="normalize_args_typed",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "NormalizeArgs resolves overloads from argument types, but upstream types every "
+            "keyword argument by the class of its value in the new graph (torch.fx.Proxy) and "
+            "every positional node argument by the consuming node's own meta['type']; an "
+            "overloaded operator given a node by keyword (torch.add(x, other=y)) then matches no "
+            "overload and is left unnormalized. The reference types each argument node by its "
+            "own meta['type']."
+        ),
+        match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
+                    message=r"fingerprint\.keyword_node_calls\."),
+        witness="conform.witnesses.normalize:keyword_node_call",
+    ),
+    KnownDivergence(
+        id="meta-trace-size-of-dim-zero",
+        transform="meta_trace",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "MetaProxy.size(dim) tests 'if dim' rather than 'dim is not None', so x.size(0) "
+            "returns the whole torch.Size when x has metadata, and is recorded as x.size() when it "
+            "has none: the traced module passes a tuple where an int was meant "
+            "(x.reshape(x.size(0), -1) raises TypeError; arithmetic on it silently repeats the "
+            "tuple). The reference answers size(0) with the size of dimension 0."
+        ),
+        match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="TypeError",
+                    message=r"module upstream produced raises TypeError"),
+        witness="conform.witnesses.normalize:size_of_dim_zero",
+    ),
+    KnownDivergence(
+        id="meta-trace-leaf-module-state",
+        transform="meta_trace",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "upstream computes a leaf module's metadata by running its forward on meta inputs with "
+            "the module's real (CPU) parameters, which meta kernels reject for every leaf with "
+            "parameters outside its override table (Linear, Conv*, BatchNorm*, ...): the output "
+            "gets no metadata, and shape-dependent control flow after it raises TraceError. The "
+            "reference moves the leaf's parameters and buffers to the meta device for the call."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="TraceError"),
+        witness="conform.witnesses.normalize:shape_after_linear",
+    ),
+    KnownDivergence(
+        id="rewrite-submodule-asserts",
+        transform="rewrite",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "RewritingTracer rewrites the root's forward only: its RewrittenModule copies the "
+            "instance __dict__, where submodules are not (they live in _modules), so an assert on "
+            "a traced value in a submodule's forward still raises TraceError. The reference "
+            "rewrites every module it traces through."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="TraceError"),
+        witness="conform.witnesses.normalize:assert_in_submodule",
+    ),
+    KnownDivergence(
+        id="rewrite-class-attributes-lost",
+        transform="rewrite",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "upstream's RewrittenModule is a bare nn.Module holding the instance __dict__, so a "
+            "forward that uses another method or a class attribute of its module raises "
+            "AttributeError. The reference traces a subclass of the module's class that only "
+            "replaces forward."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AttributeError",
+                    message="RewrittenModule"),
+        witness="conform.witnesses.normalize:assert_with_helper",
+    ),
+    KnownDivergence(
+        id="rewrite-closure-variables",
+        transform="rewrite",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "upstream recompiles a forward at module level, so variables it closes over (a "
+            "module class defined inside a function) become undefined globals: NameError. The "
+            "reference compiles it inside a scope with the same free variables and binds the "
+            "original closure cells."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="NameError"),
+        witness="conform.witnesses.normalize:assert_with_closure",
+    ),
+    KnownDivergence(
+        id="rewrite-zero-argument-super",
+        transform="rewrite",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "upstream recompiles a forward outside its class, so zero-argument super() has no "
+            "__class__ cell and raises RuntimeError. The reference binds the original __class__ "
+            "cell."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="RuntimeError",
+                    message="__class__ cell not found"),
+        witness="conform.witnesses.normalize:assert_with_super",
+    ),
+    KnownDivergence(
+        id="rewrite-function-name-already-global",
+        transform="rewrite",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "upstream finds the recompiled function as the one new name in a copy of its globals; "
+            "a function whose name already is a global there (any module-level function, such as "
+            "one assigned as a module's forward) adds none and fails with AssertionError "
+            "'Expected 1 new key, got 0'. The reference takes the function from a private scope."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AssertionError",
+                    message="Expected 1 new key"),
+        witness="conform.witnesses.normalize:shared_forward",
+    ),
 )
 
 

@@ -21,11 +21,10 @@ __all__ = ["NormalizeArgs", "NormalizeOperators"]
 
 
 def _type_of(value: Any) -> Any:
-    """The type a graph argument is known to have: a node's recorded type (``meta["type"]``
-    as ShapeProp writes it, else its annotation), a constant's Python type."""
+    """The type a graph argument is known to have: a node's recorded ``meta["type"]`` (as
+    ShapeProp writes it; None when absent), a constant's Python type."""
     if isinstance(value, Node):
-        recorded = value.meta.get("type")
-        return recorded if recorded is not None else value.type
+        return value.meta.get("type")
     return type(value)
 
 

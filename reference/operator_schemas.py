@@ -349,7 +349,9 @@ def create_type_hint(x: object) -> object:
 
 
 def _is_union(t: Any) -> bool:
-    return typing.get_origin(t) in (typing.Union, types.UnionType)
+    # ``typing.Union``/``Optional`` as schemas spell them. PEP 604 unions (``int | None``)
+    # are left to the class check below (they match nothing), as upstream does.
+    return getattr(t, "__origin__", None) is typing.Union
 
 
 def _list_accepts(element: Any, argument_type: Any) -> bool:
@@ -377,7 +379,7 @@ def type_matches(signature_type: Any, argument_type: Any) -> bool:
     """Whether a value of ``argument_type`` may be passed to a parameter annotated
     ``signature_type``.
 
-    Unions and Optionals (typing or PEP 604 spelling) accept any member; ``List[T]``
+    ``typing.Union`` and ``Optional`` accept any member; ``List[T]``
     accepts ``list[S]`` and homogeneous ``tuple[S, ...]`` for subclasses ``S`` of ``T`` and a
     bare int for ``List[int]``; an int parameter accepts a ``torch.dtype`` and
     ``numbers.Number`` accepts int and float; otherwise subclassing decides (a Parameter is a

@@ -1,0 +1,77 @@
+"""Fingerprints of the normalization and tracing family: NormalizeArgs, NormalizeOperators and
+AnnotateTypesWithSchema (every node's call form and type), RewritingTracer (the traced graph).
+
+The meta tracer has no structural fingerprint: which shape queries it folds into constants
+depends on which metadata it could compute, so graphs that compute the same thing may differ;
+its rows are judged by outputs and errors."""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+import torch
+import torch.fx
+
+from conform.adapters import Applied
+from conform.fingerprints._graph import describe_graph, describe_target, describe_value
+
+
+def describe_type(kind: Any) -> Any:
+    """A stable, address-free name for a ``node.type``: None, ``module.qualname`` for a
+    class, the printed form of a typing construct."""
+    if kind is None:
+        return None
+    if isinstance(kind, type) and not typing.get_args(kind):
+        return f"{kind.__module__}.{kind.__qualname__}"
+    return repr(kind).replace("typing.", "")
+
+
+def _passes_node_by_keyword(node: torch.fx.Node | None) -> bool:
+    if node is None or node.op != "call_function":
+        return False
+    found: list[torch.fx.Node] = []
+    torch.fx.node.map_arg(node.kwargs, found.append)
+    return bool(found)
+
+
+def _result_graph(applied: Applied) -> torch.fx.Graph:
+    runnable = applied.runnable
+    if not isinstance(runnable, torch.fx.GraphModule):
+        raise TypeError(f"expected a GraphModule result, got {type(runnable).__name__}")
+    return runnable.graph
+
+
+def fingerprint(applied: Applied) -> Any:
+    """Every node of the transformed graph, keyed by name: ``[op, target, args, kwargs,
+    type]``, with the node order under ``order``.
+
+    Calls whose original node passed a node by keyword are listed apart under
+    ``keyword_node_calls``: overload resolution for them depends on how keyword argument
+    types are taken, a known difference between the implementations.
+    """
+    original = {n.name: n for n in applied.subject.graph_module.graph.nodes}
+    order: list[str] = []
+    nodes: dict[str, Any] = {}
+    keyword_calls: dict[str, Any] = {}
+    for node in _result_graph(applied).nodes:
+        order.append(node.name)
+        entry = [
+            node.op,
+            describe_target(node.target),
+            describe_value(node.args),
+            describe_value(node.kwargs),
+            describe_type(node.type),
+        ]
+        table = keyword_calls if _passes_node_by_keyword(original.get(node.name)) else nodes
+        table[node.name] = entry
+    return {"order": order, "nodes": nodes, "keyword_node_calls": keyword_calls}
+
+
+def traced_graph(applied: Applied) -> Any:
+    """The graph a tracer produced: placeholders, nodes (op, name, target, args, kwargs)
+    and output, plus every node's type."""
+    graph = _result_graph(applied)
+    described = describe_graph(graph)
+    described["types"] = {n.name: describe_type(n.type) for n in graph.nodes if n.type is not None}
+    return described
