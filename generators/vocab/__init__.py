@@ -1,0 +1,29 @@
+"""The random-module vocabulary: every op kind a random spec may contain, by name.
+
+:data:`VOCABULARY` maps a kind name (the ``"op"`` of a spec node) to its
+:class:`~generators.vocab.base.OpKind`; :func:`kinds_by_category` groups them for
+include/exclude by category.
+"""
+
+from __future__ import annotations
+
+from generators.vocab import layers, patterns, pointwise, structure
+from generators.vocab.base import OpKind
+
+VOCABULARY: dict[str, OpKind] = {}
+for _kind in (*pointwise.KINDS, *structure.KINDS, *layers.KINDS, *patterns.KINDS):
+    if _kind.name in VOCABULARY:
+        raise RuntimeError(f"duplicate op kind {_kind.name!r}")
+    VOCABULARY[_kind.name] = _kind
+
+#: Kinds that only appear as part of another kind's plan and are never drawn on their own.
+INTERNAL = frozenset(name for name, kind in VOCABULARY.items() if kind.weight == 0.0)
+
+
+def kinds_by_category() -> dict[str, list[str]]:
+    """Category name -> the kind names in it (drawable kinds only)."""
+    out: dict[str, list[str]] = {}
+    for name, kind in VOCABULARY.items():
+        if name not in INTERNAL:
+            out.setdefault(kind.category, []).append(name)
+    return out
