@@ -459,3 +459,98 @@ def test_symbolic_size_dependency_becomes_an_input(impl: Implementation) -> None
     assert placeholders == ["mul", symbol_input, "x_1"]
     x = torch.randn(5)
     torch.testing.assert_close(parts(5, x), (x * 2).sum() + 5)
+
+
+# --- where upstream is wrong (conform/known.py): strict xfail on upstream ---------------------
+
+
+def upstream_bug(request: pytest.FixtureRequest, impl: Implementation, known_id: str) -> None:
+    """Expect this test to fail on upstream, for the registered reason."""
+    request.applymarker(pytest.mark.xfail(impl.name == "upstream", reason=known_id, strict=True))
+
+
+def test_kwargs_forward_with_kept_node_names(request, impl: Implementation) -> None:
+    upstream_bug(request, impl, "split-module-kwargs-keep-node-name-crash")
+    from conform.witnesses.split import KwargsForward
+
+    mod = KwargsForward()
+    gm = torch.fx.symbolic_trace(mod)
+
+    parts = split(impl, gm, mod, lambda n: 0, keep_original_node_name=True)
+
+    x, foo = torch.randn(2), torch.randn(2)
+    torch.testing.assert_close(parts(x, foo=foo), x + foo)
+
+
+def test_returned_attribute_with_original_order(request, impl: Implementation) -> None:
+    upstream_bug(request, impl, "split-module-keep-order-returned-attribute")
+    from conform.witnesses.split import ReturnsParameter
+
+    mod = ReturnsParameter()
+    gm = torch.fx.symbolic_trace(mod)
+
+    parts = split(impl, gm, mod, lambda n: 0, keep_original_order=True)
+
+    out, param = parts(torch.ones(2))
+    assert param is mod.param
+
+
+def test_flattened_names_that_collide_stay_distinct(request, impl: Implementation) -> None:
+    upstream_bug(request, impl, "split-module-flattened-target-collision")
+    from conform.witnesses.split import FlattenCollision
+
+    mod = FlattenCollision()
+    gm = torch.fx.symbolic_trace(mod)
+    qualname_map: dict[str, str] = {}
+
+    parts = split(impl, gm, mod, lambda n: 0, qualname_map)
+
+    x = torch.randn(3, 2)
+    torch.testing.assert_close(parts(x), mod(x))
+    assert sorted(qualname_map.values()) == ["a.b_c", "a_b.c"]
+
+
+def no_grad_block() -> torch.fx.GraphModule:
+    from conform.witnesses.split import NoGradBlock
+
+    return torch.fx.symbolic_trace(NoGradBlock())
+
+
+def test_partition_affix_with_grad_region(request, impl: Implementation) -> None:
+    upstream_bug(request, impl, "split-module-affix-with-regions")
+    gm = no_grad_block()
+
+    parts = split(impl, gm, None, by_map({"relu": 1, "_set_grad_enabled_1": 1, "mul": 1}), partition_affix="pp")
+
+    assert sorted(children(parts)) == ["submod_pp_0", "submod_pp_1"]
+    x = torch.randn(4, requires_grad=True)
+    torch.testing.assert_close(parts(x), gm(x))
+
+
+def test_negative_ids_with_grad_region(request, impl: Implementation) -> None:
+    upstream_bug(request, impl, "split-module-negative-ids-with-regions")
+    gm = no_grad_block()
+
+    parts = split(impl, gm, None, by_map({"relu": -2, "_set_grad_enabled_1": -2, "mul": -2}, default=-3))
+
+    assert called_submodules(parts) == ["submod_-3", "submod_-2"]
+    x = torch.randn(4)
+    torch.testing.assert_close(parts(x), gm(x))
+
+
+def test_symbol_bound_next_to_its_use(request, impl: Implementation) -> None:
+    upstream_bug(request, impl, "split-module-symbol-bound-in-same-partition")
+
+    def f(x):
+        return (x * 2).sum() + x.size(0)
+
+    gm = make_fx(f, tracing_mode="symbolic")(torch.randn(5))
+    for node in gm.graph.nodes:
+        if "val" in node.meta:
+            node.meta["example_value"] = node.meta["val"]
+    first = (torch.ops.aten.sym_size.int, torch.ops.aten.mul.Tensor)
+
+    parts = split(impl, gm, None, lambda n: 0 if n.target in first else 1)
+
+    x = torch.randn(5)
+    torch.testing.assert_close(parts(x), f(x))
