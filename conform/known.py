@@ -428,6 +428,222 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     message="Expected 1 new key"),
         witness="conform.witnesses.normalize:shared_forward",
     ),
+    KnownDivergence(
+        id="rewrite-postponed-annotations",
+        transform="rewrite",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "upstream recompiles a forward without the 'from __future__ import annotations' of "
+            "the module that defined it, so its annotations are evaluated at rewrite time: "
+            "placeholder and output types become classes where plain symbolic_trace records the "
+            "annotation strings, and an annotation naming something imported only under "
+            "TYPE_CHECKING raises NameError. The reference compiles with the original's future "
+            "flags."
+        ),
+        match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
+                    message=r"fingerprint\.types\.\w+: [\w.]+ vs '"),
+        witness="conform.witnesses.normalize:annotated_forward",
+    ),
+    KnownDivergence(
+        id="fuse-shared-conv-module",
+        transform="fuse",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "upstream folds a batch norm into a convolution (or Linear) by replacing the module at "
+            "its qualified name, so every other use of that module sees the folded weights: a "
+            "second call of the same conv, or a read of conv.weight, silently computes something "
+            "else (also reported as an eager mismatch and an output divergence of upstream's "
+            "module). The reference installs the folded module under a new name ('conv_fused') "
+            "when the original is used elsewhere."
+        ),
+        match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
+                    message=r"fingerprint\.calls\[\d+\]\[0\]: ([\w.]+) vs \1_fused"),
+        witness="conform.witnesses.optimization:shared_conv_witness",
+    ),
+    KnownDivergence(
+        id="fuse-linear-bn-without-affine",
+        transform="fuse",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "fusing Linear + BatchNorm1d(affine=False) multiplies the missing bn.weight (None) "
+            "in torch.nn.utils.fusion.fuse_linear_bn_weights and raises TypeError; the conv path "
+            "handles affine=False. The reference folds with weight 1 and bias 0."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="TypeError",
+                    message="NoneType"),
+        witness="conform.witnesses.optimization:linear_bn_without_affine_witness",
+    ),
+    KnownDivergence(
+        id="fuse-linear-bn-channel-mismatch",
+        transform="fuse",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "a BatchNorm1d normalizing the channels of a Linear's (N, C, L) output (C != "
+            "out_features) cannot be folded, and upstream asserts instead of skipping the pair "
+            "(AssertionError 'To fuse, linear.out_features == bn.num_features'). The reference "
+            "leaves the pair unfused."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AssertionError",
+                    message="To fuse, linear.out_features"),
+        witness="conform.witnesses.optimization:linear_bn_over_sequence_witness",
+    ),
+    KnownDivergence(
+        id="remove-dropout-keyword-input",
+        transform="remove_dropout",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "upstream expects the dropout's input as the one positional argument and raises "
+            "AssertionError 'Expected 1 arg for Dropout, got 0' for self.drop(input=x). The "
+            "reference takes the input by position or keyword."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AssertionError",
+                    message="Expected 1 arg for Dropout, got 0"),
+        witness="conform.witnesses.optimization:keyword_dropout_witness",
+    ),
+    KnownDivergence(
+        id="optimize-for-inference-scalar-operand",
+        transform="optimize_for_inference",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "to decide whether add/mul joins an MKLDNN region upstream reads .target of every "
+            "argument, and a Python number argument (x * 2, x + 1 where x is not an MKLDNN value) "
+            "raises AttributeError. The reference only looks at node arguments, and keeps add "
+            "with a number in dense layout (MKLDNN add rejects numbers)."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AttributeError",
+                    message=r"'(int|float|bool|NoneType)' object has no attribute 'target'"),
+        witness="conform.witnesses.optimization:scalar_operand_witness",
+    ),
+    KnownDivergence(
+        id="optimize-for-inference-mutates-model",
+        transform="optimize_for_inference",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "the MKLDNN layout pass converts the modules of the model it was given; with "
+            "conv_bn_fuse and remove_dropout off that is the caller's model, which is left with "
+            "MkldnnConv2d/MkldnnLinear submodules. The reference converts a private copy."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="InputModified"),
+        witness="conform.witnesses.optimization:mutated_model_witness",
+    ),
+    KnownDivergence(
+        id="gen-mkl-autotuner-broken",
+        transform="optimize_for_inference",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "gen_mkl_autotuner passes its example inputs to ShapeProp as one list argument, runs "
+            "a graph whose MKLDNN modules are not installed in the module it runs, and reads "
+            "node.shape, which ShapeProp no longer sets: every use raises. The reference records "
+            "shapes with its own interpreter and times each region on the converted modules."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, params=(("mkldnn", "autotune"),)),
+        witness="conform.witnesses.optimization:autotuner_witness",
+    ),
+    KnownDivergence(
+        id="merge-matmul-merged-operand",
+        transform="merge_matmul",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "upstream groups matmuls by right operand before merging anything; when that operand "
+            "is itself a matmul merged in an earlier group, the later merge still uses the erased "
+            "node and fails ('Attempting to remove ... from wrong graph'). The reference reads "
+            "operands from the graph as it is when each group is merged."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="RuntimeError",
+                    message="from wrong graph"),
+        witness="conform.witnesses.optimization:merged_product_as_operand_witness",
+    ),
+    KnownDivergence(
+        id="merge-matmul-batched-shared-operand",
+        transform="merge_matmul",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "upstream concatenates the left operands along dim 0 and splits the product along "
+            "dim 0, which is the batch dim when the shared right operand has 3 or more dims: the "
+            "split raises (or, when the batch size happens to equal the summed rows, silently "
+            "returns wrong blocks). The reference stacks rows only for a right operand of at most "
+            "2 dims and multiplies batched ones one by one."
+        ),
+        match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="RuntimeError",
+                    message="split_with_sizes expects split_sizes to sum exactly"),
+        witness="conform.witnesses.optimization:shared_batched_operand_witness",
+    ),
+    KnownDivergence(
+        id="merge-matmul-keyword-operand",
+        transform="merge_matmul",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "upstream unpacks node.args into (lhs, rhs), so torch.matmul(a, other=w) raises "
+            "ValueError. The reference reads operands by position or keyword."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="ValueError",
+                    message="values to unpack"),
+        witness="conform.witnesses.optimization:keyword_operand_witness",
+    ),
+    KnownDivergence(
+        id="merge-matmul-mutation-between",
+        transform="merge_matmul",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "the merged product reads every left operand where the last matmul of the group was; "
+            "upstream merges across an in-place op in between (a.add_(1) after a @ w), so the "
+            "earlier product sees the mutated operand (also reported as an eager mismatch of "
+            "upstream's module). The reference leaves such groups unmerged."
+        ),
+        match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
+                    message=r"fingerprint\.kept: length \d+ vs \d+"),
+        witness="conform.witnesses.optimization:mutation_between_witness",
+    ),
+    KnownDivergence(
+        id="validator-trunc-to-int",
+        transform="validator",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "SympyToZ3.trunc_to_int translates TruncToInt(x) as z3 ToInt(x), which floors: for "
+            "negative non-integral x the guard means something else than int(x) and validation "
+            "fails (or passes) wrongly. The reference translates If(x >= 0, ToInt(x), -ToInt(-x))."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH,
+                    exception="TranslationMismatch", message="TruncToInt"),
+        witness="conform.witnesses.optimization:trunc_to_int_witness",
+    ),
+    KnownDivergence(
+        id="validator-trunc-to-int-term",
+        transform="validator",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "the structural side of validator-trunc-to-int: the z3 terms of TruncToInt differ "
+            "even where both agree with Python (non-negative arguments)."
+        ),
+        match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
+                    message=r"fingerprint\.term: .*TruncToInt"),
+        witness="conform.witnesses.optimization:trunc_to_int_witness",
+    ),
+    KnownDivergence(
+        id="validator-bitwise-unsigned",
+        transform="validator",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "bitwise and/or/shifts go through 64-bit vectors that upstream reads back with "
+            "BV2Int unsigned: a negative result (-8 | 1, -3 & -1) becomes 2**64 - |r| instead of "
+            "Python's negative value. The reference reads the vector as signed."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH,
+                    exception="TranslationMismatch", message="BitwiseFn_bitwise_"),
+        witness="conform.witnesses.optimization:negative_bitwise_witness",
+    ),
+    KnownDivergence(
+        id="validator-bitwise-unsigned-term",
+        transform="validator",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "the structural side of validator-bitwise-unsigned: the z3 terms of bitwise "
+            "operations differ even where both agree with Python (non-negative results)."
+        ),
+        match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
+                    message=r"fingerprint\.term: .*BitwiseFn_bitwise_"),
+        witness="conform.witnesses.optimization:negative_bitwise_witness",
+    ),
 )
 
 

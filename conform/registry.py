@@ -187,6 +187,48 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
         driver="conform.drivers.normalize:drive_meta_trace",
         description="MetaTracer().trace(module, meta_args): tracing with meta-tensor shapes",
     ),
+    TransformSpec(
+        name="fuse",
+        target="optimization:fuse",
+        convention="traces",
+        description="fuse(module, inplace): Conv/Linear + BatchNorm folding in eval mode",
+        params="generators.params.optimization:fuse_params",
+        fingerprint="conform.fingerprints.optimization:modules",
+    ),
+    TransformSpec(
+        name="remove_dropout",
+        target="optimization:remove_dropout",
+        convention="traces",
+        description="remove_dropout(module): nn.Dropout calls removed",
+        fingerprint="conform.fingerprints.optimization:modules",
+    ),
+    TransformSpec(
+        name="optimize_for_inference",
+        target="optimization:optimize_for_inference",
+        convention="custom",
+        driver="conform.drivers.optimization:drive_optimize_for_inference",
+        description="optimize_for_inference(module, pass_config): fusion, dropout removal, MKLDNN layout (CPU)",
+        params="generators.params.optimization:optimize_params",
+        fingerprint="conform.fingerprints.optimization:modules",
+        oracles=frozenset({Oracle.EAGER, Oracle.UPSTREAM}),
+    ),
+    TransformSpec(
+        name="merge_matmul",
+        target="merge_matmul:merge_matmul",
+        convention="traces",
+        description="merge_matmul(module): torch.matmul calls sharing a right operand merged",
+        fingerprint="conform.fingerprints.optimization:merged_matmuls",
+    ),
+    TransformSpec(
+        name="validator",
+        target="validator:TranslationValidator",
+        convention="custom",
+        driver="conform.drivers.optimization:drive_validator",
+        description="TranslationValidator + SympyToZ3 on an expression over the case's input sizes",
+        params="generators.params.optimization:validator_params",
+        fingerprint="conform.fingerprints.optimization:validation",
+        oracles=frozenset({Oracle.UPSTREAM}),
+    ),
 )
 
 

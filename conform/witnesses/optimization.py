@@ -1,0 +1,217 @@
+"""Witnesses of the known divergences of the optimization family (fuse, remove_dropout,
+optimize_for_inference, merge_matmul, validator)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from conform.case import Case
+from conform.known import Witness
+from generators.sources import Built
+
+
+def _factory(builder: str) -> Case:
+    return Case(source="factory", spec={"factory": f"conform.witnesses.optimization:{builder}"})
+
+
+def _with_stats(module: nn.Module) -> nn.Module:
+    """Non-trivial running statistics, so a wrong fold shows in the outputs."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+            m.running_mean.uniform_(-1.0, 1.0)
+            m.running_var.uniform_(0.5, 2.0)
+    return module.eval()
+
+
+# --- fuse --------------------------------------------------------------------------------------
+
+
+class SharedConv(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x, y):
+        return self.bn(self.conv(x)), self.conv(y)
+
+
+def shared_conv() -> Built:
+    return Built(_with_stats(SharedConv()), (torch.randn(1, 3, 6, 6), torch.randn(1, 3, 6, 6)))
+
+
+def shared_conv_witness() -> Witness:
+    return Witness(_factory("shared_conv"), {"inplace": False})
+
+
+class LinearBatchNorm(nn.Module):
+    def __init__(self, features: int, affine: bool) -> None:
+        super().__init__()
+        self.linear = nn.Linear(5, 4)
+        self.bn = nn.BatchNorm1d(features, affine=affine)
+
+    def forward(self, x):
+        return self.bn(self.linear(x))
+
+
+def linear_bn_without_affine() -> Built:
+    return Built(_with_stats(LinearBatchNorm(4, affine=False)), (torch.randn(6, 5),))
+
+
+def linear_bn_without_affine_witness() -> Witness:
+    return Witness(_factory("linear_bn_without_affine"), {"inplace": False})
+
+
+def linear_bn_over_sequence() -> Built:
+    return Built(_with_stats(LinearBatchNorm(3, affine=True)), (torch.randn(6, 3, 5),))
+
+
+def linear_bn_over_sequence_witness() -> Witness:
+    return Witness(_factory("linear_bn_over_sequence"), {"inplace": False})
+
+
+# --- remove_dropout ----------------------------------------------------------------------------
+
+
+class KeywordDropout(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        return self.drop(input=x) * 2
+
+
+def keyword_dropout() -> Built:
+    return Built(KeywordDropout().eval(), (torch.randn(4, 4),))
+
+
+def keyword_dropout_witness() -> Witness:
+    return Witness(_factory("keyword_dropout"))
+
+
+# --- optimize_for_inference --------------------------------------------------------------------
+
+
+class ScaledConv(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+
+    def forward(self, x):
+        return torch.relu(torch.relu(self.conv(x * 2))) + 1
+
+
+def scaled_conv() -> Built:
+    return Built(ScaledConv().eval(), (torch.randn(1, 3, 4, 4),))
+
+
+def scalar_operand_witness() -> Witness:
+    return Witness(_factory("scaled_conv"), {"conv_bn_fuse": True, "remove_dropout": True, "mkldnn": "length"})
+
+
+class ConvStack(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        return torch.relu(self.conv2(torch.relu(self.conv1(x))))
+
+
+def conv_stack() -> Built:
+    return Built(ConvStack().eval(), (torch.randn(1, 3, 8, 8),))
+
+
+def mutated_model_witness() -> Witness:
+    return Witness(_factory("conv_stack"), {"conv_bn_fuse": False, "remove_dropout": False, "mkldnn": "length"})
+
+
+def autotuner_witness() -> Witness:
+    return Witness(_factory("conv_stack"), {"conv_bn_fuse": True, "remove_dropout": True, "mkldnn": "autotune"})
+
+
+# --- merge_matmul ------------------------------------------------------------------------------
+
+
+class MergedProductAsOperand(nn.Module):
+    """The shared right operand of the second group is a product of the first group."""
+
+    def forward(self, a, b, c, d, w):
+        first = torch.matmul(a, w)
+        second = torch.matmul(b, w)
+        return torch.matmul(c, first), torch.matmul(d, first), second
+
+
+def merged_product_as_operand() -> Built:
+    return Built(MergedProductAsOperand(), tuple(torch.randn(3, 3) for _ in range(5)))
+
+
+def merged_product_as_operand_witness() -> Witness:
+    return Witness(_factory("merged_product_as_operand"))
+
+
+class SharedBatchedOperand(nn.Module):
+    def forward(self, a, b, w):
+        return torch.matmul(a, w), torch.matmul(b, w)
+
+
+def shared_batched_operand() -> Built:
+    return Built(SharedBatchedOperand(), (torch.randn(2, 4), torch.randn(2, 4), torch.randn(3, 4, 5)))
+
+
+def shared_batched_operand_witness() -> Witness:
+    return Witness(_factory("shared_batched_operand"))
+
+
+class MutationBetween(nn.Module):
+    def forward(self, a, b, w):
+        first = torch.matmul(a, w)
+        a.add_(1.0)
+        return first, torch.matmul(b, w)
+
+
+def mutation_between() -> Built:
+    return Built(MutationBetween(), (torch.randn(2, 4), torch.randn(2, 4), torch.randn(4, 5)))
+
+
+def mutation_between_witness() -> Witness:
+    return Witness(_factory("mutation_between"))
+
+
+class KeywordOperand(nn.Module):
+    def forward(self, a, w):
+        return torch.matmul(a, other=w), torch.matmul(a * 2, w)
+
+
+def keyword_operand() -> Built:
+    return Built(KeywordOperand(), (torch.randn(2, 3), torch.randn(3, 3)))
+
+
+def keyword_operand_witness() -> Witness:
+    return Witness(_factory("keyword_operand"))
+
+
+# --- validator ---------------------------------------------------------------------------------
+
+
+class Sized(nn.Module):
+    def forward(self, x):
+        return x + 1
+
+
+def sized() -> Built:
+    return Built(Sized(), (torch.randn(3, 7),))
+
+
+def trunc_to_int_witness() -> Witness:
+    """TruncToInt((s0 - 8) / 3) at s0 = 3: -5/3 truncates to -1, floors to -2."""
+    expr = ["trunc_div", ["sub", ["sym", 0], ["int", 8]], ["int", 3]]
+    return Witness(_factory("sized"), {"expr": expr})
+
+
+def negative_bitwise_witness() -> Witness:
+    """s1 | -3 at s1 = 7 is -1 in Python; read as an unsigned 64-bit integer it is 2**64 - 1."""
+    return Witness(_factory("sized"), {"expr": ["bor", ["sym", 1], ["int", -3]]})
