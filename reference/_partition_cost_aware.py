@@ -1,0 +1,354 @@
+"""The cost-aware partition search: greedy pairwise merging that never raises the latency.
+
+The search starts from one partition per operation and, round after round, merges the pair
+of partitions whose merge gives the lowest critical-path latency, as long as that latency
+does not exceed the current one. Among pairs with the same latency the last one in
+``(i, j)`` order wins; a pair qualifies when the partitions are at most one BFS level
+apart or connected, when merging creates no cycle, and when the resulting partition list
+still fits the devices.
+
+What makes it fast, for the same answers:
+
+* eligible pairs are enumerated from BFS-level buckets and adjacency instead of testing
+  all ``O(P^2)`` pairs;
+* a merge closes a cycle exactly when another partition lies on a path between the two,
+  which one reachability bitset per partition answers;
+* device placement is greedy in list order, so a candidate's placement agrees with the
+  current list's placement up to the first merged partition: it resumes from a snapshot
+  taken there instead of starting over;
+* the latency of each partition is computed once (merged partitions once per pair), and
+  the critical path is one pass over a topological order.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from torch.fx.node import Node
+
+from reference._partition_index import GraphIndex, Placement
+from reference.partitioner_utils import Device, NodeLatency, PartitionLatency
+
+_INF = float("inf")
+
+
+class Unit:
+    """A partition during the search (node indices, sizes, what it reads)."""
+
+    __slots__ = ("nodes", "ops", "base", "ext", "used_mem", "reads", "latency")
+
+    def __init__(self, nodes: frozenset[int], ops: list[int], base: int, ext: dict[int, int], ix: GraphIndex) -> None:
+        self.nodes = nodes
+        self.ops = ops  # operations, in graph order
+        self.base = base  # total size of every node held
+        self.ext = ext  # node read from outside -> number of held nodes reading it
+        self.used_mem = base + sum(count * ix.out(x) for x, count in ext.items())
+        self.reads = frozenset(x for v in nodes for x in ix.inputs[v])
+        self.latency: PartitionLatency | None = None
+
+
+def singleton(ix: GraphIndex, op: int) -> Unit:
+    held = {op, *(x for x in ix.inputs[op] if ix.holder[x])}
+    ext = {x: 1 for x in ix.inputs[op] if x not in held}
+    return Unit(frozenset(held), [op], sum(ix.total(v) for v in held), ext, ix)
+
+
+def merge(ix: GraphIndex, a: Unit, b: Unit) -> Unit:
+    nodes = a.nodes | b.nodes
+    base = a.base + b.base - sum(ix.total(v) for v in a.nodes & b.nodes)
+    ext: dict[int, int] = {}
+    for side in (a.ext, b.ext):
+        for x, count in side.items():
+            if x not in nodes:
+                ext[x] = ext.get(x, 0) + count
+    return Unit(nodes, sorted(a.ops + b.ops), base, ext, ix)
+
+
+class CostAwareSearch:
+    """Runs the search over the operations of an indexed graph.
+
+    Args:
+        ix (GraphIndex): the sized graph.
+        devices (List[Device]): distinct devices, in first-seen order.
+        transfer_rate_bytes_per_sec (float): link bandwidth.
+        latency_of (Dict[Node, NodeLatency]): latency of every operation.
+    """
+
+    def __init__(
+        self, ix: GraphIndex, devices: list[Device], transfer_rate_bytes_per_sec: float,
+        latency_of: dict[Node, NodeLatency],
+    ) -> None:
+        self.ix = ix
+        self.devices = devices
+        self.rate = transfer_rate_bytes_per_sec
+        self.latency_of = latency_of
+        self._merged: dict[tuple[Unit, Unit], Unit] = {}
+        self._sizes: dict[tuple[Unit, Unit], int] = {}
+        self._feeds: dict[tuple[Unit, Unit], frozenset[int]] = {}
+
+    # Per-round structure of the current list.
+
+    def _prepare(self, units: list[Unit]) -> None:
+        count = len(units)
+        owner: dict[int, int] = {}
+        for k, unit in enumerate(units):
+            for v in unit.ops:
+                owner[v] = k
+        children: list[set[int]] = [set() for _ in range(count)]
+        parents: list[set[int]] = [set() for _ in range(count)]
+        users = self.ix.users
+        for k, unit in enumerate(units):
+            for v in unit.ops:
+                for w in users[v]:
+                    o = owner.get(w)
+                    if o is not None and o != k:
+                        children[k].add(o)
+                        parents[o].add(k)
+        indegree = [len(p) for p in parents]
+        ready = deque(k for k in range(count) if not indegree[k])
+        topo: list[int] = []
+        level = [0] * count
+        while ready:
+            k = ready.popleft()
+            topo.append(k)
+            for c in sorted(children[k]):
+                level[c] = max(level[c], level[k] + 1)
+                indegree[c] -= 1
+                if not indegree[c]:
+                    ready.append(c)
+        below = [0] * count  # bitset of every partition reachable from k
+        for k in reversed(topo):
+            bits = 0
+            for c in children[k]:
+                bits |= below[c] | (1 << c)
+            below[k] = bits
+        self.units, self.owner = units, owner
+        self.children, self.parents = children, parents
+        self.topo, self.level, self.below = topo, level, below
+        self.topo_at = {k: t for t, k in enumerate(topo)}
+        self.ext_at = [[(owner[x], c * self.ix.out(x)) for x, c in u.ext.items()] for u in units]
+
+    def _latency(self, unit: Unit) -> float:
+        if unit.latency is None:
+            unit.latency = self.ix.longest_path(unit.ops, unit.nodes.__contains__, self.latency_of)
+        return unit.latency.overall_latency_sec
+
+    def _size(self, a: Unit, b: Unit) -> int:
+        key = (a, b)
+        size = self._sizes.get(key)
+        if size is None:
+            sent = self.ix.sent
+            size = self._sizes[key] = sum(sent[x] for x in self._feed(a, b))
+        return size
+
+    def _feed(self, a: Unit, b: Unit) -> frozenset[int]:
+        """Nodes of ``a`` that ``b`` reads."""
+        key = (a, b)
+        feed = self._feeds.get(key)
+        if feed is None:
+            feed = self._feeds[key] = a.nodes & b.reads
+        return feed
+
+    def _placement(self, units: list[Unit], snapshots: list[Placement] | None = None) -> tuple[list[int | None], int]:
+        """Place ``units`` from scratch: each one's device (None past a failure) and the
+        index where placement failed (``len(units)`` when all fit)."""
+        placed: list[int | None] = [None] * len(units)
+        placement = Placement(self.devices)
+        ext_at = self.ext_at
+        for k, unit in enumerate(units):
+            if snapshots is not None:
+                snapshots.append(placement.copy())
+            items = ext_at[k]
+
+            def extra(d: int, unit: Unit = unit, items: list[tuple[int, int]] = items) -> int:
+                return unit.base + sum(amount for w, amount in items if placed[w] != d)
+
+            d = placement.place(extra, unit.used_mem)
+            if d is None:
+                return placed, k
+            placed[k] = d
+        return placed, len(units)
+
+    def _critical(self, placed: list[int | None]) -> float:
+        """Critical path of the current list under a placement."""
+        units, rate, ids = self.units, self.rate, self.devices
+        arrival: list[float | None] = [None] * len(units)
+        critical = 0.0
+        for k in self.topo:
+            start = arrival[k]
+            finish = (0.0 if start is None else start) + self._latency(units[k])
+            if not self.children[k]:
+                if finish > critical:
+                    critical = finish
+                continue
+            dk = placed[k]
+            for c in self.children[k]:
+                dc = placed[c]
+                if dk is not None and dc is not None and ids[dk].logical_id == ids[dc].logical_id:
+                    reach = finish + 0.0
+                else:
+                    reach = finish + self._size(units[k], units[c]) / rate
+                if arrival[c] is None or reach > arrival[c]:
+                    arrival[c] = reach
+        return critical
+
+    # Candidate evaluation.
+
+    def _eligible_pairs(self) -> list[tuple[int, int]]:
+        count = len(self.units)
+        buckets: dict[int, list[int]] = {}
+        for k in range(count):
+            buckets.setdefault(self.level[k], []).append(k)
+        pairs = []
+        for i in range(count):
+            lv = self.level[i]
+            partners = {j for b in (lv - 1, lv, lv + 1) for j in buckets.get(b, ()) if j > i}
+            partners.update(j for j in self.children[i] | self.parents[i] if j > i)
+            pairs.extend((i, j) for j in sorted(partners))
+        return pairs
+
+    def _closes_cycle(self, i: int, j: int) -> bool:
+        below = self.below
+        for a, b in ((i, j), (j, i)):
+            for c in self.children[a]:
+                if c != b and below[c] >> b & 1:
+                    return True
+        return False
+
+    def _merged_unit(self, a: Unit, b: Unit) -> Unit:
+        unit = self._merged.get((a, b))
+        if unit is None:
+            unit = self._merged[(a, b)] = merge(self.ix, a, b)
+        return unit
+
+    def _try(self, i: int, j: int, placed: list[int | None], snapshots: list[Placement], failed_at: int) -> float:
+        units = self.units
+        if i > failed_at:
+            # The list agrees with the current one up to the failing partition.
+            return _INF
+        merged = self._merged_unit(units[i], units[j])
+        placement = snapshots[i].copy()
+        device: list[int | None] = placed[:i] + [None] * (len(units) - i)
+        ext_at = self.ext_at
+        for k in range(i + 1, len(units)):
+            if k == j:
+                continue
+            unit, items = units[k], ext_at[k]
+
+            def extra(d: int, unit: Unit = unit, items: list[tuple[int, int]] = items) -> int:
+                return unit.base + sum(
+                    amount for w, amount in items if w == i or w == j or device[w] != d
+                )
+
+            d = placement.place(extra, unit.used_mem)
+            if d is None:
+                return _INF
+            device[k] = d
+        owner, out = self.owner, self.ix.out
+        merged_items = [(owner[x], c * out(x)) for x, c in merged.ext.items()]
+
+        def merged_extra(d: int) -> int:
+            return merged.base + sum(amount for w, amount in merged_items if device[w] != d)
+
+        d = placement.place(merged_extra, merged.used_mem)
+        if d is None:
+            return _INF
+        device[i] = d
+        device[j] = None
+        return self._merged_critical(i, j, merged, device)
+
+    def _merged_order(self, i: int, j: int) -> list[int]:
+        """A topological order of the list with ``i`` and ``j`` merged (into slot ``i``)."""
+        topo, at = self.topo, self.topo_at
+        first, second = (i, j) if at[i] < at[j] else (j, i)
+        a, b = at[first], at[second]
+        below = self.below[first]
+        between = topo[a + 1 : b]
+        before = [k for k in between if not below >> k & 1]
+        after = [k for k in between if below >> k & 1]
+        return topo[:a] + before + [i] + after + topo[b + 1 :]
+
+    def _merged_critical(self, i: int, j: int, merged: Unit, device: list[int | None]) -> float:
+        units, rate, ids = self.units, self.rate, self.devices
+        arrival: list[float | None] = [None] * len(units)
+        critical = 0.0
+        for k in self._merged_order(i, j):
+            start = arrival[k]
+            if k == i:
+                unit = merged
+                targets = (self.children[i] | self.children[j]) - {i, j}
+            else:
+                unit = units[k]
+                targets = self.children[k]
+            finish = (0.0 if start is None else start) + self._latency(unit)
+            if not targets:
+                if finish > critical:
+                    critical = finish
+                continue
+            dk = device[k]
+            seen_merged = False
+            for c in targets:
+                if c == j or c == i:
+                    if seen_merged:
+                        continue
+                    seen_merged = True
+                    c = i
+                dc = device[c]
+                if dk is not None and dc is not None and ids[dk].logical_id == ids[dc].logical_id:
+                    reach = finish + 0.0
+                else:
+                    reach = finish + self._merged_size(k, c, i, j, merged) / rate
+                if arrival[c] is None or reach > arrival[c]:
+                    arrival[c] = reach
+        return critical
+
+    def _merged_size(self, k: int, c: int, i: int, j: int, merged: Unit) -> int:
+        units = self.units
+        if k == i:
+            feed = self._feed(units[i], units[c]) | self._feed(units[j], units[c])
+        elif c == i:
+            feed = self._feed(units[k], units[i]) | self._feed(units[k], units[j])
+        else:
+            return self._size(units[k], units[c])
+        sent = self.ix.sent
+        return sum(sent[x] for x in feed)
+
+    # The search.
+
+    def run(self) -> tuple[list[Unit], list[int | None], list[int]]:
+        """Merge until no pair keeps the latency from rising.
+
+        Returns:
+            the final partitions in list order, each one's device index (None where the
+            final placement failed or never ran) and each one's BFS level.
+        """
+        ix = self.ix
+        units = [singleton(ix, v) for v in range(len(ix.nodes)) if not ix.holder[v] and ix.nodes[v].op != "output"]
+        placed: list[int | None] = [None] * len(units)
+        while True:
+            self._prepare(units)
+            current = self._critical(placed)
+            if len(units) == 1:
+                break
+            snapshots: list[Placement] = []
+            base, failed_at = self._placement(units, snapshots)
+            best: tuple[int, int] | None = None
+            for i, j in self._eligible_pairs():
+                if self._closes_cycle(i, j):
+                    continue
+                cost = self._try(i, j, base, snapshots, failed_at)
+                if cost <= current:
+                    best, current = (i, j), cost
+            if best is not None:
+                i, j = best
+                merged = self._merged_unit(units[i], units[j])
+                units = [u for k, u in enumerate(units) if k != i and k != j] + [merged]
+                alive = set(units)
+                self._merged = {k: v for k, v in self._merged.items() if k[0] in alive and k[1] in alive}
+                self._sizes = {k: v for k, v in self._sizes.items() if k[0] in alive and k[1] in alive}
+                self._feeds = {k: v for k, v in self._feeds.items() if k[0] in alive and k[1] in alive}
+            self._prepare(units)
+            placed, _ = self._placement(units)
+            if best is None:
+                break
+        return units, placed, self.level
