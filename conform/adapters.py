@@ -34,41 +34,66 @@ class NotApplicable(ConformError):
     the case as skipped with this reason."""
 
 
-@dataclasses.dataclass
 class Subject:
     """What one application of a transform receives: private copies, so the two sides never
     see each other's mutations.
 
     ``module`` is the eager module, ``graph_module`` its ``symbolic_trace`` (or the row's
     tracer), ``inputs`` and ``kwargs`` the example call.
+
+    A copy made by :meth:`clone` or :meth:`to` is taken lazily, field by field, the first
+    time a driver reads it: a transform that traces the eager module itself never pays for
+    copying the GraphModule (whose deepcopy recompiles it), and vice versa.
     """
 
-    module: torch.nn.Module
-    graph_module: torch.fx.GraphModule
-    inputs: tuple[Any, ...]
-    kwargs: dict[str, Any]
+    def __init__(self, module: torch.nn.Module, graph_module: torch.fx.GraphModule,
+                 inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.module = module
+        self.graph_module = graph_module
+        self.inputs = inputs
+        self.kwargs = kwargs
+
+    @classmethod
+    def _deferred(cls, pending: dict[str, Callable[[], Any]]) -> Subject:
+        subject = cls.__new__(cls)
+        subject.__dict__["_pending"] = pending
+        return subject
+
+    def __getattr__(self, name: str) -> Any:
+        pending = self.__dict__.get("_pending", {})
+        if name not in pending:
+            raise AttributeError(name)
+        value = pending.pop(name)()
+        setattr(self, name, value)
+        return value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self.__dict__.get("_pending", {}).pop(name, None)
+        self.__dict__[name] = value
 
     def clone(self) -> Subject:
-        module = copy.deepcopy(self.module)
-        graph_module = copy.deepcopy(self.graph_module)
-        # deepcopy of a GraphModule drops node.meta only for some entries; carry it over so a
-        # transform that reads metadata sees the same thing on both sides.
-        for src, dst in zip(self.graph_module.graph.nodes, graph_module.graph.nodes):
-            dst.meta = copy.copy(src.meta)
-        return Subject(
-            module=module,
-            graph_module=graph_module,
-            inputs=clone_values(self.inputs),
-            kwargs=clone_values(self.kwargs),
-        )
+        return self.to(None)
 
-    def to(self, device: str) -> Subject:
-        moved = self.clone()
-        moved.module = moved.module.to(device)
-        moved.graph_module = moved.graph_module.to(device)
-        moved.inputs = to_device(moved.inputs, device)
-        moved.kwargs = to_device(moved.kwargs, device)
-        return moved
+    def to(self, device: str | None) -> Subject:
+        """A lazy private copy, moved to ``device`` when one is given."""
+        def move(value: Any) -> Any:
+            return value if device is None else value.to(device)
+
+        return Subject._deferred({
+            "module": lambda: move(copy.deepcopy(self.module)),
+            "graph_module": lambda: move(_copy_graph_module(self.graph_module)),
+            "inputs": lambda: to_device(clone_values(self.inputs), device),
+            "kwargs": lambda: to_device(clone_values(self.kwargs), device),
+        })
+
+
+def _copy_graph_module(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    copied = copy.deepcopy(gm)
+    # carry node.meta over as it is, so a transform that reads metadata sees the same thing
+    # on both sides whatever deepcopy does with individual entries
+    for src, dst in zip(gm.graph.nodes, copied.graph.nodes):
+        dst.meta = copy.copy(src.meta)
+    return copied
 
 
 @dataclasses.dataclass
@@ -95,7 +120,9 @@ def clone_values(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
-def to_device(value: Any, device: str) -> Any:
+def to_device(value: Any, device: str | None) -> Any:
+    if device is None:
+        return value
     return torch.utils._pytree.tree_map(
         lambda v: v.to(device) if isinstance(v, torch.Tensor) else v, value
     )

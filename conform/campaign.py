@@ -25,7 +25,7 @@ from hypothesis.errors import HypothesisException
 
 from conform import known, record, report
 from conform.case import Case
-from conform.engine import Prepared, check, prepare
+from conform.engine import Prepared, check, finish_outcome, prepare
 from conform.errors import UsageError
 from conform.outcome import Outcome, Verdict, stable_key
 from conform.registry import TransformSpec, select
@@ -158,8 +158,11 @@ def _body(state: _WorkerState, data: st.DataObject) -> None:
             return
         state.seen_cases.add(identity)
     outcomes: list[Outcome] = []
+    if isinstance(prepared, Outcome):
+        # the case itself failed to build, trace or run: one outcome, whatever the rows
+        outcomes.append(finish_outcome(prepared))
     for row, params in drawn:
-        if state.target is not None and row.name != state.target[0]:
+        if isinstance(prepared, Outcome) or (state.target is not None and row.name != state.target[0]):
             continue
         outcomes.extend(check(case, row, params=params, devices=state.config.devices, prepared=prepared))
     failing = _failing(state, case, outcomes)

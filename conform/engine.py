@@ -27,7 +27,15 @@ from conform import known
 from conform.adapters import Applied, NotApplicable, Subject, clone_values
 from conform.case import Case
 from conform.compare import compare_json, compare_values
-from conform.execute import Execution, Failure, Timeout, execute, first_divergent_node, time_limit
+from conform.execute import (
+    Execution,
+    Failure,
+    Timeout,
+    execute,
+    first_divergent_node,
+    seed_everything,
+    time_limit,
+)
 from conform.implementations import Implementation
 from conform.outcome import Mismatch, Outcome, Stage, Symptom, Verdict, stable_key
 from conform.registry import Oracle, TransformSpec, get
@@ -63,7 +71,7 @@ def trace(built: Built, *, seed: int = 0) -> torch.fx.GraphModule:
     The RNG is seeded first so trace-time constants (a ``torch.rand`` with no traced input)
     are the same on every trace of the case.
     """
-    torch.manual_seed(seed)
+    seed_everything(seed)
     tracer = _CaseTracer(built.leaf_modules)
     graph = tracer.trace(built.module, concrete_args=built.concrete_args)
     return torch.fx.GraphModule(tracer.root, graph, built.module.__class__.__name__)
@@ -132,13 +140,13 @@ def apply(row: TransformSpec, impl: str, prepared: Prepared, params: dict[str, A
     side = Side(impl=impl)
     base = Subject(module=prepared.built.module, graph_module=prepared.graph_module,
                    inputs=prepared.built.args, kwargs=prepared.built.kwargs)
-    subject = base.to(device) if device != "cpu" else base.clone()
+    subject = base.to(device if device != "cpu" else None)
     # A transform may run the graph on the subject's inputs (ShapeProp does); the transformed
     # module is executed on copies taken before it had the chance to mutate them.
     pristine_args, pristine_kwargs = clone_values(subject.inputs), clone_values(subject.kwargs)
     transform = row.load(Implementation(impl))
     started = time.perf_counter()
-    torch.manual_seed(prepared.case.seed)
+    seed_everything(prepared.case.seed)
     try:
         with time_limit(row.timeout_s):
             side.applied = transform(subject, dict(params))
@@ -180,12 +188,13 @@ class _Findings:
 
     def add(self, stage: Stage, symptom: Symptom, message: str, *, failure: Failure | None = None,
             place: str | None = None, diffs: list[Mismatch] | None = None, node: str | None = None,
-            verdict: Verdict = Verdict.FAIL) -> None:
+            verdict: Verdict = Verdict.FAIL, device: str | None = None) -> None:
         case = self.prepared.case
+        device = device or self.device
         self.items.append(Outcome(
-            key=stable_key(case.source, case.spec, case.seed, self.row.name, self.params, self.device,
+            key=stable_key(case.source, case.spec, case.seed, self.row.name, self.params, device,
                            stage.value, symptom.value, place),
-            case_id=case.id, source=case.source, transform=self.row.name, device=self.device,
+            case_id=case.id, source=case.source, transform=self.row.name, device=device,
             verdict=verdict, stage=stage, symptom=symptom, message=message,
             exception=failure.exception if failure else None,
             place=place if place is not None else (failure.place if failure else None),
@@ -252,6 +261,11 @@ def _impls(row: TransformSpec) -> tuple[str, ...]:
 
 def _finish(outcome: Outcome, started: float, elapsed: float | None = None) -> Outcome:
     outcome.duration_s = round(elapsed if elapsed is not None else time.perf_counter() - started, 4)
+    return finish_outcome(outcome)
+
+
+def finish_outcome(outcome: Outcome) -> Outcome:
+    """Classify a failed outcome against the known-divergence registry."""
     if outcome.verdict is Verdict.FAIL:
         entry = known.classify(outcome)
         if entry is not None:
@@ -360,41 +374,27 @@ def _judge_device(f: _Findings, cpu_side: Side, prepared: Prepared, row: Transfo
         cuda_side = apply(row, "reference", prepared, params, device="cuda")
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
-    f.device = "cuda"
     if cuda_side.failure or cuda_side.timed_out:
         failure = cuda_side.failure
         f.add(Stage.TRANSFORM_REFERENCE, Symptom.DEVICE_DIVERGENCE,
               "the transform succeeds on CPU but fails on CUDA"
               + (f": {failure.exception}: {failure.message}" if failure else " (timeout)"),
-              failure=failure, place="cuda-apply")
+              failure=failure, place="cuda-apply", device="cuda")
     elif cuda_side.execution is not None:
         ex = cuda_side.execution
         if not ex.ok:
             f.add(Stage.EXECUTE, Symptom.DEVICE_DIVERGENCE,
                   f"the transformed module runs on CPU but raises on CUDA: {ex.failure.exception}: {ex.failure.message}",
-                  failure=ex.failure, place="cuda-execute")
+                  failure=ex.failure, place="cuda-execute", device="cuda")
         else:
             diff = compare_values(cpu_side.execution.outputs, ex.outputs, meta_only=prepared.built.stochastic,
                                   tolerance_scale=DEVICE_TOLERANCE_SCALE)
             if diff:
                 f.add(Stage.COMPARE, Symptom.DEVICE_DIVERGENCE, "CPU and CUDA outputs differ",
-                      place="outputs", diffs=[Mismatch("cpu", "cuda", "outputs", diff)])
-    f.device = "cpu"
+                      place="outputs", diffs=[Mismatch("cpu", "cuda", "outputs", diff)], device="cuda")
 
 
 def _jsonable(value: Any) -> Any:
     import json
 
     return json.loads(json.dumps(value, default=repr, sort_keys=True))
-
-
-def outcomes_for(prepared_or_case: Case, rows: list[TransformSpec], params_for: Any,
-                 devices: tuple[str, ...] = ("cpu",)) -> list[Outcome]:
-    """Check one case against several rows, preparing it once; ``params_for(row, gm)``
-    returns each row's parameters."""
-    prepared = prepare(prepared_or_case)
-    out: list[Outcome] = []
-    for row in rows:
-        params = params_for(row, prepared.graph_module) if isinstance(prepared, Prepared) else {}
-        out.extend(check(prepared_or_case, row, params=params, devices=devices, prepared=prepared))
-    return out

@@ -18,6 +18,18 @@ from conform.adapters import clone_values
 from conform.compare import compare_values
 
 
+def seed_everything(seed: int) -> None:
+    """Seed the CPU generator, and CUDA's when it is in use.
+
+    ``torch.manual_seed`` also queues a lazy CUDA seeding on CUDA builds without a GPU, which
+    formats the Python stack on every call; on the engine's hot path that cost more than
+    the transforms being checked.
+    """
+    torch.random.default_generator.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
 class Timeout(Exception):
     """A stage ran past its time limit."""
 
@@ -106,7 +118,7 @@ def execute(
 ) -> Execution:
     """Call ``runnable`` on private copies of the inputs with the RNG seeded by ``seed``."""
     args_c, kwargs_c = clone_values(args), clone_values(kwargs)
-    torch.manual_seed(seed)
+    seed_everything(seed)
     try:
         with time_limit(timeout_s), torch.no_grad():
             outputs = runnable(*args_c, **kwargs_c)
@@ -154,7 +166,7 @@ class RecordingInterpreter(torch.fx.Interpreter):
 def record_values(module: torch.fx.GraphModule, args: tuple[Any, ...], *, seed: int) -> tuple[dict[str, Any], list[str]]:
     """Node name -> value for one run of ``module`` (empty when it cannot be interpreted)."""
     interp = RecordingInterpreter(module)
-    torch.manual_seed(seed)
+    seed_everything(seed)
     try:
         with torch.no_grad():
             interp.run(*clone_values(args))

@@ -91,7 +91,7 @@ class SamplesSource(Source):
     def build(self, spec: dict[str, str], seed: int) -> Built:
         if spec.get("sample") not in SAMPLES:
             raise KeyError(f"unknown sample {spec.get('sample')!r} (valid: {', '.join(SAMPLES)})")
-        torch.manual_seed(seed)
+        torch.random.default_generator.manual_seed(seed)
         return globals()[spec["sample"]]()
 
     def source_code(self, spec: dict[str, str], seed: int) -> str:

@@ -84,7 +84,7 @@ class FactorySource(Source):
         return st.nothing()
 
     def build(self, spec: Any, seed: int) -> Built:
-        torch.manual_seed(seed)
+        torch.random.default_generator.manual_seed(seed)
         built = _load(spec["factory"])(**spec.get("kwargs", {}))
         if not isinstance(built, Built):
             raise TypeError(f"factory {spec['factory']} returned {type(built).__name__}, expected Built")
