@@ -231,6 +231,12 @@ def _build_partition_graphs(
             leave.meta = exit_node.meta.copy()
 
 
+# Registered in the parent in place of each child while the parent is built: compiling a
+# GraphModule also recompiles every GraphModule child, so children attached afterwards are
+# compiled once instead of twice.
+_STAND_IN = torch.nn.Module()
+
+
 class _Parent:
     """The parent graph under construction: inputs, attributes, calls to the children."""
 
@@ -240,6 +246,7 @@ class _Parent:
         self.env: dict[str, Node] = {}
         self.attrs: dict[str, Any] = {}
         self.keep_names = keep_original_node_name
+        self.children: dict[str, Partition] = {}
 
     def bring_in(self, node: Node) -> None:
         if node.name in self.env:
@@ -268,7 +275,8 @@ class _Parent:
         self.env[node.name] = new
 
     def call(self, part: Partition, tuple_return: bool) -> None:
-        self.attrs[part.submod_name] = GraphModule(part.targets, part.graph)
+        self.children[part.submod_name] = part
+        self.attrs[part.submod_name] = _STAND_IN
         result = self.graph.call_module(part.submod_name, tuple(self.env[n] for n in part.inputs))
         names = list(part.outputs)
         if len(names) > 1 or (names and tuple_return):
@@ -276,6 +284,15 @@ class _Parent:
                 self.env[name] = self.graph.call_function(operator.getitem, (result, index))
         elif names:
             self.env[names[0]] = result
+
+    def finish(self) -> GraphModule:
+        """The parent module, with each child compiled and attached; every graph linted."""
+        module = GraphModule(self.attrs, self.graph)
+        for name, part in self.children.items():
+            setattr(module, name, GraphModule(part.targets, part.graph))
+            part.graph.lint()
+        self.graph.lint()
+        return module
 
 
 def split_module(
@@ -391,11 +408,8 @@ def split_module(
         result = parent.graph.output(map_arg(output.args[0], lambda n: parent.env[n.name]))
         result.meta = output.meta.copy()
 
-    split = GraphModule(parent.attrs, parent.graph)
+    split = parent.finish()
     split.meta["partition_names"] = {p.submod_name for p in partitions.values()}
-    for part in partitions.values():
-        part.graph.lint()
-    split.graph.lint()
     return split
 
 
@@ -494,8 +508,4 @@ def split_module_simple(
     output = next((n for n in reversed(nodes) if n.op == "output"), None)
     if output is not None:
         parent.graph.output(map_arg(output.args[0], lambda n: parent.env[n.name]))
-    split = GraphModule(parent.attrs, parent.graph)
-    for part in partitions.values():
-        part.graph.lint()
-    split.graph.lint()
-    return split
+    return parent.finish()
