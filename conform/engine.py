@@ -33,6 +33,7 @@ from conform.execute import (
     Timeout,
     execute,
     first_divergent_node,
+    quiet,
     seed_everything,
     time_limit,
 )
@@ -79,6 +80,11 @@ def trace(built: Built, *, seed: int = 0) -> torch.fx.GraphModule:
 
 def prepare(case: Case) -> Prepared | Outcome:
     """Build, trace and run the case eagerly; an Outcome when a stage fails."""
+    with quiet():
+        return _prepare(case)
+
+
+def _prepare(case: Case) -> Prepared | Outcome:
     try:
         built = case.build()
     except Exception as exc:
@@ -131,6 +137,7 @@ class Side:
     fingerprint: Any = None
     fingerprint_failure: Failure | None = None
     seconds: float = 0.0
+    printed: list[str] = dataclasses.field(default_factory=list)
 
 
 def apply(row: TransformSpec, impl: str, prepared: Prepared, params: dict[str, Any],
@@ -148,7 +155,7 @@ def apply(row: TransformSpec, impl: str, prepared: Prepared, params: dict[str, A
     started = time.perf_counter()
     seed_everything(prepared.case.seed)
     try:
-        with time_limit(row.timeout_s):
+        with quiet(side.printed), time_limit(row.timeout_s):
             side.applied = transform(subject, dict(params))
     except NotApplicable as exc:
         side.not_applicable = str(exc)
@@ -174,8 +181,9 @@ def apply(row: TransformSpec, impl: str, prepared: Prepared, params: dict[str, A
         except Exception as exc:
             side.fingerprint_failure = Failure.capture(exc)
     if run and side.applied.runnable is not None and side.lint is None:
-        side.execution = execute(side.applied.runnable, pristine_args, pristine_kwargs,
-                                 seed=prepared.case.seed, timeout_s=row.timeout_s)
+        with quiet(side.printed):
+            side.execution = execute(side.applied.runnable, pristine_args, pristine_kwargs,
+                                     seed=prepared.case.seed, timeout_s=row.timeout_s)
     return side
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import signal
 import threading
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,6 +30,22 @@ def seed_everything(seed: int) -> None:
     torch.random.default_generator.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
+
+
+@contextlib.contextmanager
+def quiet(sink: list[str] | None = None) -> Iterator[None]:
+    """Keep what a transform prints (upstream ShapeProp prints tracebacks, many passes warn)
+    off the console; the text goes to ``sink`` when one is given."""
+    out, err = io.StringIO(), io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        finally:
+            if sink is not None:
+                text = (out.getvalue() + err.getvalue()).strip()
+                if text:
+                    sink.append(text[-2000:])
 
 
 class Timeout(Exception):
