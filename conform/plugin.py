@@ -117,10 +117,13 @@ class Checker:
         self.report_dir = Path(report_dir) if report_dir else None
         self.outcomes: list[Any] = []
 
-    def check(self, case: Any, transform: str, params: dict[str, Any] | None = None) -> list[Any]:
+    def check(self, case: Any, transform: str, params: dict[str, Any] | None = None,
+              *, prepared: Any = None) -> list[Any]:
+        """Check ``case`` with ``transform``; ``prepared`` is :func:`conform.engine.prepare`'s
+        result when the test already has it."""
         from conform.engine import check
 
-        outcomes = check(case, transform, params=params, devices=self.devices)
+        outcomes = check(case, transform, params=params, devices=self.devices, prepared=prepared)
         for outcome in outcomes:
             if outcome.is_divergence and self.report_dir is not None:
                 from conform import repro
@@ -136,11 +139,12 @@ class Checker:
         self.outcomes.extend(outcomes)
         return outcomes
 
-    def assert_conforms(self, case: Any, transform: str, params: dict[str, Any] | None = None) -> list[Any]:
+    def assert_conforms(self, case: Any, transform: str, params: dict[str, Any] | None = None,
+                        *, prepared: Any = None) -> list[Any]:
         """Check and fail the test on any new (unregistered) divergence."""
         from conform.outcome import Verdict
 
-        outcomes = self.check(case, transform, params)
+        outcomes = self.check(case, transform, params, prepared=prepared)
         failures = [o for o in outcomes if o.verdict is Verdict.FAIL]
         if failures:
             pytest.fail("\n\n".join(o.describe() for o in failures), pytrace=False)
