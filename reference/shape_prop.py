@@ -87,7 +87,9 @@ def _quantization(t: torch.Tensor) -> dict[str, Any]:
     return params
 
 
-def _describe(t: torch.Tensor, include_contiguity: bool = True) -> TensorMetadata:
+def _extract_tensor_metadata(t: torch.Tensor, include_contiguity: bool = True) -> TensorMetadata:
+    # Private upstream, but imported by name across torch (export, dynamo, inductor passes),
+    # so the name is kept for drop-in use.
     sparse = _is_sparse(t)
     memory_format = None
     if include_contiguity and not sparse:
@@ -156,7 +158,7 @@ class ShapeProp(torch.fx.Interpreter):
             nonlocal saw_tensor
             if isinstance(value, torch.Tensor):
                 saw_tensor = True
-                return _describe(value)
+                return _extract_tensor_metadata(value)
             return value
 
         described = map_aggregate(result, describe)
