@@ -569,6 +569,21 @@ KNOWN: tuple[KnownDivergence, ...] = (
         witness="conform.witnesses.optimization:shared_batched_operand_witness",
     ),
     KnownDivergence(
+        id="merge-matmul-vector-left-operand",
+        transform="merge_matmul",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "upstream stacks the left operands with torch.cat along dim 0, which only lines up "
+            "rows when every operand has the same rank of at least 2: 1-D operands (a vector @ w) "
+            "or operands of different ranks make the merged module raise. The reference flattens "
+            "each operand to rows of length K before stacking and restores its shape after."
+        ),
+        match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="RuntimeError",
+                    message=r"module upstream produced raises RuntimeError: (Tensors must have same "
+                            r"number of dimensions|mat1 and mat2 shapes cannot be multiplied)"),
+        witness="conform.witnesses.optimization:vector_left_operands_witness",
+    ),
+    KnownDivergence(
         id="merge-matmul-keyword-operand",
         transform="merge_matmul",
         kind=Kind.UPSTREAM_BUG,

@@ -215,3 +215,11 @@ def trunc_to_int_witness() -> Witness:
 def negative_bitwise_witness() -> Witness:
     """s1 | -3 at s1 = 7 is -1 in Python; read as an unsigned 64-bit integer it is 2**64 - 1."""
     return Witness(_factory("sized"), {"expr": ["bor", ["sym", 1], ["int", -3]]})
+
+
+def vector_left_operands() -> Built:
+    return Built(SharedBatchedOperand(), (torch.randn(4), torch.randn(4), torch.randn(4, 5)))
+
+
+def vector_left_operands_witness() -> Witness:
+    return Witness(_factory("vector_left_operands"))
