@@ -277,7 +277,8 @@ KNOWN: tuple[KnownDivergence, ...] = (
         ),
         match=Match(stage=Stage.COMPARE, message=(
             r"module upstream produced computes different outputs|transformed modules compute "
-            r"different outputs|\]\.(alpha|rounding_mode): only on the right")),
+            r"different outputs|\]\.(alpha|rounding_mode): only on the right|only on the right: "
+            r"\['call_function', 'torch\.\w+', [^\n]*'(alpha|rounding_mode)'")),
         witness="conform.witnesses.normalize:operators_with_keywords",
     ),
     *(
@@ -540,18 +541,20 @@ KNOWN: tuple[KnownDivergence, ...] = (
         witness="conform.witnesses.optimization:autotuner_witness",
     ),
     KnownDivergence(
-        id="merge-matmul-merged-operand",
+        id="merge-matmul-second-group",
         transform="merge_matmul",
         kind=Kind.UPSTREAM_BUG,
         reason=(
-            "upstream groups matmuls by right operand before merging anything; when that operand "
-            "is itself a matmul merged in an earlier group, the later merge still uses the erased "
-            "node and fails ('Attempting to remove ... from wrong graph'). The reference reads "
-            "operands from the graph as it is when each group is merged."
+            "after merging one group upstream restores topological order with legalize_graph, "
+            "which copies every node into a new Graph; the next group still holds nodes of the "
+            "old graph and erasing them fails ('Attempting to remove ... from wrong graph'), so "
+            "any module with two groups to merge raises. The reference reorders the graph in "
+            "place and reads each group's operands when it merges it (an operand may be a "
+            "product of an earlier group)."
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="RuntimeError",
                     message="from wrong graph"),
-        witness="conform.witnesses.optimization:merged_product_as_operand_witness",
+        witness="conform.witnesses.optimization:two_groups_witness",
     ),
     KnownDivergence(
         id="merge-matmul-batched-shared-operand",

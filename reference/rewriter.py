@@ -8,6 +8,7 @@ tracer records as a graph node that raises when the condition fails at run time.
 """
 
 from __future__ import annotations
+import __future__
 
 import ast
 import copy
@@ -30,6 +31,12 @@ __all__ = ["AST_Rewriter", "RewritingTracer"]
 _ASSERT_NAME = "_fx_rewriter_assert_"
 _ANNOTATE_NAME = "_fx_rewriter_annotate_"
 _SCOPE_NAME = "_fx_rewriter_scope_"
+
+# ``from __future__`` features are per compilation: the rewritten code is compiled with the
+# ones the original was compiled with (postponed annotations, above all), not this module's.
+_FUTURE_FLAGS = 0
+for _feature in __future__.all_feature_names:
+    _FUTURE_FLAGS |= getattr(__future__, _feature).compiler_flag
 
 
 def _annotate(value: Any, annotation: Any) -> Any:
@@ -155,7 +162,8 @@ def _recompile(func: FunctionType, definition: ast.FunctionDef) -> FunctionType:
         top.body = [scope]  # type: ignore[attr-defined]
     module = ast.fix_missing_locations(ast.Module(body=[top], type_ignores=[]))
     namespace: dict[str, Any] = {}
-    exec(compile(module, func.__code__.co_filename, "exec"), namespace)
+    flags = func.__code__.co_flags & _FUTURE_FLAGS
+    exec(compile(module, func.__code__.co_filename, "exec", flags=flags, dont_inherit=True), namespace)
     make = getattr(namespace[owner], _SCOPE_NAME) if owner is not None else namespace[_SCOPE_NAME]
 
     helper_values = {_ASSERT_NAME: torch._assert, _ANNOTATE_NAME: _annotate}

@@ -42,9 +42,11 @@ def drive_typed(impl: Implementation, row: TransformSpec, subject: Subject, para
 
 
 def drive_rewrite(impl: Implementation, row: TransformSpec, subject: Subject, params: dict[str, Any]) -> Applied:
-    """``GraphModule(module, RewritingTracer().trace(module))``."""
-    graph = impl.resolve(row.target)(**params).trace(subject.module)
-    result = torch.fx.GraphModule(subject.module, graph, type(subject.module).__name__)
+    """``GraphModule(tracer.root, tracer.trace(module))`` with a ``RewritingTracer``; the
+    tracer's root holds the trace-time constants it created."""
+    tracer = impl.resolve(row.target)(**params)
+    graph = tracer.trace(subject.module)
+    result = torch.fx.GraphModule(tracer.root, graph, type(subject.module).__name__)
     return _graph_applied(result, graph, subject)
 
 

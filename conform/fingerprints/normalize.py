@@ -7,6 +7,8 @@ its rows are judged by outputs and errors."""
 
 from __future__ import annotations
 
+import json
+import re
 import typing
 from typing import Any
 
@@ -68,10 +70,24 @@ def fingerprint(applied: Applied) -> Any:
     return {"order": order, "nodes": nodes, "keyword_node_calls": keyword_calls}
 
 
+# torch.fx numbers trace-time constants with a counter shared by every Tracer in the process,
+# so their names depend on what was traced before; they are renumbered by first appearance.
+_CONSTANT_NAME = re.compile(r"\b_tensor_constant\d+(?:_\d+)?\b")
+
+
+def _renumber_constants(described: Any) -> Any:
+    text = json.dumps(described, sort_keys=True)
+    names: dict[str, str] = {}
+    for found in _CONSTANT_NAME.findall(text):
+        names.setdefault(found, f"_tensor_constant#{len(names)}")
+    return json.loads(_CONSTANT_NAME.sub(lambda m: names[m.group(0)], text))
+
+
 def traced_graph(applied: Applied) -> Any:
     """The graph a tracer produced: placeholders, nodes (op, name, target, args, kwargs)
-    and output, plus every node's type."""
+    and output, plus every node's type; trace-time constants renumbered in order of
+    appearance."""
     graph = _result_graph(applied)
     described = describe_graph(graph)
     described["types"] = {n.name: describe_type(n.type) for n in graph.nodes if n.type is not None}
-    return described
+    return _renumber_constants(described)

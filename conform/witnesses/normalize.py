@@ -212,6 +212,21 @@ def assert_with_super() -> Witness:
     return _witness("assert_with_super_case")
 
 
+class _AnnotatedForward(torch.nn.Module):
+    def forward(self, x: torch.Tensor, scale: float = 2.0) -> torch.Tensor:
+        assert self.training in (True, False)
+        return x * scale
+
+
+def annotated_forward_case() -> Built:
+    return Built(_AnnotatedForward(), (torch.randn(2, 3),))
+
+
+def annotated_forward() -> Witness:
+    """An annotated forward with an ``assert``, in a module with postponed annotations."""
+    return _witness("annotated_forward_case")
+
+
 def _checked_double(self: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     assert not isinstance(self, torch.fx.GraphModule)
     return x * 2
