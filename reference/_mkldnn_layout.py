@@ -136,6 +136,14 @@ def modules_to_mkldnn(
     Returns:
         MKLDNN module to a copy of the module it replaced, for :func:`reset_modules`.
     """
+    return _convert_modules(nodes, modules, keep_copies=True)
+
+
+def _convert_modules(
+    nodes: list[fx.Node], modules: dict[str, nn.Module], *, keep_copies: bool
+) -> dict[nn.Module, nn.Module]:
+    # keep_copies=False hands back the replaced modules themselves: fine when nothing else
+    # holds them (the layout pass converts its own copy of the model).
     originals: dict[nn.Module, nn.Module] = {}
     for node in nodes:
         if node.op != "call_module":
@@ -146,7 +154,7 @@ def modules_to_mkldnn(
         twin = _mkldnn_twin(dense)
         if twin is None:
             continue
-        originals[twin] = copy.deepcopy(dense)
+        originals[twin] = copy.deepcopy(dense) if keep_copies else dense
         replace_node_module(node, modules, twin)
     return originals
 
@@ -482,21 +490,26 @@ def _return_to_dense(
 
 
 def layout_optimize(
-    model: nn.Module, heuristic: Callable[[MklSubgraph], bool], tracer: type[fx.Tracer]
+    model: nn.Module,
+    heuristic: Callable[[MklSubgraph], bool],
+    tracer: type[fx.Tracer],
+    *,
+    private: bool = False,
 ) -> fx.GraphModule:
     """The MKLDNN layout pass of ``optimize_for_inference``: wrap MKLDNN-capable nodes in
     layout conversions, drop back-to-back conversions, group the MKLDNN nodes into regions
-    and keep in MKLDNN layout the regions ``heuristic`` accepts."""
+    and keep in MKLDNN layout the regions ``heuristic`` accepts.
 
-    # The earlier passes already copied the model; a private copy keeps the caller's model
-    # intact when they were switched off.
-    root = copy.deepcopy(model)
+    ``private`` says ``model`` belongs to the caller alone (a result of ``fuse``), so its
+    modules may be converted without copying it first.
+    """
+    root = model if private else copy.deepcopy(model)
     graph = tracer().trace(root)
     modules = dict(root.named_modules())
     for node in list(graph.nodes):
         if _wants_mkldnn(node, modules):
             _wrap_in_conversions(graph, node)
-    originals = modules_to_mkldnn(list(graph.nodes), modules)
+    originals = _convert_modules(list(graph.nodes), modules, keep_copies=False)
     _drop_round_trips(graph)
 
     gm = fx.GraphModule(root, graph)

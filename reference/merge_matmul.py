@@ -10,9 +10,9 @@ The grouping and independence rules are upstream's (same right operand, pairwise
 independence searched six nodes deep). The merged computation is one graph node calling
 :func:`merged_matmul`, which stacks the left operands by rows whatever their rank and falls
 back to separate products when the shared operand is batched (three or more dims), where
-stacking rows would mix batch entries. Groups whose span contains a mutation are left alone,
-as are groups whose shared operand is itself a merged product (the product is read from the
-graph as it is after earlier merges).
+stacking rows would mix batch entries. Groups with an in-place operation between their first
+and last matmul are left alone (the merged product reads the operands at the last one).
+Operands are read when a group is merged, so a group may use the products of an earlier one.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def merged_matmul(lhs: list[torch.Tensor], rhs: torch.Tensor) -> tuple[torch.Ten
     product = torch.matmul(torch.cat(rows), rhs)
     blocks = torch.split(product, [r.shape[0] for r in rows])
     tail = tuple(rhs.shape[1:])
-    return tuple(b.reshape(*x.shape[:-1], *tail) for b, x in zip(blocks, lhs))
+    return tuple(b.reshape(tuple(x.shape[:-1]) + tail) for b, x in zip(blocks, lhs))
 
 
 def _operands(node: Node) -> tuple[Node, Node] | None:

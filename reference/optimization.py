@@ -157,7 +157,9 @@ def _fold(first: nn.Module, norm: nn.Module) -> nn.Module:
         bias_dtype, bias_grad = weight.dtype, False
     broadcast = (-1,) + (1,) * (weight.dim() - 1)
     new_weight = weight.detach().to(wide) * scale.reshape(broadcast)
-    folded = copy.deepcopy(first)
+    # Everything but the two parameters is copied; those are replaced right away.
+    replaced = {id(p): p for p in (first.weight, first.bias) if p is not None}
+    folded = copy.deepcopy(first, memo=replaced)
     folded.weight = nn.Parameter(new_weight.to(weight.dtype), weight.requires_grad)
     folded.bias = nn.Parameter(bias.to(bias_dtype).clone(), bias_grad)
     return folded
@@ -309,4 +311,6 @@ def optimize_for_inference(
         raise RuntimeError("mkldnn_layout_optimize config is not a dict")
     if "heuristic" not in layout:
         raise RuntimeError("Heuristic not found in mkldnn_layout_optimize config")
-    return layout_optimize(model, layout["heuristic"], tracer)
+    # fuse returns a deep copy; dropout removal keeps it private (it shares modules with its
+    # input only). Without fusion the layout pass copies the model before converting modules.
+    return layout_optimize(model, layout["heuristic"], tracer, private=bool(config["conv_bn_fuse"]))

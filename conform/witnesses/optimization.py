@@ -223,3 +223,16 @@ def vector_left_operands() -> Built:
 
 def vector_left_operands_witness() -> Witness:
     return Witness(_factory("vector_left_operands"))
+
+
+class TwoGroups(nn.Module):
+    def forward(self, a, b, c, d, v, w):
+        return torch.matmul(a, v) + torch.matmul(c, w), torch.matmul(b, v) - torch.matmul(d, w)
+
+
+def two_groups() -> Built:
+    return Built(TwoGroups(), tuple(torch.randn(3, 3) for _ in range(6)))
+
+
+def two_groups_witness() -> Witness:
+    return Witness(_factory("two_groups"))

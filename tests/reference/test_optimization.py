@@ -322,28 +322,26 @@ def test_fused_module_is_a_graph_module_without_unused_submodules(impl: Implemen
     assert sorted(name for name, _ in fused.named_children()) == ["conv"]
 
 
-@settings(max_examples=15, deadline=None)
-@given(
-    dims=st.sampled_from([1, 2]),
-    depth=st.integers(1, 3),
-    bias=st.booleans(),
-    affine=st.booleans(),
-    seed=st.integers(0, 2**16),
-)
-def test_random_conv_bn_stacks_compute_the_same(
-    impl: Implementation, dims: int, depth: int, bias: bool, affine: bool, seed: int
-) -> None:
+@pytest.mark.parametrize("dims", [1, 2])
+def test_random_conv_bn_stacks_compute_the_same(impl: Implementation, dims: int) -> None:
     conv = {1: nn.Conv1d, 2: nn.Conv2d}[dims]
     norm = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}[dims]
-    torch.manual_seed(seed)
-    layers: list[nn.Module] = []
-    for _ in range(depth):
-        layers += [conv(3, 3, 3, padding=1, bias=bias), norm(3, affine=affine), nn.ReLU()]
-    model = randomize_stats(nn.Sequential(*layers), seed).eval()
-    fused = impl.optimization.fuse(model)
-    assert not any(isinstance(m, norm) for m in fused.modules())
-    x = torch.randn(INPUTS[dims])
-    close(fused(x), model(x), tol=1e-3)
+
+    # the property runs inside the test so hypothesis never inspects the fixture object
+    @settings(max_examples=10, deadline=None)
+    @given(depth=st.integers(1, 3), bias=st.booleans(), affine=st.booleans(), seed=st.integers(0, 2**16))
+    def folds(depth: int, bias: bool, affine: bool, seed: int) -> None:
+        torch.manual_seed(seed)
+        layers: list[nn.Module] = []
+        for _ in range(depth):
+            layers += [conv(3, 3, 3, padding=1, bias=bias), norm(3, affine=affine), nn.ReLU()]
+        model = randomize_stats(nn.Sequential(*layers), seed).eval()
+        fused = impl.optimization.fuse(model)
+        assert not any(isinstance(m, norm) for m in fused.modules())
+        x = torch.randn(INPUTS[dims])
+        close(fused(x), model(x), tol=1e-3)
+
+    folds()
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -533,7 +531,10 @@ def test_optimize_conv_bn_relu_stack(impl: Implementation) -> None:
 @pytest.mark.parametrize("dropout", [True, False])
 @pytest.mark.parametrize("layout", [True, False])
 def test_pass_config_switches(impl: Implementation, fuse: bool, dropout: bool, layout: bool) -> None:
-    model = randomize_stats(ConvBNReLUStack(blocks=1)).eval()
+    model = randomize_stats(ConvBNReLUStack(blocks=2)).eval()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        expected = model(x)
     config = {"conv_bn_fuse": fuse, "remove_dropout": dropout}
     if not layout:
         config["mkldnn_layout_optimize"] = False
@@ -541,10 +542,9 @@ def test_pass_config_switches(impl: Implementation, fuse: bool, dropout: bool, l
     names = [type(m).__name__ for m in out.modules()]
     assert ("BatchNorm2d" in names or "MkldnnBatchNorm" in names) is not fuse
     assert ("Dropout" in names) is not dropout
-    assert bool(conversions(out)) if isinstance(out, torch.fx.GraphModule) and layout else True
-    x = torch.randn(2, 3, 16, 16)
+    assert bool(conversions(out)) is layout
     with torch.no_grad():
-        close(out(x), model(x), tol=1e-3)
+        close(out(x), expected, tol=1e-3)
 
 
 @needs_mkldnn
@@ -612,7 +612,8 @@ def test_custom_tracer_is_used_for_the_layout_pass(impl: Implementation) -> None
         model, {"conv_bn_fuse": False, "remove_dropout": False}, tracer=KeepSequential
     )
     assert "body" in [n.target for n in out.graph.nodes if n.op == "call_module"]
-    assert conversions(out) == ["to_mkldnn", "to_dense"]  # around the pool and the head
+    # the pool and the head are each a one-node region, too short for the default heuristic
+    assert conversions(out) == []
 
 
 @needs_mkldnn
@@ -674,9 +675,9 @@ def test_modules_to_mkldnn_and_back(impl: Implementation) -> None:
 
 
 TORCHVISION = [
-    pytest.param("resnet18", id="resnet18"),
-    pytest.param("mobilenet_v2", id="mobilenet_v2"),
-    pytest.param("squeezenet1_1", id="squeezenet1_1"),
+    pytest.param("resnet18", id="resnet18", marks=pytest.mark.slow),
+    pytest.param("mobilenet_v2", id="mobilenet_v2", marks=pytest.mark.slow),
+    pytest.param("squeezenet1_1", id="squeezenet1_1", marks=pytest.mark.slow),
     pytest.param("densenet121", id="densenet121", marks=pytest.mark.slow),
     pytest.param("resnet50", id="resnet50", marks=pytest.mark.slow),
 ]
