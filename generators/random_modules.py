@@ -168,13 +168,15 @@ def realize(genome: dict[str, Any], config: Config | None = None) -> dict[str, A
     for kind_name, ints in genome["genes"]:
         kind = VOCABULARY[kind_name]
         cp = p.checkpoint()
+        before = p.cost
         made = kind.plan(p, Gene(ints))
+        # a kind's declared cost is what its plan traces to at most: count at least that
+        p.cost = max(p.cost, before + kind.cost)
         if made is None or p.cost > config.max_nodes:
             p.rollback(cp)
-    if not any(n["op"] != "param" for n in p.nodes):
-        # every gene failed to apply (or none was drawn): one relu keeps the module non-empty
-        VOCABULARY["relu"].plan(p, Gene([0]))
-    sinks = p.sinks() or [p.values[-1].name]
+    # when no gene left a value to return (all failed, or only asserts and dead code were
+    # drawn) the module returns its first input: a graph of a placeholder and an output
+    sinks = p.sinks() or [p.inputs[0]["name"]]
     return {
         "format": spec_mod.SPEC_FORMAT,
         "dtype": p.dtype,

@@ -138,6 +138,7 @@ class BatchNorm(OpKind):
         self.functional = functional
         self.name = "batch_norm_fn" if functional else "batch_norm"
         self.weight = 0.5 if functional else 1.0
+        self.cost = 5 if functional else 1  # four get_attr nodes for the functional form
 
     def plan(self, p: Planner, g: Gene) -> Value | None:
         track = self.functional or not g.chance(20)
@@ -206,6 +207,8 @@ class Pool(OpKind):
             attrs: dict[str, Any] = {"nd": nd, "out": out, "max": g.chance(40), "style": style, "attr": p.fresh("pool")}
             shape = (*x.shape[:2], *out)
         else:
+            if self.name == "avg_pool" and nd == 3 and x.dtype == "bfloat16":
+                return None  # avg_pool3d has no bfloat16 CPU kernel
             k = g.int(1, min(3, min(spatial)))
             stride = g.int(1, k)
             pad = g.int(0, k // 2)
@@ -245,12 +248,14 @@ class LayerNorm(OpKind):
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.cost = 2 if name == "layer_norm_fn" else 1
 
     def plan(self, p: Planner, g: Gene) -> Value | None:
         if self.name == "group_norm":
             x = p.float_or_new(g, lambda v: len(v.shape) >= 2 and v.shape[1] >= 2, (2, 4, g.int(1, 4)))
             c = x.shape[1]
-            groups = [d for d in range(1, c + 1) if c % d == 0]
+            # group statistics need more than one value per group, in eval mode too
+            groups = [d for d in range(1, c + 1) if c % d == 0 and numel(x.shape[1:]) // d > 1]
             attrs: dict[str, Any] = {"attr": p.fresh("gn"), "groups": groups[g.int(0, len(groups) - 1)], "c": c}
             n = numel(x.shape[1:]) // attrs["groups"]
         else:

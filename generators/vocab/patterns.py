@@ -99,6 +99,7 @@ class Random(OpKind):
     name = "random"
     category = "random"
     weight = 0.2
+    cost = 3
     stochastic = True
 
     def plan(self, p: Planner, g: Gene) -> Value | None:
@@ -171,7 +172,7 @@ class DefaultArg(OpKind):
     name = "default_arg"
     category = "signature"
     weight = 0.5
-    cost = 2
+    cost = 4  # a new placeholder, and for the flag its specialisation guard
 
     def plan(self, p: Planner, g: Gene) -> Value | None:
         x = p.float_value(g, lambda v: v.bound <= FLOAT_LIMIT / 2)

@@ -476,9 +476,10 @@ class Matmul(OpKind):
     category = "matmul"
     cost = 2
 
-    def __init__(self, name: str, weight: float = 1.0) -> None:
+    def __init__(self, name: str, weight: float = 1.0, cost: int = 2) -> None:
         self.name = name
         self.weight = weight
+        self.cost = cost
 
     def plan(self, p: Planner, g: Gene) -> Value | None:
         name = self.name
@@ -556,7 +557,7 @@ MATMULS: tuple[Matmul, ...] = (
     Matmul("addmm"),
     Matmul("einsum", weight=0.5),
     Matmul("linear_fn"),
-    Matmul("outer", weight=0.5),
+    Matmul("outer", weight=0.5, cost=3),
 )
 
 KINDS: tuple[OpKind, ...] = (*REDUCTIONS, *ALONG, Reshape(), Permute(), Unsqueeze(), Slice(), Cat(), Split(), GetItem(), *MATMULS)
