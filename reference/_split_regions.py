@@ -70,61 +70,62 @@ def is_state_call(node: Node) -> bool:
     return node.op == "call_function" and any(node.target is f for f in _STATE_CALLS)
 
 
+def _check_state_call(node: Node) -> None:
+    """Reject region calls whose arguments cannot be replayed in another partition."""
+    if node.target is _SET_GRAD:
+        if len(node.args) != 1 or not isinstance(node.args[0], bool):
+            raise AssertionError(
+                f"{node.name}: _set_grad_enabled must have exactly one constant bool argument, "
+                f"got {node.args!r}"
+            )
+    elif node.target is _ENTER_AUTOCAST:
+        if any(isinstance(a, Node) for a in node.args):
+            raise AssertionError(f"{node.name}: autocast arguments must be constants, not graph values")
+    elif len(node.args) != 1:
+        raise AssertionError(f"{node.name}: _exit_autocast takes the enter node only, got {node.args!r}")
+
+
 class Regions:
     """The partitions each global-state region touches.
 
-    ``autocast`` maps an ``_enter_autocast`` node to the sorted partition ids of every node
-    from it to its matching exit (inclusive); ``grad`` maps a ``_set_grad_enabled`` node to the
-    ids of every node from it up to the next ``_set_grad_enabled``. ``exits`` pairs each enter
-    with its exit.
+    A grad-mode region runs from a ``_set_grad_enabled`` node up to (not including) the next
+    one; an autocast region from an ``_enter_autocast`` through its ``_exit_autocast``. For
+    each, the sorted ids of the partitions of the nodes in that span are kept: ``grad`` and
+    ``autocast`` map the region's first node to them, ``exits`` pairs enters with exits.
+
+    Args:
+        compute: the partitioned nodes, in graph order.
+        pid_of: each node's partition id.
     """
 
     def __init__(self, compute: list[Node], pid_of: dict[Node, Any]) -> None:
-        autocast: dict[Node, set[Any]] = {}
-        grad: dict[Node, set[Any]] = {}
+        state_calls = [(i, n) for i, n in enumerate(compute) if is_state_call(n)]
+        for _, node in state_calls:
+            _check_state_call(node)
+        ids = [pid_of[n] for n in compute]
+
+        def span(first: int, last: int) -> list[Any]:
+            return sorted(set(ids[first : last + 1]))
+
+        grad_starts = [i for i, n in state_calls if n.target is _SET_GRAD]
+        ends = [*grad_starts[1:], len(compute)]
+        self.grad = {compute[i]: span(i, end - 1) for i, end in zip(grad_starts, ends)}
+
+        opened: dict[Node, int] = {}
         self.exits: dict[Node, Node | None] = {}
-        open_autocasts: dict[Node, None] = {}
-        current_grad: Node | None = None
-        for node in compute:
-            pid = pid_of[node]
-            if node.op == "call_function":
-                if node.target is _SET_GRAD:
-                    if len(node.args) != 1:
-                        raise AssertionError(
-                            f"_set_grad_enabled takes one argument, {node.name} has {len(node.args)}"
-                        )
-                    if not isinstance(node.args[0], bool):
-                        raise AssertionError(
-                            f"_set_grad_enabled needs a constant bool, {node.name} has "
-                            f"{type(node.args[0]).__name__}"
-                        )
-                    current_grad = node
-                    grad[node] = set()
-                elif node.target is _ENTER_AUTOCAST:
-                    if any(isinstance(a, Node) for a in node.args):
-                        raise AssertionError(
-                            f"autocast arguments must be constants, not graph values ({node.name})"
-                        )
-                    autocast[node] = set()
-                    self.exits[node] = None
-                    open_autocasts[node] = None
-                elif node.target is _EXIT_AUTOCAST:
-                    if len(node.args) != 1:
-                        raise AssertionError(
-                            f"_exit_autocast takes one argument, {node.name} has {len(node.args)}"
-                        )
-                    enter = node.args[0]
-                    autocast[enter].add(pid)  # type: ignore[index]
-                    del open_autocasts[enter]  # type: ignore[arg-type]
-                    self.exits[enter] = node  # type: ignore[index]
-            if current_grad is not None:
-                grad[current_grad].add(pid)
-            for enter in open_autocasts:
-                autocast[enter].add(pid)
-        if any(exit_node is None for exit_node in self.exits.values()):
-            raise AssertionError("autocast must exit: an _enter_autocast has no matching exit")
-        self.autocast = {k: sorted(v) for k, v in autocast.items()}
-        self.grad = {k: sorted(v) for k, v in grad.items()}
+        spans: dict[Node, tuple[int, int]] = {}
+        for i, node in state_calls:
+            if node.target is _ENTER_AUTOCAST:
+                opened[node] = i
+                self.exits[node] = None
+            elif node.target is _EXIT_AUTOCAST:
+                enter = node.args[0]
+                # an exit of an unknown or already closed region is malformed: KeyError
+                spans[enter] = (opened.pop(enter), i)  # type: ignore[call-overload]
+                self.exits[enter] = node  # type: ignore[index]
+        if opened:
+            raise AssertionError(f"autocast must exit: {', '.join(n.name for n in opened)} never exits")
+        self.autocast = {enter: span(*spans[enter]) for enter in self.exits}
 
     def __bool__(self) -> bool:
         return bool(self.autocast) or bool(self.grad)

@@ -45,19 +45,20 @@ def replace_target_nodes_with(
         new_op (str): their new opcode.
         new_target (Target): their new target.
     """
+    def selected(node: Node) -> bool:
+        return node.op == old_op and node.target == old_target
+
     rebuilt = Graph()
     copies: dict[Node, Node] = {}
+    lookup = copies.__getitem__
     for node in fx_module.graph.nodes:
-        if node.op == old_op and node.target == old_target:
-            copies[node] = rebuilt.create_node(
-                new_op,
-                new_target,
-                map_arg(node.args, copies.__getitem__),  # type: ignore[arg-type]
-                map_arg(node.kwargs, copies.__getitem__),  # type: ignore[arg-type]
-                node.name,
-            )
-        else:
-            copies[node] = rebuilt.node_copy(node, copies.__getitem__)
+        if not selected(node):
+            copies[node] = rebuilt.node_copy(node, lookup)
+            continue
+        # a fresh node with the new opcode/target, wired to the copies of its inputs
+        args = map_arg(node.args, lookup)
+        kwargs = map_arg(node.kwargs, lookup)
+        copies[node] = rebuilt.create_node(new_op, new_target, args, kwargs, node.name)  # type: ignore[arg-type]
     rebuilt.lint()
     fx_module.graph = rebuilt
 

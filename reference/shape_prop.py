@@ -9,6 +9,7 @@ Every node whose result holds a tensor gets ``node.meta["tensor_meta"]``: a
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
@@ -71,20 +72,30 @@ def _contiguous_in(t: torch.Tensor, memory_format: torch.memory_format) -> bool:
     return bool(is_contiguous_for_memory_format_or_false(t, memory_format=memory_format))
 
 
+# What each quantization scheme records beyond the scheme itself; per-channel values are
+# plain lists, so the metadata serializes without tensors in it.
+_PER_TENSOR_READERS: dict[str, Callable[[torch.Tensor], Any]] = {
+    "scale": lambda t: t.q_scale(),
+    "zero_point": lambda t: t.q_zero_point(),
+}
+_PER_CHANNEL_READERS: dict[str, Callable[[torch.Tensor], Any]] = {
+    "scale": lambda t: t.q_per_channel_scales().tolist(),
+    "zero_point": lambda t: t.q_per_channel_zero_points().tolist(),
+    "axis": lambda t: t.q_per_channel_axis(),
+}
+
+
 def _quantization(t: torch.Tensor) -> dict[str, Any]:
     if not t.is_quantized:
         return {}
     scheme = t.qscheme()
-    params: dict[str, Any] = {"qscheme": scheme}
     if scheme in _PER_TENSOR_SCHEMES:
-        params["scale"] = t.q_scale()
-        params["zero_point"] = t.q_zero_point()
+        readers = _PER_TENSOR_READERS
     elif scheme in _PER_CHANNEL_SCHEMES:
-        # plain lists, so the metadata serializes without tensors in it
-        params["scale"] = t.q_per_channel_scales().tolist()
-        params["zero_point"] = t.q_per_channel_zero_points().tolist()
-        params["axis"] = t.q_per_channel_axis()
-    return params
+        readers = _PER_CHANNEL_READERS
+    else:
+        readers = {}
+    return {"qscheme": scheme, **{key: read(t) for key, read in readers.items()}}
 
 
 def _extract_tensor_metadata(t: torch.Tensor, include_contiguity: bool = True) -> TensorMetadata:
@@ -103,6 +114,24 @@ def _extract_tensor_metadata(t: torch.Tensor, include_contiguity: bool = True) -
         is_quantized=t.is_quantized,
         qparams=_quantization(t),
     )
+
+
+def _holds_tensor(value: Any) -> bool:
+    """Whether ``value`` has a tensor anywhere map_aggregate looks (tuples, lists, dicts,
+    slices)."""
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_tensor(v) for v in value.values())
+    if isinstance(value, slice):
+        return any(_holds_tensor(v) for v in (value.start, value.stop, value.step))
+    if isinstance(value, (tuple, list)):
+        return any(_holds_tensor(v) for v in value)
+    return False
+
+
+def _metadata_or_value(value: Any) -> Any:
+    return _extract_tensor_metadata(value) if isinstance(value, torch.Tensor) else value
 
 
 def _current_fake_mode() -> Any:
@@ -152,18 +181,8 @@ class ShapeProp(torch.fx.Interpreter):
                 f"ShapeProp error for: node={n.format_node()} with meta={n.meta}"
             ) from exc
 
-        saw_tensor = False
-
-        def describe(value: Any) -> Any:
-            nonlocal saw_tensor
-            if isinstance(value, torch.Tensor):
-                saw_tensor = True
-                return _extract_tensor_metadata(value)
-            return value
-
-        described = map_aggregate(result, describe)
-        if saw_tensor:
-            n.meta["tensor_meta"] = described
+        if _holds_tensor(result):
+            n.meta["tensor_meta"] = map_aggregate(result, _metadata_or_value)
         n.meta["type"] = type(result)
         return result
 

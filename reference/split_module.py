@@ -51,40 +51,48 @@ class Partition:
     def __init__(self, name: str) -> None:
         self.name: str = name
         self.submod_name = f"submod_{name}"
+        # the child graph, and the original node -> child node map used while filling it
+        self.graph: Graph = Graph()
+        self.environment: dict[Node, Node] = {}
+        # attributes the child owns: flattened module names (and module get_attrs) -> objects
+        self.targets: dict[str, Any] = {}
         self.node_names: list[str] = []
-        # dicts used as ordered sets of node names / partition names
+        # Ordered sets (dicts with None values): node names crossing the boundary, and the
+        # names of the partitions this one waits on or feeds.
         self.inputs: dict[str, None] = {}
         self.outputs: dict[str, None] = {}
         self.dependencies: dict[str, None] = {}
         self.dependents: dict[str, None] = {}
-        self.graph: Graph = Graph()
-        self.environment: dict[Node, Node] = {}
-        self.targets: dict[str, Any] = {}
 
     def __repr__(self) -> str:
-        return (
-            f"name: {self.name},\n"
-            f" nodes: {self.node_names},\n"
-            f" inputs: {self.inputs},\n"
-            f" outputs: {self.outputs},\n"
-            f" partitions depended on: {self.dependencies},\n"
-            f" partition dependents: {self.dependents}"
+        fields = (
+            ("name", self.name),
+            ("nodes", self.node_names),
+            ("inputs", self.inputs),
+            ("outputs", self.outputs),
+            ("partitions depended on", self.dependencies),
+            ("partition dependents", self.dependents),
         )
+        return ",\n ".join(f"{label}: {value}" for label, value in fields)
 
 
-def _record_uses(
-    nodes: list[Node],
-    owner: dict[Node, Partition],
-    partitions: dict[str, Partition],
-    bindings: dict[Any, Node],
-) -> None:
+def _link(name: str, made_by: Partition | None, user: Partition) -> None:
+    """``user`` reads the value ``name``, computed by ``made_by`` (None for inputs and
+    attributes of the original module)."""
+    user.inputs.setdefault(name)
+    if made_by is not None:
+        made_by.outputs.setdefault(name)
+        made_by.dependents.setdefault(user.name)
+        user.dependencies.setdefault(made_by.name)
+
+
+def _record_uses(nodes: list[Node], owner: dict[Node, Partition], bindings: dict[Any, Node]) -> None:
     """Fill each partition's inputs, outputs, dependencies and dependents."""
     for node in nodes:
         if node.op == "output":
             for source in node.all_input_nodes:
-                made_by = owner.get(source)
-                if made_by is not None:
-                    made_by.outputs.setdefault(source.name)
+                if source in owner:
+                    owner[source].outputs.setdefault(source.name)
             continue
         user = owner.get(node)
         # state calls are replayed per partition rather than wired through as values
@@ -94,28 +102,16 @@ def _record_uses(
             made_by = owner.get(source)
             if made_by is user:
                 continue
-            if made_by is not None:
-                made_by.outputs.setdefault(source.name)
-                made_by.dependents.setdefault(user.name)
-            user.inputs.setdefault(source.name)
+            _link(source.name, made_by, user)
             example = source.meta.get("example_value")
-            if example is not None and bindings:
-                # A value whose shape mentions a symbol needs the symbol in scope where it is
-                # used, so the node that binds the symbol becomes an input too.
-                for symbol in free_symbols(example):
-                    binder = bindings.get(symbol)
-                    if binder is None:
-                        continue
-                    binder_part = owner.get(binder)
-                    if binder_part is user:
-                        continue
-                    user.inputs.setdefault(binder.name)
-                    if binder.op != "placeholder" and binder_part is not None:
-                        binder_part.outputs.setdefault(binder.name)
-                        binder_part.dependents.setdefault(user.name)
-                        user.dependencies.setdefault(binder_part.name)
-            if made_by is not None:
-                user.dependencies.setdefault(made_by.name)
+            if example is None or not bindings:
+                continue
+            # A value whose shape mentions a symbol needs the symbol in scope where it is
+            # read, so whatever binds the symbol is passed along too (unless it is local).
+            for symbol in free_symbols(example):
+                binder = bindings.get(symbol)
+                if binder is not None and owner.get(binder) is not user:
+                    _link(binder.name, owner.get(binder), user)
 
 
 def _topological_order(partitions: dict[str, Partition]) -> list[str]:
@@ -368,7 +364,7 @@ def split_module(
     regions = Regions(compute, pid_of)
     if regions:
         check_monotonic(compute, pid_of)
-    _record_uses(nodes, owner, partitions, bindings)
+    _record_uses(nodes, owner, bindings)
     order = _topological_order(partitions)
 
     by_name = {n.name: n for n in nodes}
