@@ -635,7 +635,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         ),
         match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
                     message=r"fingerprint\.term: .*TruncToInt"),
-        witness="conform.witnesses.optimization:trunc_to_int_witness",
+        witness="conform.witnesses.optimization:trunc_to_int_term_witness",
     ),
     KnownDivergence(
         id="validator-bitwise-unsigned",
@@ -660,7 +660,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         ),
         match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
                     message=r"fingerprint\.term: .*BitwiseFn_bitwise_"),
-        witness="conform.witnesses.optimization:negative_bitwise_witness",
+        witness="conform.witnesses.optimization:bitwise_term_witness",
     ),
 )
 

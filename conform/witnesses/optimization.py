@@ -236,3 +236,13 @@ def two_groups() -> Built:
 
 def two_groups_witness() -> Witness:
     return Witness(_factory("two_groups"))
+
+
+def trunc_to_int_term_witness() -> Witness:
+    """TruncToInt(s1 / 2) at s1 = 7: both translations give 3, with different terms."""
+    return Witness(_factory("sized"), {"expr": ["trunc_div", ["sym", 1], ["int", 2]]})
+
+
+def bitwise_term_witness() -> Witness:
+    """s0 & s1 at (3, 7): both translations give 3, with different terms."""
+    return Witness(_factory("sized"), {"expr": ["band", ["sym", 0], ["sym", 1]]})
