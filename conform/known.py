@@ -376,6 +376,34 @@ KNOWN: tuple[KnownDivergence, ...] = (
         witness="conform.witnesses.normalize:assert_in_submodule",
     ),
     KnownDivergence(
+        id="rewrite-private-names",
+        transform="rewrite",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "upstream recompiles a forward outside its class, so class-private names "
+            "(self.__scale) are no longer mangled to _Class__scale and the attribute lookup "
+            "raises AttributeError. The reference compiles inside a class of the same name, "
+            "which mangles them as the original compilation did."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AttributeError",
+                    message=r"has no attribute '__\w+'"),
+        witness="conform.witnesses.normalize:private_attribute",
+    ),
+    KnownDivergence(
+        id="rewrite-annotated-assignments",
+        transform="rewrite",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "upstream turns 'y: T = value' into a call of a global named 'annotate', which the "
+            "forward's module need not define (NameError), and a bare declaration 'y: T' into "
+            "annotate(None, T), which does not compile (ValueError 'None disallowed in expression "
+            "list'). The reference calls its own annotate helper and drops bare declarations."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH,
+                    message=r"name 'annotate' is not defined|None disallowed in expression list"),
+        witness="conform.witnesses.normalize:annotated_local",
+    ),
+    KnownDivergence(
         id="rewrite-class-attributes-lost",
         transform="rewrite",
         kind=Kind.UPSTREAM_BUG,
@@ -399,7 +427,8 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "reference compiles it inside a scope with the same free variables and binds the "
             "original closure cells."
         ),
-        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="NameError"),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="NameError",
+                    message=r"name '(?!annotate')\w+' is not defined"),
         witness="conform.witnesses.normalize:assert_with_closure",
     ),
     KnownDivergence(

@@ -227,6 +227,41 @@ def annotated_forward() -> Witness:
     return _witness("annotated_forward_case")
 
 
+class _PrivateScale(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.__scale = 2.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert self.__scale > 0
+        return x * self.__scale
+
+
+def private_attribute_case() -> Built:
+    return Built(_PrivateScale(), (torch.randn(2, 3),))
+
+
+def private_attribute() -> Witness:
+    """A forward with an ``assert`` reading a class-private attribute (``self.__scale``)."""
+    return _witness("private_attribute_case")
+
+
+class _AnnotatedLocal(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y: torch.Tensor = x * 2
+        assert self.training in (True, False)
+        return y + 1
+
+
+def annotated_local_case() -> Built:
+    return Built(_AnnotatedLocal(), (torch.randn(2, 3),))
+
+
+def annotated_local() -> Witness:
+    """A forward with an annotated assignment (``y: torch.Tensor = x * 2``)."""
+    return _witness("annotated_local_case")
+
+
 def _checked_double(self: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     assert not isinstance(self, torch.fx.GraphModule)
     return x * 2
