@@ -140,28 +140,30 @@ def _fold(first: nn.Module, norm: nn.Module) -> nn.Module:
     """A copy of ``first`` (a conv or Linear, weight laid out output-channel first) whose
     output equals ``norm(first(x))`` in eval mode."""
     weight = first.weight
-    # Work in float64 so a low-precision producer is rounded once, at the end.
-    wide = torch.float64
-    mean = norm.running_mean.to(wide)
-    gamma = norm.weight.to(wide) if norm.weight is not None else torch.ones_like(mean)
-    beta = norm.bias.to(wide) if norm.bias is not None else torch.zeros_like(mean)
-    scale = gamma * torch.rsqrt(norm.running_var.to(wide) + norm.eps)
+    # At least float32, so a half-precision producer is rounded once, at the end.
+    wide = torch.promote_types(torch.promote_types(weight.dtype, torch.float32), norm.running_var.dtype)
     out_channels = weight.shape[0]
-    scale = scale.expand(out_channels) if scale.numel() == 1 else scale
-    shift = beta - mean * scale
-    if first.bias is not None:
-        bias = first.bias.detach().to(wide) * scale + shift
-        bias_dtype, bias_grad = first.bias.dtype, first.bias.requires_grad
-    else:
-        bias = shift.expand(out_channels)
-        bias_dtype, bias_grad = weight.dtype, False
-    broadcast = (-1,) + (1,) * (weight.dim() - 1)
-    new_weight = weight.detach().to(wide) * scale.reshape(broadcast)
+    with torch.no_grad():
+        mean = norm.running_mean.to(wide)
+        scale = torch.rsqrt(norm.running_var.to(wide) + norm.eps)
+        if norm.weight is not None:
+            scale = scale * norm.weight.to(wide)
+        scale = scale.expand(out_channels) if scale.numel() == 1 else scale
+        shift = -mean * scale
+        if norm.bias is not None:
+            shift = shift + norm.bias.to(wide)
+        if first.bias is not None:
+            bias = first.bias.to(wide) * scale + shift
+            bias_dtype, bias_grad = first.bias.dtype, first.bias.requires_grad
+        else:
+            bias = shift.expand(out_channels).contiguous()
+            bias_dtype, bias_grad = weight.dtype, False
+        new_weight = weight.to(wide) * scale.reshape((-1,) + (1,) * (weight.dim() - 1))
     # Everything but the two parameters is copied; those are replaced right away.
     replaced = {id(p): p for p in (first.weight, first.bias) if p is not None}
     folded = copy.deepcopy(first, memo=replaced)
     folded.weight = nn.Parameter(new_weight.to(weight.dtype), weight.requires_grad)
-    folded.bias = nn.Parameter(bias.to(bias_dtype).clone(), bias_grad)
+    folded.bias = nn.Parameter(bias.to(bias_dtype), bias_grad)
     return folded
 
 
@@ -226,15 +228,18 @@ def fuse(model: torch.nn.Module, inplace: bool = False, no_trace: bool = False) 
         node.replace_all_uses_with(producer)
         graph.erase_node(node)
 
+    graph.lint()
     result = fx.GraphModule(traced, graph)
+    renamed = False
     for producer, folded in installs.items():
         target = producer.target
         if target in shared:
             target = fresh_name(target, lambda n: hasattr(result, n))
             producer.target = target
+            renamed = True
         _install(result, target, folded)
-    graph.lint()
-    result.recompile()
+    if renamed:
+        result.recompile()
     return result
 
 
