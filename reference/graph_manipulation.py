@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import torch
+from torch.fx import GraphModule
 from torch.fx.graph import Graph
-from torch.fx.graph_module import GraphModule
 from torch.fx.node import Node, Target, map_arg
 
 from reference.shape_prop import ShapeProp, TensorMetadata

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from torch.fx.graph_module import GraphModule
+from torch.fx import GraphModule
 
 __all__ = [
     "default_matching",

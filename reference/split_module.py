@@ -20,8 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.fx import GraphModule
 from torch.fx.graph import Graph
-from torch.fx.graph_module import GraphModule
 from torch.fx.node import Node, map_arg
 
 from reference._split_regions import (
