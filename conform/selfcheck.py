@@ -117,6 +117,14 @@ def mutates_input(impl: Implementation, row: TransformSpec, subject: Subject, pa
     return applied
 
 
+def wrong_on_cuda(impl: Implementation, row: TransformSpec, subject: Subject, params: dict[str, Any]) -> Applied:
+    """Reference side miscompiles (first add becomes sub) only when the subject is on CUDA."""
+    on_cuda = any(isinstance(a, torch.Tensor) and a.is_cuda for a in subject.inputs)
+    if on_cuda:
+        return add_becomes_sub(impl, row, subject, params)
+    return _split(impl, row, subject, params)
+
+
 def tags_impl(impl: Implementation, row: TransformSpec, subject: Subject, params: dict[str, Any]) -> Applied:
     """Both sides correct, but the structural fingerprint names the implementation."""
     applied = _split(impl, row, subject, params)
@@ -153,6 +161,7 @@ PLANTED: dict[str, TransformSpec] = {
         _planted("same_errors", "both raise the same exception type"),
         _planted("mutates_input", "reference's module mutates its first input"),
         _planted("tags_impl", "fingerprints differ", fingerprint="conform.selfcheck:fingerprint_value"),
+        _planted("wrong_on_cuda", "reference miscompiles only on CUDA"),
     )
 }
 
