@@ -11,7 +11,8 @@ independence searched six nodes deep). The merged computation is one graph node 
 :func:`merged_matmul`, which stacks the left operands by rows whatever their rank and falls
 back to separate products when the shared operand is batched (three or more dims), where
 stacking rows would mix batch entries. Groups with an in-place operation between their first
-and last matmul are left alone (the merged product reads the operands at the last one).
+and last matmul that may write to an operand are left alone (the merged product reads the
+operands at the last one).
 Operands are read when a group is merged, so a group may use the products of an earlier one.
 """
 
@@ -170,35 +171,102 @@ _AUGMENTED = frozenset(
     )
 )
 
+#: Tensor methods and functions whose result may share memory with their first argument.
+_VIEW_METHODS = frozenset(
+    "view view_as reshape reshape_as transpose permute t T mT expand expand_as squeeze unsqueeze "
+    "flatten unflatten narrow select detach as_strided contiguous chunk split unbind movedim "
+    "swapaxes swapdims diagonal real imag __getitem__".split()
+)
+_VIEW_FUNCTIONS = frozenset(
+    {
+        operator.getitem,
+        torch.reshape,
+        torch.transpose,
+        torch.permute,
+        torch.t,
+        torch.squeeze,
+        torch.unsqueeze,
+        torch.flatten,
+        torch.narrow,
+        torch.select,
+        torch.detach,
+        torch.chunk,
+        torch.split,
+        torch.unbind,
+        torch.movedim,
+        torch.swapaxes,
+        torch.diagonal,
+        torch.as_strided,
+    }
+)
 
-def _may_mutate(node: Node) -> bool:
-    if node.is_impure():
-        return True
+
+def _mutated(node: Node) -> Node | None:
+    """The node whose value ``node`` writes to in place, if any."""
+    first = node.args[0] if node.args and isinstance(node.args[0], Node) else None
+    if isinstance(node.kwargs.get("out"), Node):
+        return node.kwargs["out"]
     if node.op == "call_method":
-        return node.target.endswith("_") and not node.target.endswith("__")
-    if node.op == "call_function":
-        if node.target in _AUGMENTED:
-            return True
+        in_place = node.target.endswith("_") and not node.target.endswith("__")
+    elif node.op == "call_function":
         name = getattr(node.target, "__name__", "")
-        return name.endswith("_") and not name.endswith("__")
-    if node.op == "call_module":
+        in_place = node.target in _AUGMENTED or (name.endswith("_") and not name.endswith("__"))
+    elif node.op == "call_module":
         owner = node.graph.owning_module
         module = owner.get_submodule(node.target) if owner is not None else None
-        return bool(getattr(module, "inplace", False))
-    return False
+        in_place = bool(getattr(module, "inplace", False))
+    else:
+        in_place = False
+    return first if in_place else None
 
 
-def _span_mutates(members: list[Node]) -> bool:
-    """Whether a node between the first and last member may write to memory: the merged
-    product reads every operand at the last member's position."""
-    inside = False
-    last, group = members[-1], set(members)
-    for node in members[0].graph.nodes:
-        if node is last:
-            return False
-        if inside and node not in group and _may_mutate(node):
+def _storage_roots(node: Node) -> set[Node]:
+    """Nodes whose memory ``node``'s value may share: follow views, in-place results (which
+    are their argument) and module calls (nn.Identity returns its input) to their source."""
+    roots: set[Node] = set()
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        first = current.args[0] if current.args and isinstance(current.args[0], Node) else None
+        aliasing = (
+            (current.op == "call_method" and current.target in _VIEW_METHODS)
+            or (current.op == "call_function" and current.target in _VIEW_FUNCTIONS)
+            or current.op == "call_module"
+            or _mutated(current) is not None
+        )
+        if aliasing and first is not None:
+            pending.append(first)
+        else:
+            roots.add(current)
+    return roots
+
+
+def _span_mutates_inputs(members: list[Node]) -> bool:
+    """Whether a node between the first and last member writes to memory that the merge
+    reads later than the original program did: the operands (read at the last member's
+    position) or the inputs of nodes that move below the merged product (they use an
+    earlier member's result)."""
+    group = set(members)
+    span: list[Node] = []
+    node = members[0].next
+    while node is not members[-1]:
+        span.append(node)
+        node = node.next
+    moved: set[Node] = set()
+    read: set[Node] = set()
+    for member in members:
+        read.update(member.all_input_nodes)
+    for node in span:
+        if node in group or any(i in group or i in moved for i in node.all_input_nodes):
+            moved.add(node)
+            read.update(node.all_input_nodes)
+    watched: set[Node] = set()
+    for value in read:
+        watched |= _storage_roots(value)
+    for node in span:
+        target = _mutated(node)
+        if target is not None and _storage_roots(target) & watched:
             return True
-        inside = inside or node is members[0]
     return False
 
 
@@ -249,7 +317,7 @@ def merge_matmul(in_mod: torch.nn.Module) -> torch.fx.GraphModule:
     for members in groups.values():
         if len(members) < 2 or not are_nodes_independent(members):
             continue
-        if _span_mutates(members):
+        if _span_mutates_inputs(members):
             continue
         # Operands are read now, not when grouping: an earlier merge may have replaced one.
         pairs = [_operands(member) for member in members]

@@ -220,6 +220,35 @@ def test_a_mutation_between_keeps_the_group(impl: Implementation, request: pytes
     same_outputs(merged(*[x.clone() for x in args]), expected)
 
 
+def test_an_unrelated_mutation_between_does_not_stop_the_merge(impl: Implementation) -> None:
+    class Unrelated(torch.nn.Module):
+        def forward(self, a, b, c, w):
+            first = torch.matmul(a, w)
+            c.mul_(2.0)
+            return first, torch.matmul(b, w), c
+
+    module = Unrelated()
+    merged, summary = merge(impl, module)
+    assert summary == {"merged": [["w", ["a", "b"]]], "kept": []}
+    args = torch.randn(2, 4), torch.randn(2, 4), torch.randn(3), torch.randn(4, 5)
+    expected = module(*[x.clone() for x in args])
+    same_outputs(merged(*[x.clone() for x in args]), expected)
+
+
+def test_a_mutation_through_a_view_computes_the_same(impl: Implementation) -> None:
+    class ThroughView(torch.nn.Module):
+        def forward(self, a, b, w):
+            first = torch.matmul(a, w)
+            a.view(-1)[0:2].zero_()
+            return first, torch.matmul(b, w)
+
+    module = ThroughView()
+    merged, _ = merge(impl, module)
+    args = torch.randn(2, 4) + 5, torch.randn(2, 4), torch.randn(4, 5)
+    expected = module(*[x.clone() for x in args])
+    same_outputs(merged(*[x.clone() for x in args]), expected)
+
+
 def test_keyword_operands(impl: Implementation, request: pytest.FixtureRequest) -> None:
     upstream_bug(request, impl, "merge-matmul-keyword-operand")
 
