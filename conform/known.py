@@ -487,7 +487,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "when the original is used elsewhere."
         ),
         match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
-                    message=r"fingerprint\.calls\[\d+\]\[0\]: ([\w.]+) vs \1_fused"),
+                    message=r"fingerprint\.calls\[\d+\]\[0\]: [\w.]+ vs \w+_fused(_\d+)?\b"),
         witness="conform.witnesses.optimization:shared_conv_witness",
     ),
     KnownDivergence(
