@@ -65,8 +65,9 @@ class Implementation:
         return obj
 
     def __getattr__(self, basename: str) -> ModuleType:
-        if basename.startswith("_"):
-            raise AttributeError(basename)
+        # unknown names are AttributeErrors, so hasattr() and introspection behave
+        if basename.startswith("_") or basename not in UPSTREAM_MODULES:
+            raise AttributeError(f"{self!r} has no module {basename!r} (valid: {', '.join(sorted(UPSTREAM_MODULES))})")
         return self.module(basename)
 
     def __repr__(self) -> str:
