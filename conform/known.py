@@ -570,6 +570,22 @@ KNOWN: tuple[KnownDivergence, ...] = (
         witness="conform.witnesses.optimization:autotuner_witness",
     ),
     KnownDivergence(
+        id="optimize-for-inference-broadcasting",
+        transform="optimize_for_inference",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "upstream runs add/mul in MKLDNN layout whenever an operand comes from an MKLDNN "
+            "region, but MKLDNN's kernels do not broadcast: a channel gate (x * sigmoid(pool(x))) "
+            "or any add/mul of differently shaped tensors makes the optimized module raise. The "
+            "reference checks the shapes when the module runs and computes mismatched ones in "
+            "dense layout."
+        ),
+        match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="RuntimeError",
+                    message=r"module upstream produced raises RuntimeError: mkldnn_\w+: currently "
+                            r"mkldnn not support broadcasting"),
+        witness="conform.witnesses.optimization:broadcasting_witness",
+    ),
+    KnownDivergence(
         id="merge-matmul-second-group",
         transform="merge_matmul",
         kind=Kind.UPSTREAM_BUG,
