@@ -398,9 +398,32 @@ def _wants_mkldnn(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     return False
 
 
+def mkldnn_add(a: Any, b: Any) -> Any:
+    """``a + b`` for operands in MKLDNN layout; MKLDNN does not broadcast, so operands of
+    different shapes are added in dense layout and the sum converted back."""
+    if isinstance(b, torch.Tensor) and a.shape != b.shape:
+        return (a.to_dense() + b.to_dense()).to_mkldnn()
+    return a + b
+
+
+def mkldnn_mul(a: Any, b: Any) -> Any:
+    """``a * b`` for operands in MKLDNN layout (a Python number scales directly); operands of
+    different shapes are multiplied in dense layout."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape != b.shape:
+        return (a.to_dense() * b.to_dense()).to_mkldnn()
+    return a * b
+
+
+# Shapes are only known when the module runs: these check before using MKLDNN's kernels.
+_SHAPE_CHECKED = {operator.add: mkldnn_add, operator.mul: mkldnn_mul}
+
+
 def _wrap_in_conversions(graph: fx.Graph, node: fx.Node) -> None:
     def to_mkldnn(value: fx.Node) -> fx.Node:
         return graph.call_method("to_mkldnn", (value,))
+
+    if node.op == "call_function" and node.target in _SHAPE_CHECKED:
+        node.target = _SHAPE_CHECKED[node.target]
 
     with graph.inserting_before(node):
         node.args = fx.map_arg(node.args, to_mkldnn)

@@ -246,3 +246,25 @@ def trunc_to_int_term_witness() -> Witness:
 def bitwise_term_witness() -> Witness:
     """s0 & s1 at (3, 7): both translations give 3, with different terms."""
     return Witness(_factory("sized"), {"expr": ["band", ["sym", 0], ["sym", 1]]})
+
+
+class SqueezeExcite(nn.Module):
+    """A channel gate: the pooled (N, C, 1, 1) gate broadcasts over the feature map."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.gate = nn.Conv2d(8, 8, 1)
+
+    def forward(self, x):
+        y = torch.relu(self.conv(x))
+        return torch.relu(y * torch.sigmoid(self.gate(self.pool(y))))
+
+
+def squeeze_excite() -> Built:
+    return Built(SqueezeExcite().eval(), (torch.randn(2, 3, 8, 8),))
+
+
+def broadcasting_witness() -> Witness:
+    return Witness(_factory("squeeze_excite"), {"conv_bn_fuse": True, "remove_dropout": True, "mkldnn": "length"})

@@ -649,6 +649,29 @@ def test_arithmetic_with_python_numbers(impl: Implementation, request: pytest.Fi
 
 
 @needs_mkldnn
+def test_broadcasting_arithmetic_in_a_region(impl: Implementation, request: pytest.FixtureRequest) -> None:
+    upstream_bug(request, impl, "optimize-for-inference-broadcasting")
+
+    class Gate(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.gate = nn.Conv2d(8, 8, 1)
+
+        def forward(self, x):
+            y = torch.relu(self.conv(x))
+            return torch.relu(y * torch.sigmoid(self.gate(self.pool(y))) + y)
+
+    model = Gate().eval()
+    out = impl.optimization.optimize_for_inference(model)
+    assert conversions(out) == ["to_mkldnn", "to_dense"]
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        close(out(x), model(x))
+
+
+@needs_mkldnn
 def test_gen_mkl_autotuner_decides_each_region(impl: Implementation, request: pytest.FixtureRequest) -> None:
     upstream_bug(request, impl, "gen-mkl-autotuner-broken")
     model = randomize_stats(ConvBNReLUStack()).eval()
