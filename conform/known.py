@@ -318,19 +318,22 @@ KNOWN: tuple[KnownDivergence, ...] = (
         for transform in ("normalize_args", "normalize_args_typed")
     ),
     KnownDivergence(
-        id="normalize-args-keyword-argument-types",
+        id="normalize-args-argument-types",
         transform="normalize_args_typed",
         kind=Kind.UPSTREAM_BUG,
         reason=(
             "NormalizeArgs resolves overloads from argument types, but upstream types every "
-            "keyword argument by the class of its value in the new graph (torch.fx.Proxy) and "
-            "every positional node argument by the consuming node's own meta['type']; an "
-            "overloaded operator given a node by keyword (torch.add(x, other=y)) then matches no "
+            "positional node argument by the consuming node's own meta['type'] and every keyword "
+            "argument by the class of its value in the new graph (torch.fx.Proxy for a node, "
+            "tuple for stride=(2,)): a call with a node or a sequence by keyword "
+            "(torch.add(x, other=y), conv2d(..., stride=(2, 2))) or a call whose result is not a "
+            "tensor (torch.sort, torch.frexp, torch.var_mean, torch.max(x, 1)) matches no "
             "overload and is left unnormalized. The reference types each argument node by its "
-            "own meta['type']."
+            "own meta['type'] and sequences element-wise. (Without ShapeProp no node has a type "
+            "and both leave such calls alone.)"
         ),
         match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
-                    message=r"fingerprint\.keyword_node_calls\."),
+                    message=r"fingerprint\.argument_typed_calls\."),
         witness="conform.witnesses.normalize:keyword_node_call",
     ),
     KnownDivergence(

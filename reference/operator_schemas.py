@@ -144,7 +144,7 @@ def _schema_signature(schema: torch._C.FunctionSchema, binding_names: bool = Tru
     key = (schema.name, schema.overload_name, binding_names)
     sig = _signature_by_schema.get(key)
     if sig is None:
-        sig = _signature_by_schema[key] = _signature_from_schema(schema, binding_names)
+        sig = _signature_by_schema[key] = _keep_layout(_signature_from_schema(schema, binding_names))
     return sig
 
 
@@ -238,42 +238,76 @@ def get_signature_for_torch_op(
 # ---------------------------------------------------------------------------------------------
 
 
-def _bind(sig: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Python's binding rules for ``sig`` without defaults filled in: ``{name: value}`` for
-    every parameter the call supplies. Raises TypeError when the call does not fit."""
-    params = sig.parameters
-    for p in params.values():
-        if p.kind is _Param.VAR_POSITIONAL or p.kind is _Param.VAR_KEYWORD:
-            return dict(sig.bind(*args, **kwargs).arguments)
+class _Layout:
+    """What binding needs to know about a signature, computed once: which parameters take
+    positional arguments, which take keywords, which are required."""
 
-    bound: dict[str, Any] = {}
-    remaining = list(args)
-    remaining.reverse()
-    for name, p in params.items():
-        kind = p.kind
-        if kind is not _KW_ONLY and remaining:
-            if name in kwargs:
-                raise TypeError(f"multiple values for argument {name!r}")
-            bound[name] = remaining.pop()
-        elif kind is not _POS_ONLY and name in kwargs:
-            bound[name] = kwargs[name]
-        elif p.default is _EMPTY:
-            raise TypeError(f"missing a required argument: {name!r}")
-    if remaining:
-        raise TypeError(f"too many positional arguments ({len(args)} given)")
-    for name in kwargs:
-        p = params.get(name)
-        if p is None or p.kind is _POS_ONLY:
-            raise TypeError(f"got an unexpected keyword argument {name!r}")
-    return bound
+    __slots__ = ("sig", "varargs", "positional", "keywords", "required")
+
+    def __init__(self, sig: inspect.Signature) -> None:
+        self.sig = sig
+        params = list(sig.parameters.values())
+        self.varargs = any(p.kind in (_Param.VAR_POSITIONAL, _Param.VAR_KEYWORD) for p in params)
+        self.positional = tuple(p.name for p in params if p.kind in (_POS_ONLY, _POS_OR_KW))
+        self.keywords = frozenset(p.name for p in params if p.kind in (_POS_OR_KW, _KW_ONLY))
+        self.required = frozenset(p.name for p in params if p.default is _EMPTY)
+
+    def accepts(self, n_args: int, keywords: Any) -> bool:
+        """Whether a call with ``n_args`` positional arguments and these keyword names binds
+        (binding depends on nothing else)."""
+        if n_args > len(self.positional) or not self.keywords.issuperset(keywords):
+            return False
+        filled = self.positional[:n_args]
+        if any(name in keywords for name in filled):
+            return False  # one parameter given twice
+        return all(name in keywords or name in filled for name in self.required)
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``{name: value}`` for every parameter the call supplies (no defaults); TypeError
+        when the call does not fit, as Python's own binding would raise."""
+        if self.varargs:
+            return dict(self.sig.bind(*args, **kwargs).arguments)
+        if not self.accepts(len(args), kwargs):
+            raise TypeError(f"arguments do not fit {self.sig}")
+        bound = dict(zip(self.positional, args))
+        bound.update(kwargs)
+        return bound
+
+
+# Layouts of the signatures this module keeps (schema and hand-written ones), by identity.
+_layouts: dict[int, _Layout] = {}
+
+
+def _keep_layout(sig: inspect.Signature) -> inspect.Signature:
+    _layouts[id(sig)] = _Layout(sig)
+    return sig
+
+
+def _layout(sig: inspect.Signature) -> _Layout:
+    layout = _layouts.get(id(sig))
+    if layout is not None and layout.sig is sig:
+        return layout
+    return _Layout(sig)  # a signature made by the caller: not kept, its id may be reused
+
+
+for _signatures in _HAND_WRITTEN_SIGNATURES.values():
+    for _sig in _signatures:
+        _keep_layout(_sig)
+
+
+def _bind(sig: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    return _layout(sig).bind(args, kwargs)
 
 
 def _binds(sig: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    try:
-        _bind(sig, args, kwargs)
-    except TypeError:
-        return False
-    return True
+    layout = _layout(sig)
+    if layout.varargs:
+        try:
+            layout.bind(args, kwargs)
+        except TypeError:
+            return False
+        return True
+    return layout.accepts(len(args), kwargs)
 
 
 # The one schema family allowed to keep its positional-only parameters (``from`` is a Python
@@ -448,6 +482,42 @@ def _normalize_python_callable(
     return _normalize_against(sig, args, kwargs, normalize_to_only_use_kwargs)
 
 
+# Which overloads accept a call depends only on the number of positional arguments and the
+# keyword names, and which overload the types select only on the types: both are memoized per
+# operator (operators are long-lived, so keying by identity is safe; the operator is kept in
+# the value to rule out a reused id).
+_candidates_memo: dict[tuple[Any, ...], tuple[Any, list[inspect.Signature]]] = {}
+_choice_memo: dict[tuple[Any, ...], tuple[Any, inspect.Signature | None]] = {}
+
+
+def _candidates(target: Any, signatures: list[inspect.Signature], args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> list[inspect.Signature]:
+    key = (id(target), len(args), frozenset(kwargs))
+    memo = _candidates_memo.get(key)
+    if memo is not None and memo[0] is target:
+        return memo[1]
+    found = [sig for sig in signatures if _binds(sig, args, kwargs)]
+    _candidates_memo[key] = (target, found)
+    return found
+
+
+def _choose_by_types(target: Any, signatures: list[inspect.Signature], arg_types: tuple[Any, ...],
+                     kwarg_types: dict[str, Any]) -> inspect.Signature | None:
+    """The first overload, in schema order (the order the dispatcher tries them), whose
+    parameter types accept the argument types."""
+    try:
+        key: tuple[Any, ...] | None = (id(target), arg_types, tuple(kwarg_types.items()))
+        memo = _choice_memo.get(key)  # type: ignore[arg-type]
+    except TypeError:  # an unhashable type (a list returned by create_type_hint)
+        key, memo = None, None
+    if memo is not None and memo[0] is target:
+        return memo[1]
+    chosen = next((sig for sig in signatures if _types_fit(sig, arg_types, kwarg_types)), None)
+    if key is not None:
+        _choice_memo[key] = (target, chosen)
+    return chosen
+
+
 def _normalize_schema_op(
     target: Callable[..., Any],
     args: tuple[Any, ...],
@@ -459,7 +529,7 @@ def _normalize_schema_op(
     signatures = get_signature_for_torch_op(target)
     if not signatures:
         return None
-    candidates = [sig for sig in signatures if _binds(sig, args, kwargs)]
+    candidates = _candidates(target, signatures, args, kwargs)
     if not candidates:
         return None
     if len(candidates) == 1:
@@ -472,14 +542,10 @@ def _normalize_schema_op(
             f"was ambiguous! Please provide argument types to the normalize_arguments() call. "
             f"Available schemas:\n{listing}"
         )
-    # Several overloads accept the call by arity and names; the first whose parameter types
-    # accept the argument types wins, in schema order (the order the dispatcher tries them).
-    arg_types = tuple(arg_types or ())
-    kwarg_types = dict(kwarg_types or {})
-    for sig in signatures:
-        if _types_fit(sig, arg_types, kwarg_types):
-            return _normalize_against(sig, args, kwargs, normalize_to_only_use_kwargs)
-    return None
+    chosen = _choose_by_types(target, signatures, tuple(arg_types or ()), dict(kwarg_types or {}))
+    if chosen is None:
+        return None
+    return _normalize_against(chosen, args, kwargs, normalize_to_only_use_kwargs)
 
 
 def normalize_function(

@@ -83,8 +83,9 @@ class AnnotateTypesWithSchema(Transformer):
 
     @staticmethod
     def _with_type(proxy: Proxy, python_type: Any) -> Proxy:
-        if not proxy.node.type:
-            proxy.node.type = python_type
+        node = proxy.node
+        if python_type is not None and not node.type:
+            node.type = python_type
         return proxy
 
     def call_function(self, target: Target, args: tuple[Argument, ...], kwargs: dict[str, Any]) -> Proxy:

@@ -29,12 +29,19 @@ def describe_type(kind: Any) -> Any:
     return repr(kind).replace("typing.", "")
 
 
-def _passes_node_by_keyword(node: torch.fx.Node | None) -> bool:
+def _typed_differently(node: torch.fx.Node | None) -> bool:
+    """Whether the implementations take different argument types for this call when
+    resolving its overload: it passes a keyword argument that is a node or a sequence, or a
+    positional node whose recorded type is not the call's own (see the known divergence
+    normalize-args-argument-types)."""
     if node is None or node.op != "call_function":
         return False
+    if any(isinstance(v, (torch.fx.Node, list, tuple)) for v in node.kwargs.values()):
+        return True
+    own = node.meta.get("type")
     found: list[torch.fx.Node] = []
-    torch.fx.node.map_arg(node.kwargs, found.append)
-    return bool(found)
+    torch.fx.node.map_arg(node.args, found.append)
+    return any(arg.meta.get("type") is not own for arg in found)
 
 
 def _result_graph(applied: Applied) -> torch.fx.Graph:
@@ -48,14 +55,13 @@ def fingerprint(applied: Applied) -> Any:
     """Every node of the transformed graph, keyed by name: ``[op, target, args, kwargs,
     type]``, with the node order under ``order``.
 
-    Calls whose original node passed a node by keyword are listed apart under
-    ``keyword_node_calls``: overload resolution for them depends on how keyword argument
-    types are taken, a known difference between the implementations.
+    Calls whose overload resolution depends on how argument types are taken, a known
+    difference between the implementations, are listed apart under ``argument_typed_calls``.
     """
     original = {n.name: n for n in applied.subject.graph_module.graph.nodes}
     order: list[str] = []
     nodes: dict[str, Any] = {}
-    keyword_calls: dict[str, Any] = {}
+    typed_calls: dict[str, Any] = {}
     for node in _result_graph(applied).nodes:
         order.append(node.name)
         entry = [
@@ -65,9 +71,9 @@ def fingerprint(applied: Applied) -> Any:
             describe_value(node.kwargs),
             describe_type(node.type),
         ]
-        table = keyword_calls if _passes_node_by_keyword(original.get(node.name)) else nodes
+        table = typed_calls if _typed_differently(original.get(node.name)) else nodes
         table[node.name] = entry
-    return {"order": order, "nodes": nodes, "keyword_node_calls": keyword_calls}
+    return {"order": order, "nodes": nodes, "argument_typed_calls": typed_calls}
 
 
 # torch.fx numbers trace-time constants with a counter shared by every Tracer in the process,

@@ -294,7 +294,7 @@ def test_nonzero_is_normalized(request: pytest.FixtureRequest, impl: Implementat
 
 
 def test_node_passed_by_keyword_is_typed(request: pytest.FixtureRequest, impl: Implementation) -> None:
-    upstream_diverges(request, impl, "normalize-args-keyword-argument-types")
+    upstream_diverges(request, impl, "normalize-args-argument-types")
 
     class KeywordOperand(torch.nn.Module):
         def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
