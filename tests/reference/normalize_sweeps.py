@@ -170,7 +170,7 @@ def check_op(impl: Any, op: Any, max_samples: int | None) -> SweepResult:
             raise NormalizationFailure(f"normalize_function raises {type(exc).__name__}: {exc}") from exc
         if normalized is None:
             raise NormalizationFailure("normalize_function returned None")
-        assert_same(seeded_call(op.op, normalized.args, normalized.kwargs), expected, meta_only=meta_only)
+        assert_same(_normalized_call(op.op, normalized.args, normalized.kwargs), expected, meta_only=meta_only)
 
         if result.fx_skipped is None:
             gm, inputs = graph_calling(op.op, args, kwargs)
@@ -181,9 +181,16 @@ def check_op(impl: Any, op: Any, max_samples: int | None) -> SweepResult:
             call = result_call(normalized_gm)
             if call.args != ():
                 raise NormalizationFailure(f"NormalizeArgs left the call as {call.format_node()}")
-            assert_same(seeded_call(normalized_gm, inputs, {}), expected, meta_only=meta_only)
+            assert_same(_normalized_call(normalized_gm, inputs, {}), expected, meta_only=meta_only)
         result.checked += 1
     return result
+
+
+def _normalized_call(fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    try:
+        return seeded_call(fn, args, kwargs)
+    except Exception as exc:
+        raise NormalizationFailure(f"the normalized call raises {type(exc).__name__}: {exc}") from exc
 
 
 def result_call(gm: torch.fx.GraphModule) -> torch.fx.Node:
