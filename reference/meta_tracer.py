@@ -25,22 +25,14 @@ from torch.fx.proxy import Proxy
 _C = TypeVar("_C", bound=Callable[..., Any])
 
 __all__ = [
-    "embedding_override",
-    "functional_relu_override",
-    "gen_constructor_wrapper",
-    "manual_meta_overrides",
-    "MetaAttribute",
-    "MetaDeviceAttribute",
-    "MetaProxy",
-    "MetaTracer",
-    "nn_layernorm_override",
-    "proxys_to_metas",
-    "symbolic_trace",
-    "torch_abs_override",
-    "torch_nn_relu_override",
-    "torch_relu_override",
-    "torch_where_override",
+    "MetaTracer", "MetaProxy", "MetaAttribute", "MetaDeviceAttribute", "symbolic_trace",
+    "proxys_to_metas", "gen_constructor_wrapper", "manual_meta_overrides", "embedding_override",
+    "nn_layernorm_override", "torch_relu_override", "torch_nn_relu_override",
+    "functional_relu_override", "torch_where_override", "torch_abs_override",
 ]
+
+
+_MISSING = object()
 
 
 def _meta_like(t: torch.Tensor) -> torch.Tensor:
@@ -95,15 +87,18 @@ def torch_abs_override(input: torch.Tensor, *, out: torch.Tensor | None = None) 
     return out if out is not None else _meta_like(input)
 
 
+# Functions and module classes are keys alike: a call_function node looks up its target, a
+# call_module node its module's class.
 manual_meta_overrides: dict[Callable[..., Any], Callable[..., Any]] = {
-    torch.nn.Embedding: embedding_override,
-    torch.nn.LayerNorm: nn_layernorm_override,
+    torch.abs: torch_abs_override,
+    torch.where: torch_where_override,
     torch.relu: torch_relu_override,
     torch.nn.functional.relu: functional_relu_override,
-    torch.nn.ReLU: torch_nn_relu_override,
-    torch.where: torch_where_override,
-    torch.abs: torch_abs_override,
 }
+manual_meta_overrides.update(
+    {torch.nn.ReLU: torch_nn_relu_override, torch.nn.LayerNorm: nn_layernorm_override,
+     torch.nn.Embedding: embedding_override}
+)
 
 
 def gen_constructor_wrapper(target: _C) -> tuple[Callable[..., Any], _C]:
@@ -197,9 +192,8 @@ class MetaAttribute(MetaProxy):
     used as a value, a ``getattr`` node."""
 
     def __init__(self, root: MetaProxy, attr: str) -> None:
-        self.root = root
-        self.attr = attr
-        self.tracer = root.tracer
+        # Proxy.__init__ is skipped on purpose: no node exists until one is needed.
+        self.root, self.attr, self.tracer = root, attr, root.tracer
         self._node: Node | None = None
 
     @property
@@ -229,15 +223,16 @@ def proxys_to_metas(v: Any) -> Any:
     Raises:
         AssertionError: ``v`` is a proxy without metadata.
     """
+    if not isinstance(v, torch.fx.Proxy):
+        return v
     if isinstance(v, MetaDeviceAttribute):
         return "meta"
-    if isinstance(v, torch.fx.Proxy):
-        if not isinstance(v, MetaProxy):
-            raise AssertionError(f"Expected MetaProxy but got {type(v)}")
-        if "_tensor_meta" not in v.__dict__:
-            raise AssertionError("MetaProxy does not have an associated meta")
-        return v._tensor_meta
-    return v
+    if not isinstance(v, MetaProxy):
+        raise AssertionError(f"Expected MetaProxy but got {type(v)}")
+    meta = v.__dict__.get("_tensor_meta", _MISSING)
+    if meta is _MISSING:
+        raise AssertionError("MetaProxy does not have an associated meta")
+    return meta
 
 
 def _to_metas(v: Any) -> Any:
@@ -280,16 +275,9 @@ class MetaTracer(torch.fx.Tracer):
 
     _TORCH_METHODS_TO_PATCH = ["arange", "zeros", "ones", "full_like", "eye"]
 
-    def create_proxy(
-        self,
-        kind: str,
-        target: torch.fx.node.Target,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        name: str | None = None,
-        type_expr: Any = None,
-        proxy_factory_fn: Callable[[Node], Proxy] | None = None,
-    ) -> MetaProxy:
+    def create_proxy(self, kind: str, target: torch.fx.node.Target, args: tuple[Any, ...], kwargs: dict[str, Any],
+                     name: str | None = None, type_expr: Any = None,
+                     proxy_factory_fn: Callable[[Node], Proxy] | None = None) -> MetaProxy:
         proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
         if kind == "placeholder":
             if target in self.meta_args:
@@ -350,13 +338,8 @@ class MetaTracer(torch.fx.Tracer):
             return attr_val
         return super().getattr(attr, attr_val, parameter_proxy_cache)
 
-    def call_module(
-        self,
-        m: torch.nn.Module,
-        forward: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Any:
+    def call_module(self, m: torch.nn.Module, forward: Callable[..., Any], args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> Any:
         # Kept so that a leaf module's metadata is computed with the forward being traced.
         self.orig_forward = forward
         return super().call_module(m, forward, args, kwargs)
@@ -421,11 +404,8 @@ class MetaTracer(torch.fx.Tracer):
         return graph
 
 
-def symbolic_trace(
-    root: torch.nn.Module | Callable[..., Any],
-    meta_args: dict[str, torch.Tensor] | None = None,
-    concrete_args: dict[str, Any] | None = None,
-) -> torch.fx.GraphModule:
+def symbolic_trace(root: torch.nn.Module | Callable[..., Any], meta_args: dict[str, torch.Tensor] | None = None,
+                   concrete_args: dict[str, Any] | None = None) -> torch.fx.GraphModule:
     """Trace ``root`` with :class:`MetaTracer`.
 
     Example::

@@ -75,29 +75,18 @@ class NormalizeArgs(Transformer):
         else:
             out = super().run_node(n)
         if n.op != "output":
+            # the new node stands for ``n``: same metadata (copied) and annotated type
+            new_node = out.node
+            new_node.meta, new_node.type = dict(n.meta), n.type
             self.node_map[out] = n
-            out.node.meta = dict(n.meta)
-            out.node.type = n.type
         return out
 
-    def call_function(
-        self,
-        target: Target,
-        args: tuple[Argument, ...],
-        kwargs: dict[str, Any],
-        arg_types: tuple[Any, ...] | None = None,
-        kwarg_types: dict[str, Any] | None = None,
-    ) -> Proxy:
+    def call_function(self, target: Target, args: tuple[Argument, ...], kwargs: dict[str, Any],
+                      arg_types: tuple[Any, ...] | None = None, kwarg_types: dict[str, Any] | None = None) -> Proxy:
         if not callable(target):
             raise AssertionError(f"call_function target must be callable, got {type(target)}")
-        normalized = normalize_function(
-            target,
-            args,  # type: ignore[arg-type]
-            kwargs,
-            arg_types,  # type: ignore[arg-type]
-            kwarg_types,
-            self.normalize_to_only_use_kwargs,
-        )
+        only_kwargs = self.normalize_to_only_use_kwargs
+        normalized = normalize_function(target, args, kwargs, arg_types, kwarg_types, only_kwargs)  # type: ignore[arg-type]
         if normalized is None:
             return super().call_function(target, args, kwargs)
         return self.tracer.create_proxy("call_function", target, normalized.args, normalized.kwargs)
@@ -105,13 +94,7 @@ class NormalizeArgs(Transformer):
     def call_module(self, target: Target, args: tuple[Argument, ...], kwargs: dict[str, Any]) -> Proxy:
         if not isinstance(target, str):
             raise AssertionError(f"call_module target must be a qualified name, got {type(target)}")
-        normalized = normalize_module(
-            self.module,
-            target,
-            args,  # type: ignore[arg-type]
-            kwargs,
-            self.normalize_to_only_use_kwargs,
-        )
+        normalized = normalize_module(self.module, target, args, kwargs, self.normalize_to_only_use_kwargs)  # type: ignore[arg-type]
         if normalized is not None:
             args, kwargs = normalized.args, normalized.kwargs
         return super().call_module(target, args, kwargs)
@@ -147,19 +130,14 @@ class NormalizeOperators(AnnotateTypesWithSchema):
         traced = NormalizeOperators(traced).transform()
     """
 
+    # The spellings Tensor's binary magic methods dispatch to: ``a + b`` is torch.add, ...
     binary_magic_method_remap: dict[Callable[[Any, Any], Any], Callable[[Any, Any], Any]] = {
-        torch.add: operator.add,
-        torch.mul: operator.mul,
-        torch.sub: operator.sub,
-        torch.div: operator.truediv,
-        torch.floor_divide: operator.floordiv,
-        torch.remainder: operator.mod,
-        torch.eq: operator.eq,
-        torch.ne: operator.ne,
-        torch.lt: operator.lt,
-        torch.le: operator.le,
-        torch.gt: operator.gt,
-        torch.ge: operator.ge,
+        getattr(torch, op_name): getattr(operator, magic_name)
+        for op_name, magic_name in (
+            ("eq", "eq"), ("ne", "ne"), ("lt", "lt"), ("le", "le"), ("gt", "gt"), ("ge", "ge"),
+            ("add", "add"), ("sub", "sub"), ("mul", "mul"), ("div", "truediv"),
+            ("floor_divide", "floordiv"), ("remainder", "mod"),
+        )
     }
 
     # Keyword arguments that leave the operator's meaning unchanged at these values. Any

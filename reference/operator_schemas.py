@@ -11,13 +11,13 @@ modules are normalized against their Python signatures.
 
 from __future__ import annotations
 
-import enum
 import inspect
 import numbers
 import types
 import typing
 import warnings
 from collections.abc import Callable
+from enum import Enum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
@@ -27,15 +27,8 @@ from torch._ops import OpOverload, OpOverloadPacket
 if TYPE_CHECKING:
     from torch.fx.node import Argument
 
-__all__ = [
-    "ArgsKwargsPair",
-    "check_for_mutable_operation",
-    "get_signature_for_torch_op",
-    "create_type_hint",
-    "type_matches",
-    "normalize_function",
-    "normalize_module",
-]
+__all__ = ["ArgsKwargsPair", "create_type_hint", "type_matches", "get_signature_for_torch_op",
+           "normalize_function", "normalize_module", "check_for_mutable_operation"]
 
 _Param = inspect.Parameter
 _POS_ONLY = _Param.POSITIONAL_ONLY
@@ -80,7 +73,7 @@ _SCRIPT_TYPE_NAMES.update(
         "Future": torch.jit.Future,
         "number": numbers.Number,
         "NoneType": type(None),
-        "AnyEnumType": enum.Enum,
+        "AnyEnumType": Enum,
         "PyObject": Any,
         "t": typing.TypeVar("t"),
         "__torch__": _ScriptClassRoot(),
@@ -185,25 +178,21 @@ def _schemas_of(op: Callable[..., Any]) -> list[torch._C.FunctionSchema] | None:
     return schemas
 
 
-@typing.overload
-def get_signature_for_torch_op(
-    op: Callable[..., Any], return_schemas: typing.Literal[True]
-) -> tuple[list[inspect.Signature] | None, list[torch._C.FunctionSchema] | None]: ...
+_SignaturesAndSchemas = tuple[list[inspect.Signature] | None, list[torch._C.FunctionSchema] | None]
 
 
 @typing.overload
-def get_signature_for_torch_op(
-    op: Callable[..., Any], return_schemas: typing.Literal[False] = ...
-) -> list[inspect.Signature] | None: ...
+def get_signature_for_torch_op(op: Callable[..., Any], return_schemas: typing.Literal[True]) -> _SignaturesAndSchemas: ...
+
+
+@typing.overload
+def get_signature_for_torch_op(op: Callable[..., Any], return_schemas: typing.Literal[False] = ...
+                               ) -> list[inspect.Signature] | None: ...
 
 
 def get_signature_for_torch_op(
     op: Callable[..., Any], return_schemas: bool = False
-) -> (
-    list[inspect.Signature]
-    | tuple[list[inspect.Signature] | None, list[torch._C.FunctionSchema] | None]
-    | None
-):
+) -> list[inspect.Signature] | _SignaturesAndSchemas | None:
     """The signatures of every overload of a torch operator.
 
     Args:
@@ -549,11 +538,8 @@ def _normalize_schema_op(
 
 
 def normalize_function(
-    target: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any] | None = None,
-    arg_types: tuple[Any] | None = None,
-    kwarg_types: dict[str, Any] | None = None,
+    target: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None = None,
+    arg_types: tuple[Any] | None = None, kwarg_types: dict[str, Any] | None = None,
     normalize_to_only_use_kwargs: bool = False,
 ) -> ArgsKwargsPair | None:
     """Match a function call to its target's signature and lay it out canonically.
@@ -594,11 +580,8 @@ def normalize_function(
 
 
 def _normalize_function_or_error(
-    target: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any] | None = None,
-    arg_types: tuple[Any] | None = None,
-    kwarg_types: dict[str, Any] | None = None,
+    target: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None = None,
+    arg_types: tuple[Any] | None = None, kwarg_types: dict[str, Any] | None = None,
     normalize_to_only_use_kwargs: bool = False,
 ) -> ArgsKwargsPair:
     """:func:`normalize_function` that raises RuntimeError instead of returning None."""
@@ -609,10 +592,7 @@ def _normalize_function_or_error(
 
 
 def normalize_module(
-    root: torch.nn.Module,
-    target: str,
-    args: tuple[Any],
-    kwargs: dict[str, Any] | None = None,
+    root: torch.nn.Module, target: str, args: tuple[Any], kwargs: dict[str, Any] | None = None,
     normalize_to_only_use_kwargs: bool = False,
 ) -> ArgsKwargsPair | None:
     """Match a call of a standard ``torch.nn`` module to its ``forward`` signature.

@@ -59,17 +59,13 @@ class AnnotateTypesWithSchema(Transformer):
         annotate_get_attrs (bool): annotate attribute fetches.
     """
 
-    def __init__(
-        self,
-        module: GraphModule,
-        annotate_functionals: bool = True,
-        annotate_modules: bool = True,
-        annotate_get_attrs: bool = True,
-    ) -> None:
+    def __init__(self, module: GraphModule, annotate_functionals: bool = True, annotate_modules: bool = True,
+                 annotate_get_attrs: bool = True) -> None:
         super().__init__(module)
-        self.annotate_functionals = annotate_functionals
-        self.annotate_modules = annotate_modules
+        # which node kinds to annotate
         self.annotate_get_attrs = annotate_get_attrs
+        self.annotate_modules = annotate_modules
+        self.annotate_functionals = annotate_functionals
 
     def transform(self) -> GraphModule:
         """Build the annotated copy.
