@@ -229,6 +229,16 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
         fingerprint="conform.fingerprints.optimization:validation",
         oracles=frozenset({Oracle.UPSTREAM}),
     ),
+    TransformSpec(
+        name="partition",
+        target="accelerator_partitioner:Partitioner",
+        convention="custom",
+        driver="conform.drivers.partition:drive",
+        description="Partitioner().partition_graph(gm, module, config): every mode, devices and latencies drawn per case",
+        params="generators.params.partition:partition_params",
+        fingerprint="conform.fingerprints.partition:fingerprint",
+        covers=("partitioner_utils",),
+    ),
 )
 
 

@@ -65,6 +65,8 @@ class KLRefinement:
         self.reads: list[dict[int, int]] = [{} for _ in range(count)]
         self.version = [0] * count
         self.duplicated = 0  # operations held by more than one partition
+        # Whether a swap was chosen among partners of equal cost (see ``run``).
+        self.order_sensitive = False
         self._latency: dict[tuple[int, int], float] = {}
         pos = ix.position
         for a, nodes in enumerate(members):
@@ -306,18 +308,19 @@ class KLRefinement:
             return True
         return n1 is not None and self._stuck(n1, b, a, n0)
 
-    def _best_swap(self, n0: int, a: int, b: int) -> tuple[float, tuple[int, int | None] | None]:
-        """``swap_node_to_partition``: the plain move's cost and the cheapest pair."""
+    def _best_swap(self, n0: int, a: int, b: int) -> tuple[float, tuple[int, int | None] | None, bool]:
+        """``swap_node_to_partition``: the plain move's cost, the cheapest pair, and
+        whether several partners share the cheapest cost."""
         holder, where = self.ix.holder, self.where
         n0_alone = a in where[n0] and b not in where[n0]
         if n0_alone and not self.duplicated and self._stuck(n0, a, b, None):
             # Every partner (and the plain move) is bound to close a cycle: with no node
             # held twice, each try is a clean swap of two nodes that are each in one place.
             self.fresh_pending = True
-            return _INF, None
+            return _INF, None, False
         candidates: list[int | None] = [v for v in sorted(self.members[b]) if not holder[v]]
         candidates.append(None)
-        best_cost, pair, last = _INF, None, _INF
+        best_cost, pair, last, ties = _INF, None, _INF, 0
         for n1 in candidates:
             if self._bound_to_cycle(n0, n1, a, b):
                 cost = _INF
@@ -325,9 +328,11 @@ class KLRefinement:
             else:
                 cost = self._try(n0, n1, a, b)
             if cost < best_cost:
-                best_cost, pair = cost, (n0, n1)
+                best_cost, pair, ties = cost, (n0, n1), 1
+            elif cost == best_cost and n1 is not None:
+                ties += 1
             last = cost
-        return last, pair
+        return last, pair, ties > 1
 
     def run(self, op_order: list[int], home_of: list[int], cost: float) -> None:
         """Refine in place.
@@ -343,9 +348,13 @@ class KLRefinement:
             for b in range(self.count):
                 if b == a:
                     continue
-                new_cost, pair = self._best_swap(n0, a, b)
+                new_cost, pair, tied = self._best_swap(n0, a, b)
                 if new_cost < cost:
                     cost, node_pair, partition_pair = new_cost, pair, (a, b)
+                    # Upstream takes the first of the tied partners in set iteration
+                    # order, which follows memory addresses; the pair applied here (the
+                    # first in graph order) is one of its possible choices.
+                    self.order_sensitive |= tied
             if node_pair is not None and partition_pair is not None:
                 self.materialize()
                 self.swap(node_pair[0], node_pair[1], *partition_pair)
