@@ -17,12 +17,19 @@ import types
 import typing
 import warnings
 from collections.abc import Callable
-from enum import Enum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch._jit_internal import boolean_dispatched
 from torch._ops import OpOverload, OpOverloadPacket
+
+from reference._signatures import (
+    bind,
+    binds,
+    keep_layout,
+    schema_signature,
+    torchscript_type_to_python_type,
+)
 
 if TYPE_CHECKING:
     from torch.fx.node import Argument
@@ -44,43 +51,6 @@ class ArgsKwargsPair(NamedTuple):
     kwargs: dict[str, Any]
 
 
-# ---------------------------------------------------------------------------------------------
-# TorchScript types -> Python types
-# ---------------------------------------------------------------------------------------------
-
-
-class _ScriptClassRoot:
-    """Stands for the ``__torch__`` prefix of TorchScript class names: ``__torch__.torch.X``
-    resolves through the real ``torch`` module, anything else is a lookup we cannot honour."""
-
-    def __getattr__(self, name: str) -> types.ModuleType:
-        if name != "torch":
-            raise RuntimeError(f"cannot resolve TorchScript class prefix __torch__.{name}")
-        return torch
-
-
-# Names that occur in schema annotation strings. ``typing``'s names are visible too, since
-# schema strings spell containers the typing way (``List[int]``, ``Optional[Tensor]``).
-# Lookups fall through to builtins (int, float, bool, str, complex) when evaluated.
-_SCRIPT_TYPE_NAMES: dict[str, Any] = {name: getattr(typing, name) for name in dir(typing)}
-_SCRIPT_TYPE_NAMES.update(
-    {
-        "Tensor": torch.Tensor,
-        "Device": torch.device,
-        "Layout": torch.layout,
-        "QScheme": torch.qscheme,
-        "Storage": torch.UntypedStorage,
-        "Future": torch.jit.Future,
-        "number": numbers.Number,
-        "NoneType": type(None),
-        "AnyEnumType": Enum,
-        "PyObject": Any,
-        "t": typing.TypeVar("t"),
-        "__torch__": _ScriptClassRoot(),
-    }
-)
-
-
 def _torchscript_type_to_python_type(ts_type: torch._C.JitType) -> Any:
     """The Python type a TorchScript type stands for (``List[int]`` -> ``typing.List[int]``,
     ``Tensor`` -> ``torch.Tensor``, ``Scalar`` -> ``numbers.Number``, ...).
@@ -91,54 +61,7 @@ def _torchscript_type_to_python_type(ts_type: torch._C.JitType) -> Any:
     Returns:
         Any: the equivalent Python type or typing construct.
     """
-    # The annotation string is the schema's own spelling of the type; evaluating it against
-    # a namespace that maps each spelled name keeps nested containers exact for free.
-    return eval(ts_type.annotation_str, dict(_SCRIPT_TYPE_NAMES))
-
-
-def _schema_parameter(arg: torch._C.Argument, binding_names: bool) -> tuple[str, Any, Any, Any]:
-    # Schemas call the first tensor ``self``; the ``torch.*`` Python bindings expose it as
-    # ``input`` while ``torch.ops`` overloads keep ``self``. Using the name the callable
-    # really accepts keeps keyword-only normalized calls callable.
-    name = "input" if binding_names and arg.name == "self" else arg.name
-    kind = _KW_ONLY if arg.kwarg_only else _POS_OR_KW
-    default = arg.default_value if arg.has_default_value() else _EMPTY
-    return name, kind, default, _torchscript_type_to_python_type(arg.type)
-
-
-def _signature_from_schema(schema: torch._C.FunctionSchema, binding_names: bool) -> inspect.Signature:
-    rows = [_schema_parameter(arg, binding_names) for arg in schema.arguments]
-    names = [row[0] for row in rows]
-    # ``from`` cannot be a Python keyword argument, so it and everything before it become
-    # positional-only (``random_(Tensor self, int from, int? to, ...)``).
-    positional_until = names.index("from") if "from" in names else -1
-    params = []
-    for i, (name, kind, default, annotation) in enumerate(rows):
-        if i <= positional_until:
-            if kind is not _POS_OR_KW:
-                raise AssertionError(f"parameter {name!r} of {schema.name} precedes 'from' but is keyword-only")
-            kind = _POS_ONLY
-        params.append(_Param(name, kind, default=default, annotation=annotation))
-
-    returns = [_torchscript_type_to_python_type(r.type) for r in schema.returns]
-    if not returns:
-        result: Any = None
-    elif len(returns) == 1:
-        result = returns[0]
-    else:
-        result = tuple.__class_getitem__(tuple(returns))
-    return inspect.Signature(params, return_annotation=result)
-
-
-_signature_by_schema: dict[tuple[str, str, bool], inspect.Signature] = {}
-
-
-def _schema_signature(schema: torch._C.FunctionSchema, binding_names: bool = True) -> inspect.Signature:
-    key = (schema.name, schema.overload_name, binding_names)
-    sig = _signature_by_schema.get(key)
-    if sig is None:
-        sig = _signature_by_schema[key] = _keep_layout(_signature_from_schema(schema, binding_names))
-    return sig
+    return torchscript_type_to_python_type(ts_type)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,6 +81,9 @@ def _nonzero_signatures() -> list[inspect.Signature]:
 _HAND_WRITTEN_SIGNATURES: dict[Callable[..., Any], list[inspect.Signature]] = {
     torch.nonzero: _nonzero_signatures(),
 }
+for _signatures in _HAND_WRITTEN_SIGNATURES.values():
+    for _sig in _signatures:
+        keep_layout(_sig)
 
 # Keyed by identity: distinct builtins can compare equal (``torch.dsmm == torch.mm``) yet
 # resolve to different schemas. The operator is kept in the value so its id stays unique.
@@ -218,85 +144,8 @@ def get_signature_for_torch_op(
     if schemas is None:
         return (None, None) if return_schemas else None
     binding_names = not isinstance(op, (OpOverload, OpOverloadPacket))
-    signatures = [_schema_signature(s, binding_names) for s in schemas]
+    signatures = [schema_signature(s, binding_names) for s in schemas]
     return (signatures, list(schemas)) if return_schemas else signatures
-
-
-# ---------------------------------------------------------------------------------------------
-# Binding
-# ---------------------------------------------------------------------------------------------
-
-
-class _Layout:
-    """What binding needs to know about a signature, computed once: which parameters take
-    positional arguments, which take keywords, which are required."""
-
-    __slots__ = ("sig", "varargs", "positional", "keywords", "required")
-
-    def __init__(self, sig: inspect.Signature) -> None:
-        self.sig = sig
-        params = list(sig.parameters.values())
-        self.varargs = any(p.kind in (_Param.VAR_POSITIONAL, _Param.VAR_KEYWORD) for p in params)
-        self.positional = tuple(p.name for p in params if p.kind in (_POS_ONLY, _POS_OR_KW))
-        self.keywords = frozenset(p.name for p in params if p.kind in (_POS_OR_KW, _KW_ONLY))
-        self.required = frozenset(p.name for p in params if p.default is _EMPTY)
-
-    def accepts(self, n_args: int, keywords: Any) -> bool:
-        """Whether a call with ``n_args`` positional arguments and these keyword names binds
-        (binding depends on nothing else)."""
-        if n_args > len(self.positional) or not self.keywords.issuperset(keywords):
-            return False
-        filled = self.positional[:n_args]
-        if any(name in keywords for name in filled):
-            return False  # one parameter given twice
-        return all(name in keywords or name in filled for name in self.required)
-
-    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        """``{name: value}`` for every parameter the call supplies (no defaults); TypeError
-        when the call does not fit, as Python's own binding would raise."""
-        if self.varargs:
-            return dict(self.sig.bind(*args, **kwargs).arguments)
-        if not self.accepts(len(args), kwargs):
-            raise TypeError(f"arguments do not fit {self.sig}")
-        bound = dict(zip(self.positional, args))
-        bound.update(kwargs)
-        return bound
-
-
-# Layouts of the signatures this module keeps (schema and hand-written ones), by identity.
-_layouts: dict[int, _Layout] = {}
-
-
-def _keep_layout(sig: inspect.Signature) -> inspect.Signature:
-    _layouts[id(sig)] = _Layout(sig)
-    return sig
-
-
-def _layout(sig: inspect.Signature) -> _Layout:
-    layout = _layouts.get(id(sig))
-    if layout is not None and layout.sig is sig:
-        return layout
-    return _Layout(sig)  # a signature made by the caller: not kept, its id may be reused
-
-
-for _signatures in _HAND_WRITTEN_SIGNATURES.values():
-    for _sig in _signatures:
-        _keep_layout(_sig)
-
-
-def _bind(sig: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    return _layout(sig).bind(args, kwargs)
-
-
-def _binds(sig: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    layout = _layout(sig)
-    if layout.varargs:
-        try:
-            layout.bind(args, kwargs)
-        except TypeError:
-            return False
-        return True
-    return layout.accepts(len(args), kwargs)
 
 
 # The one schema family allowed to keep its positional-only parameters (``from`` is a Python
@@ -316,7 +165,7 @@ def _normalize_against(
     if not plain and tuple(sig.parameters) not in _POSITIONAL_ONLY_EXCEPTIONS:
         return None
 
-    bound = _bind(sig, tuple(args), kwargs)
+    bound = bind(sig, tuple(args), kwargs)
     n_positional = 0 if normalize_to_only_use_kwargs else len(args)
     new_args: list[Any] = []
     new_kwargs: dict[str, Any] = {}
@@ -434,7 +283,7 @@ def type_matches(signature_type: Any, argument_type: Any) -> bool:
 
 def _types_fit(sig: inspect.Signature, arg_types: tuple[Any, ...], kwarg_types: dict[str, Any]) -> bool:
     try:
-        bound = _bind(sig, arg_types, kwarg_types)
+        bound = bind(sig, arg_types, kwarg_types)
     except TypeError:
         return False
     params = sig.parameters
@@ -485,7 +334,7 @@ def _candidates(target: Any, signatures: list[inspect.Signature], args: tuple[An
     memo = _candidates_memo.get(key)
     if memo is not None and memo[0] is target:
         return memo[1]
-    found = [sig for sig in signatures if _binds(sig, args, kwargs)]
+    found = [sig for sig in signatures if binds(sig, args, kwargs)]
     _candidates_memo[key] = (target, found)
     return found
 
@@ -648,7 +497,7 @@ def check_for_mutable_operation(
     signatures, schemas = get_signature_for_torch_op(target, return_schemas=True)
     if not signatures or not schemas:
         return
-    matching = [schema for sig, schema in zip(signatures, schemas) if _binds(sig, args, kwargs)]
+    matching = [schema for sig, schema in zip(signatures, schemas) if binds(sig, args, kwargs)]
     if len(matching) == 1 and matching[0].is_mutable:
         raise RuntimeError(
             f"Tried to trace mutable operation {matching[0]}. FX only supports functional "
