@@ -91,23 +91,14 @@ def extract_subgraph(
     return fx.GraphModule(orig_module, graph)
 
 
+# What MKLDNN computes: modules by exact class, and functions.
+_MKLDNN_MODULES = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
+_MKLDNN_FUNCTIONS = (torch.relu, torch.transpose, torch.sigmoid, F.relu, F.avg_pool2d, F.adaptive_avg_pool2d)
+
 #: Module classes and functions the MKLDNN layout pass runs in MKLDNN layout.
-mkldnn_supported = [
-    nn.Conv2d,
-    nn.Linear,
-    nn.BatchNorm2d,
-    nn.ReLU,
-    nn.MaxPool2d,
-    nn.AvgPool2d,
-    nn.AdaptiveAvgPool2d,
-    torch.relu,
-    torch.transpose,
-    torch.sigmoid,
-    F.relu,
-    F.avg_pool2d,
-    F.adaptive_avg_pool2d,
-]
-#: Functions that run in MKLDNN layout only when their operands already are.
+mkldnn_supported = [*_MKLDNN_MODULES, *_MKLDNN_FUNCTIONS]
+#: Functions that run in MKLDNN layout only when an operand already is in that layout
+#: (their other operands may be Python numbers, which do not convert).
 mkldnn_supported_unknown = [operator.add, operator.mul]
 
 
@@ -294,12 +285,14 @@ class UnionFind:
     """
 
     def __init__(self, n: int) -> None:
+        # parent[v] is None until v is added; a root is its own parent.
         self.parent: list[int | None] = [None] * n
+        # size[r] is the number of elements under root r.
         self.size: list[int] = [0] * n
 
     def make_set(self, v: int) -> None:
-        self.parent[v] = v
-        self.size[v] = 1
+        """Add ``v`` as a set of its own."""
+        self.parent[v], self.size[v] = v, 1
 
     def find(self, v: int) -> int:
         """The representative of ``v``'s set."""
@@ -317,15 +310,15 @@ class UnionFind:
         return v
 
     def join(self, a: int, b: int) -> int | None:
-        """Merge the sets of ``a`` and ``b``; returns the representative of the union."""
-        a, b = self.find(a), self.find(b)
-        if a == b:
-            return a
-        if self.size[a] < self.size[b]:
-            a, b = b, a
-        self.parent[b] = a
-        self.size[a] += self.size[b]
-        return a
+        """Merge the sets of ``a`` and ``b``; returns the representative of the union (the
+        root of the larger set, ``a``'s on a tie)."""
+        root_a, root_b = self.find(a), self.find(b)
+        if root_a == root_b:
+            return root_a
+        big, small = (root_b, root_a) if self.size[root_b] > self.size[root_a] else (root_a, root_b)
+        self.parent[small] = big
+        self.size[big] += self.size[small]
+        return big
 
 
 def _all_ones(size: Any) -> bool:

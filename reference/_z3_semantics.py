@@ -40,12 +40,13 @@ def z3str(e: z3.ExprRef) -> str:
     """
     if not z3.is_expr(e):
         raise AssertionError(f"unsupported expression type: {e}")
-    e = z3.simplify(e)
-    if not z3.is_app(e):
-        raise ValueError(f"can't print Z3 expression: {e}")
-    if z3.is_int_value(e) or z3.is_rational_value(e):
-        return e.as_string()  # type: ignore[attr-defined]
-
+    # Rewriting rules only: cheap, and it puts comparisons and sums in a canonical form.
+    simplified = z3.simplify(e)
+    if z3.is_int_value(simplified) or z3.is_rational_value(simplified):
+        return simplified.as_string()  # type: ignore[attr-defined]
+    if not z3.is_app(simplified):  # a quantifier or a bound variable
+        raise ValueError(f"can't print Z3 expression: {simplified}")
+    e = simplified
     decl = e.decl()
     kind = decl.kind()
     children = [e.arg(i) for i in range(e.num_args())]
@@ -99,74 +100,96 @@ def _bitwise(
 
 
 class _PythonSemantics:
-    """Python's arithmetic spelled in z3 (whose Int/Real operators round differently)."""
+    """Python's arithmetic spelled in z3, whose own Int/Real operators round differently.
+
+    Side conditions Python enforces by raising (a zero divisor, ``0 ** -1``) become
+    assertions of the validator: only assignments that satisfy them are considered.
+    """
 
     def __init__(self, validator: TranslationValidator) -> None:
         self.validator = validator
 
+    # Integer/real conversions, applied only when the sort is not already the wanted one.
+
     @staticmethod
     def to_real(x: z3.ArithRef) -> z3.ArithRef:
-        return x if x.is_real() else z3.ToReal(x)
+        """``x`` as a Real."""
+        return z3.ToReal(x) if not x.is_real() else x
 
     @staticmethod
     def to_int(x: z3.ArithRef) -> z3.ArithRef:
-        return x if x.is_int() else z3.ToInt(x)
+        """``x`` as an Int; z3's ToInt is the floor."""
+        return z3.ToInt(x) if not x.is_int() else x
 
-    def sym_sum(self, args: Any) -> z3.ArithRef:
-        return sum(args)
+    # Rounding.
+
+    def floor(self, number: z3.ArithRef) -> z3.ArithRef:
+        """``math.floor``."""
+        return self.to_int(number)
+
+    def ceil(self, number: z3.ArithRef) -> z3.ArithRef:
+        """``math.ceil``: the floor, plus one unless the number already is integral."""
+        below = self.floor(number)
+        return z3.If(below < number, self.floor(number + 1), number)
+
+    def trunc(self, number: z3.ArithRef) -> z3.ArithRef:
+        """``math.trunc``: toward zero, the floor of positives and ceiling of negatives."""
+        nonnegative = number >= 0
+        return z3.If(nonnegative, self.floor(number), self.ceil(number))
+
+    def round_to_int(self, number: z3.ArithRef) -> z3.ArithRef:
+        """``round``: halves go to the even neighbour."""
+        # A half rounds down exactly when the integer below it is even, that is when the
+        # number mod 2 is 0.5; every other number rounds half up.
+        even_half = self.mod(number, z3.IntVal(2)) == 0.5
+        return z3.If(even_half, self.ceil(number - 0.5), self.floor(number + 0.5))
+
+    # Division and friends.
 
     def div(self, numerator: z3.ArithRef, denominator: z3.ArithRef) -> z3.ArithRef:
-        # Python raises on a zero divisor: only assignments with a non-zero one count.
+        """``/``: real division of a non-zero denominator."""
         self.validator.add_assertion(denominator != 0)
         return self.to_real(numerator) / self.to_real(denominator)
 
-    def floor(self, number: z3.ArithRef) -> z3.ArithRef:
-        return self.to_int(number)  # z3's ToInt rounds toward negative infinity
-
     def floordiv(self, numerator: z3.ArithRef, denominator: z3.ArithRef) -> z3.ArithRef:
+        """``//``: floored quotient, an Int unless an operand is Real (as in Python, where
+        a float operand gives a float result)."""
         quotient = self.to_int(self.div(numerator, denominator))
-        # Python: int // int is an int, a float operand makes the floored result a float.
-        if numerator.is_real() or denominator.is_real():
-            return self.to_real(quotient)
-        return quotient
-
-    def ceil(self, number: z3.ArithRef) -> z3.ArithRef:
-        return z3.If(self.floor(number) < number, self.floor(number + 1), number)
-
-    def trunc(self, number: z3.ArithRef) -> z3.ArithRef:
-        return z3.If(number >= 0, self.floor(number), self.ceil(number))
-
-    def max(self, a: z3.ArithRef, b: z3.ArithRef) -> z3.ArithRef:
-        return z3.If(a > b, a, b)
-
-    def min(self, a: z3.ArithRef, b: z3.ArithRef) -> z3.ArithRef:
-        return z3.If(a < b, a, b)
+        any_real = numerator.is_real() or denominator.is_real()
+        return self.to_real(quotient) if any_real else quotient
 
     def mod(self, p: z3.ArithRef, q: z3.ArithRef) -> z3.ArithRef:
-        # Python's remainder takes the divisor's sign: p - floor(p / q) * q.
+        """``%``: the remainder takes the divisor's sign, ``p - (p // q) * q``."""
         return p - self.floordiv(p, q) * q
 
     def pow(self, base: z3.ArithRef, exp: z3.ArithRef) -> z3.ArithRef:
-        # 0 ** e for e <= 0 has no real value; keep the solver away from it.
+        """``**``, away from ``0 ** e`` with ``e <= 0`` (no real value)."""
         self.validator.add_assertion(z3.Or(base != 0, exp > 0))
         return base**exp
 
     def sqrt(self, number: z3.ArithRef) -> z3.ArithRef:
-        number = self.to_real(number)
-        self.validator.add_assertion(number >= 0)
-        return number**0.5
+        """Square root of a non-negative real (z3 answers unknown otherwise)."""
+        radicand = self.to_real(number)
+        self.validator.add_assertion(radicand >= 0)
+        return radicand**0.5
+
+    # Everything else.
+
+    def sym_sum(self, args: Any) -> z3.ArithRef:
+        """``torch.sym_sum``."""
+        return sum(args)
 
     def abs(self, number: z3.ArithRef) -> z3.ArithRef:
+        """``abs``."""
         return z3.Abs(number)
 
-    def round_to_int(self, number: z3.ArithRef) -> z3.ArithRef:
-        # Python rounds halves to even: x.5 goes down exactly when x is even, i.e. when
-        # x.5 mod 2 is 0.5; everything else rounds half up.
-        return z3.If(
-            self.mod(number, z3.IntVal(2)) == 0.5,
-            self.ceil(number - 0.5),
-            self.floor(number + 0.5),
-        )
+    def max(self, a: z3.ArithRef, b: z3.ArithRef) -> z3.ArithRef:
+        """``max`` of two."""
+        return z3.If(a > b, a, b)
+
+    def min(self, a: z3.ArithRef, b: z3.ArithRef) -> z3.ArithRef:
+        """``min`` of two."""
+        return z3.If(a < b, a, b)
 
     bitwise_and = _bitwise(operator.and_, z3.And)
     bitwise_or = _bitwise(operator.or_, z3.Or)
@@ -281,72 +304,84 @@ class SympyToZ3:
         return makers[dtype](value)
 
     def to_dtype(self, x: z3.ArithRef, dtype: torch.dtype) -> z3.ArithRef:
-        if dtype == torch.float64:
-            return z3.ToReal(x)
-        raise NotImplementedError(f"to_dtype {dtype} NYI")
+        """``ToFloat``: only float64 is supported."""
+        if dtype != torch.float64:
+            raise NotImplementedError(f"to_dtype {dtype} NYI")
+        return z3.ToReal(x)
+
+    # Rounding to an integer; ``dtype`` (the index dtype) does not change the z3 term.
 
     def trunc_to_int(self, x: z3.ArithRef, dtype: torch.dtype) -> z3.ArithRef:
-        # Toward zero, as int(x) does: z3's ToInt floors, so negative values are floored
-        # as their absolute value instead.
+        """``TruncToInt``: toward zero, as ``int(x)``."""
         if x.is_int():
             return x
+        # z3's ToInt floors: a negative value is truncated as minus the floor of its negation.
         return z3.If(x >= 0, z3.ToInt(x), -z3.ToInt(-x))
 
-    def round_to_int(self, x: z3.ArithRef, dtype: torch.dtype) -> z3.ArithRef:
-        return self._ops.round_to_int(x)
-
     def floor_to_int(self, x: z3.ArithRef, dtype: torch.dtype) -> z3.ArithRef:
+        """``FloorToInt`` and ``floor``."""
         return self._ops.floor(x)
 
     def ceil_to_int(self, x: z3.ArithRef, dtype: torch.dtype) -> z3.ArithRef:
+        """``CeilToInt`` and ``ceiling``."""
         return self._ops.ceil(x)
 
-    def int_truediv(self, numerator: z3.ArithRef, denominator: z3.ArithRef) -> z3.ArithRef:
-        return self._ops.div(numerator, denominator)
+    def round_to_int(self, x: z3.ArithRef, dtype: torch.dtype) -> z3.ArithRef:
+        """``RoundToInt``: halves to even."""
+        return self._ops.round_to_int(x)
+
+    # Division, powers and remainders, with Python's rules (see _PythonSemantics).
 
     def truediv(self, numerator: z3.ArithRef, denominator: z3.ArithRef) -> z3.ArithRef:
+        """``FloatTrueDiv``."""
+        return self._ops.div(numerator, denominator)
+
+    def int_truediv(self, numerator: z3.ArithRef, denominator: z3.ArithRef) -> z3.ArithRef:
+        """``IntTrueDiv``: a real quotient of integers."""
         return self._ops.div(numerator, denominator)
 
     def floordiv(self, numerator: z3.ArithRef, denominator: z3.ArithRef) -> z3.ArithRef:
+        """``FloorDiv`` and ``CleanDiv``."""
         return self._ops.floordiv(numerator, denominator)
 
     def div(self, numerator: z3.ArithRef, denominator: z3.ArithRef) -> z3.ArithRef:
+        """Integer division, floored."""
         return self._ops.floordiv(numerator, denominator)
 
-    def pow(self, base: z3.ArithRef, exp: z3.ArithRef) -> z3.ArithRef:
-        return self._ops.pow(base, exp)
-
-    def pow_by_natural(self, base: z3.ArithRef, exp: z3.ArithRef) -> z3.ArithRef:
-        return self._ops.pow(base, exp)
-
     def mod(self, p: z3.ArithRef, q: z3.ArithRef) -> z3.ArithRef:
+        """``Mod`` (defined for non-negative operands, where every convention agrees)."""
         return self._ops.mod(p, q)
 
     def python_mod(self, p: z3.ArithRef, q: z3.ArithRef) -> z3.ArithRef:
+        """``PythonMod``: the divisor's sign."""
         return self._ops.mod(p, q)
 
+    def pow_by_natural(self, base: z3.ArithRef, exp: z3.ArithRef) -> z3.ArithRef:
+        """``PowByNatural`` and ``Pow`` with a non-negative integer exponent."""
+        return self._ops.pow(base, exp)
+
+    def pow(self, base: z3.ArithRef, exp: z3.ArithRef) -> z3.ArithRef:
+        """``FloatPow`` and every other ``Pow``."""
+        return self._ops.pow(base, exp)
+
     def __getattr__(self, name: str) -> Any:
+        """The remaining handlers: connectives, bitwise operations, min/max, floor/ceil and
+        the comparison operators; any other name is an operation without a translation."""
         if name.startswith("_"):
             raise AttributeError(name)
         ops = self.__dict__["_ops"]
         aliases: dict[str, Callable[..., Any]] = {
-            "and_": z3.And,
-            "or_": z3.Or,
-            "not_": z3.Not,
-            "bitwise_and": ops.bitwise_and,
-            "bitwise_or": ops.bitwise_or,
-            "lshift": ops.lshift,
-            "rshift": ops.rshift,
-            "floor": ops.floor,
-            "ceil": ops.ceil,
-            "minimum": ops.min,
-            "maximum": ops.max,
+            "and_": z3.And, "or_": z3.Or, "not_": z3.Not,
+            "bitwise_and": ops.bitwise_and, "bitwise_or": ops.bitwise_or,
+            "lshift": ops.lshift, "rshift": ops.rshift,
+            "floor": ops.floor, "ceil": ops.ceil, "minimum": ops.min, "maximum": ops.max,
         }
-        if name in aliases:
-            return aliases[name]
         if name in self.OPERATOR_HANDLES:
             return getattr(operator, name)
-        raise AttributeError(f"unhandled operator: {name}")
+        try:
+            return aliases[name]
+        except KeyError:
+            raise AttributeError(f"unhandled operator: {name}") from None
 
     def run(self, expr: sympy.Basic) -> z3.ExprRef:
         """Translate ``expr``.

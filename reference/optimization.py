@@ -41,20 +41,11 @@ from reference._mkldnn_layout import (
 )
 
 __all__ = [
-    "matches_module_pattern",
-    "replace_node_module",
-    "fuse",
-    "remove_dropout",
-    "extract_subgraph",
-    "modules_to_mkldnn",
-    "reset_modules",
-    "MklSubgraph",
-    "gen_mkl_autotuner",
-    "use_mkl_length",
-    "UnionFind",
-    "optimize_for_inference",
-    "mkldnn_supported",
-    "mkldnn_supported_unknown",
+    # folding and dropout removal
+    "fuse", "remove_dropout", "matches_module_pattern", "replace_node_module", "extract_subgraph",
+    # the MKLDNN layout pass
+    "optimize_for_inference", "MklSubgraph", "use_mkl_length", "gen_mkl_autotuner",
+    "modules_to_mkldnn", "reset_modules", "UnionFind", "mkldnn_supported", "mkldnn_supported_unknown",
 ]
 
 #: (producer, batch norm) module classes ``fuse`` folds, matched by exact type.

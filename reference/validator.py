@@ -38,15 +38,9 @@ from torch.fx.node import Argument, Target
 from reference._z3_semantics import SympyToZ3, _PythonSemantics, z3str
 
 __all__ = [
-    "z3str",
-    "z3op",
-    "PopulateValidator",
-    "SympyToZ3",
-    "TranslationValidator",
-    "translation_validation_enabled",
+    "TranslationValidator", "SympyToZ3", "PopulateValidator", "ValidationException",
+    "BisectValidationException", "z3str", "z3op", "translation_validation_enabled",
     "translation_validation_timeout",
-    "ValidationException",
-    "BisectValidationException",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,14 +49,18 @@ _HAS_Z3 = True
 
 
 def _to_z3(value: object, as_bool: bool) -> z3.ExprRef:
-    if isinstance(value, (z3.ArithRef, z3.BoolRef)):
-        return value
-    if isinstance(value, bool) or (as_bool and isinstance(value, int)):
-        return z3.BoolVal(bool(value))
-    if isinstance(value, (int, sympy.Integer)):
-        return z3.IntVal(int(value))
-    if isinstance(value, (float, sympy.Float)):
-        return z3.RealVal(float(value))
+    """A Python or SymPy number as a z3 value (ints count as bools where ``as_bool``)."""
+    match value:
+        case z3.ArithRef() | z3.BoolRef():
+            return value
+        case bool():
+            return z3.BoolVal(value)
+        case int() if as_bool:
+            return z3.BoolVal(bool(value))
+        case int() | sympy.Integer():
+            return z3.IntVal(int(value))
+        case float() | sympy.Float():
+            return z3.RealVal(float(value))
     raise ValueError(f"can't lift type: {type(value)}")
 
 
@@ -92,28 +90,25 @@ def z3op(op: Callable[..., Any], validator: TranslationValidator) -> Callable[..
         call.__name__ = getattr(function, "__name__", "z3op")
         return call
 
-    table: dict[Any, Callable[..., Any]] = {
-        operator.not_: z3.Not,
-        operator.and_: semantics.bitwise_and,
-        operator.or_: semantics.bitwise_or,
-        operator.lshift: semantics.lshift,
-        operator.rshift: semantics.rshift,
-        operator.floordiv: semantics.floordiv,
-        operator.truediv: semantics.div,
-        operator.mod: semantics.mod,
-        operator.abs: semantics.abs,
-        builtins.round: semantics.round_to_int,
-        math.ceil: semantics.ceil,
-        math.floor: semantics.floor,
-        math.trunc: semantics.trunc,
-        torch.sym_float: semantics.to_real,
-        torch.sym_max: semantics.max,
-        torch.sym_min: semantics.min,
-        torch.sym_not: z3.Not,
-        torch.sym_sum: semantics.sym_sum,
-        torch.sym_ite: lambda cond, then, other: z3.If(cond, then, other),
+    # Functions whose z3 counterpart differs from applying them to z3 terms directly.
+    arithmetic = {
+        operator.truediv: semantics.div, operator.floordiv: semantics.floordiv,
+        operator.mod: semantics.mod, operator.abs: semantics.abs,
+        torch.sym_max: semantics.max, torch.sym_min: semantics.min,
+        torch.sym_sum: semantics.sym_sum, torch.sym_float: semantics.to_real,
         torch._sym_sqrt: semantics.sqrt,  # type: ignore[attr-defined]
     }
+    rounding = {
+        math.floor: semantics.floor, math.ceil: semantics.ceil, math.trunc: semantics.trunc,
+        builtins.round: semantics.round_to_int,
+    }
+    logic = {
+        operator.not_: z3.Not, torch.sym_not: z3.Not,
+        torch.sym_ite: lambda cond, then, other: z3.If(cond, then, other),
+        operator.and_: semantics.bitwise_and, operator.or_: semantics.bitwise_or,
+        operator.lshift: semantics.lshift, operator.rshift: semantics.rshift,
+    }
+    table: dict[Any, Callable[..., Any]] = {**arithmetic, **rounding, **logic}
     if op is torch._assert:
         # Only a marker: PopulateValidator turns its argument into a source guard.
         return torch._assert
@@ -167,17 +162,20 @@ class TranslationValidator:
     """
 
     def __init__(self) -> None:
-        log.debug("new instance")
+        #: SymPy symbol -> z3 variable.
         self.symbols: dict[sympy.Symbol, z3.ExprRef] = {}
+        # The unsimplified guards, the guards actually checked (possibly simplified), and
+        # facts both may assume. Sets: a guard added twice counts once.
         self._source_exprs: set[z3.BoolRef] = set()
         self._target_exprs: set[z3.BoolRef] = set()
         self._assertions: set[z3.BoolRef] = set()
 
     def z3var(self, symbol: sympy.Symbol) -> z3.ExprRef:
         """The z3 variable of ``symbol``; AssertionError when it has none."""
-        if symbol not in self.symbols:
+        variable = self.symbols.get(symbol)
+        if variable is None:
             raise AssertionError(f"Z3 variable not found for: {symbol}")
-        return self.symbols[symbol]
+        return variable
 
     def add_var(self, symbol: sympy.Symbol, type: type) -> z3.ExprRef:
         """Create (once) the z3 variable of ``symbol``.
@@ -189,81 +187,70 @@ class TranslationValidator:
         Returns:
             The z3 variable, named like the symbol.
         """
-        if symbol in self.symbols:
-            return self.symbols[symbol]
-        log.debug("new variable: %s (%s)", symbol.name, type.__name__)
-        makers = {int: z3.Int, float: z3.Real, bool: z3.Bool}
-        if type not in makers:
-            raise RuntimeError(f"unsupported type for Z3 variable: {type}")
-        var = makers[type](symbol.name)
-        if type is int and symbol.is_positive:
-            self._target_exprs.add(var > 0)
-        self.symbols[symbol] = var
-        return var
+        if symbol not in self.symbols:
+            sorts = {int: z3.Int, float: z3.Real, bool: z3.Bool}
+            if type not in sorts:
+                raise RuntimeError(f"unsupported type for Z3 variable: {type}")
+            variable = sorts[type](symbol.name)
+            # SymPy's positivity assumption is a fact the checked guards may rely on.
+            if type is int and symbol.is_positive:
+                self._target_exprs.add(variable > 0)
+            self.symbols[symbol] = variable
+            log.debug("z3 variable %s for %s", variable, symbol)
+        return self.symbols[symbol]
 
-    def _check_freesymbols(self, e: sympy.Basic) -> None:
+    def _translate_condition(self, e: sympy.Basic) -> z3.BoolRef:
         for symbol in e.free_symbols:
             if not isinstance(symbol, sympy.Symbol):
                 raise AssertionError(f"Expected sympy.Symbol, got {type(symbol)}")
             self.z3var(symbol)
+        return self.to_z3_boolean_expr(e)
 
     def to_z3_boolean_expr(self, e: sympy.Basic) -> z3.BoolRef:
         """Translate a SymPy condition; AssertionError when it is not boolean."""
         term = SympyToZ3(self).run(e)
-        if not isinstance(term, z3.BoolRef):
-            raise AssertionError(f"expected boolean expression. Got: {term}")
-        return term
+        if isinstance(term, z3.BoolRef):
+            return term
+        raise AssertionError(f"expected boolean expression. Got: {term}")
 
     def add_source_expr(self, e: z3.BoolRef) -> None:
         """Add a source guard (already a z3 term)."""
-        if e not in self._source_exprs:
-            log.debug("add source guard: %s", z3str(e))
         self._source_exprs.add(e)
 
     def add_target_expr(self, e: sympy.logic.boolalg.Boolean) -> None:
         """Add a target guard, a SymPy condition over symbols that have variables."""
-        self._check_freesymbols(e)
-        term = self.to_z3_boolean_expr(e)
-        if e not in self._target_exprs:
-            log.debug("add target guard: %s", z3str(term))
-        self._target_exprs.add(term)
+        self._target_exprs.add(self._translate_condition(e))
 
     def add_assertion(self, e: z3.BoolRef | sympy.Basic) -> None:
         """Add a fact both sides may assume (a z3 term or a SymPy condition)."""
-        if isinstance(e, sympy.Basic):
-            self._check_freesymbols(e)
-            e = self.to_z3_boolean_expr(e)
-        if not isinstance(e, z3.BoolRef):
-            raise AssertionError(f"Expected z3.BoolRef, got {type(e)}")
-        if e not in self._assertions:
-            log.debug("add assertion: %s", z3str(e))
-        self._assertions.add(e)
+        term = self._translate_condition(e) if isinstance(e, sympy.Basic) else e
+        if not isinstance(term, z3.BoolRef):
+            raise AssertionError(f"Expected z3.BoolRef, got {type(term)}")
+        self._assertions.add(term)
 
     def validate(self) -> None:
         """Raise :class:`ValidationException` when the target guards do not imply the source
         guards under the assertions. Returns quietly when either side is empty, when the
         implication holds, or when z3 gives up (``unknown``, logged as a warning)."""
-        if not self._source_exprs or not self._target_exprs:
-            return None
-        # Non-linear real arithmetic suits guard expressions (integer and real terms mixed,
-        # no quantifiers).
+        if not (self._source_exprs and self._target_exprs):
+            return None  # nothing to prove
+        # A counterexample: every assertion and target guard holds, some source guard fails.
+        # Non-linear real arithmetic (QF_NRA) suits guards: integers and reals mixed, products
+        # of symbols, no quantifiers.
         solver = z3.SolverFor("QF_NRA")
         solver.set(timeout=translation_validation_timeout())
-        solver.add(*self._assertions)
-        solver.add(z3.Not(z3.And(*self._source_exprs)))
-        solver.add(*self._target_exprs)
-        log.debug("translation validation: start")
+        solver.add(*self._assertions, *self._target_exprs, z3.Not(z3.And(*self._source_exprs)))
         verdict = solver.check()
-        if verdict == z3.sat:
-            model = solver.model()
-            failed = [e for e in self._source_exprs if not model.evaluate(e)]
-            raise ValidationException(model, self._assertions, self._target_exprs, failed)
-        if verdict == z3.unknown:
+        if verdict == z3.unsat:
+            log.debug("translation validation: the target guards imply the source guards")
+        elif verdict == z3.unknown:
             log.warning("translation validation: could not validate: got z3.unknown")
-        elif verdict != z3.unsat:
-            raise AssertionError(f"Expected z3.unsat, got {verdict}")
+        elif verdict == z3.sat:
+            model = solver.model()
+            failed = [guard for guard in self._source_exprs if not model.evaluate(guard)]
+            raise ValidationException(model, self._assertions, self._target_exprs, failed)
         else:
-            log.debug("translation validation: success")
+            raise AssertionError(f"Expected z3.unsat, got {verdict}")
         return None
 
 
@@ -318,17 +305,11 @@ class BisectValidationException(TorchDynamoException):
     """
 
     def __init__(
-        self,
-        validation_exc: ValidationException,
-        expr: sympy.Basic,
-        failed_action: str,
-        traced_node: torch.fx.Node,
+        self, validation_exc: ValidationException, expr: sympy.Basic, failed_action: str, traced_node: torch.fx.Node
     ) -> None:
         self.msg = f"translation validation failed when {failed_action}: {expr}"
-        self.details = (
-            "Failure occurred while running node:\n"
-            f"    {traced_node.format_node()}\n\n{validation_exc.details}"
-        )
+        where = traced_node.format_node()
+        self.details = f"Failure occurred while running node:\n    {where}\n\n{validation_exc.details}"
 
     def __str__(self) -> str:
         return f"{self.msg}\n\n{self.details}"
@@ -342,30 +323,35 @@ _TRACED_NODE_KEY = "current_node"
 def _rebind(shape_env: Any, fake: Any) -> Any:
     """``fake`` with every symbolic size re-created in ``shape_env`` (so a replayed
     environment is not simplified with facts learned later)."""
+    symbolic = {torch.SymInt, torch.SymFloat}
+    if type(fake) in symbolic:
+        return type(fake)(fake.node.with_shape_env(shape_env))
     if isinstance(fake, int):
         return fake
-    if isinstance(fake, torch.SymInt):
-        return torch.SymInt(fake.node.with_shape_env(shape_env))
-    if isinstance(fake, torch.SymFloat):
-        return torch.SymFloat(fake.node.with_shape_env(shape_env))
-    return type(fake)(
-        tuple(_rebind(shape_env, s) for s in fake.size()),
-        tuple(_rebind(shape_env, s) for s in fake.stride()),
-        _rebind(shape_env, fake.storage_offset()),
-        fake.is_nested,
-    )
+    # A fake tensor's metadata: rebuilt with the same class from rebound sizes and strides.
+    sizes = tuple(_rebind(shape_env, s) for s in fake.size())
+    strides = tuple(_rebind(shape_env, s) for s in fake.stride())
+    return type(fake)(sizes, strides, _rebind(shape_env, fake.storage_offset()), fake.is_nested)
 
 
-def _guard_failure(shape_env: Any, tracked_fakes: Any) -> ValidationException | None:
+def _guard_failure(shape_env: Any, tracked_fakes: Any) -> TorchDynamoException | None:
+    """The validation failure ``produce_guards`` raises for ``shape_env``, or None.
+
+    The shape environment validates with torch's own validator, so its failures are
+    recognised by what they carry (the counterexample ``details``), not by class.
+    """
     if tracked_fakes is None:
         raise AssertionError("tracked_fakes is None")
+    fakes, sources, contexts = [], [], []
+    for tracked in tracked_fakes:
+        fakes.append(_rebind(shape_env, tracked.fake))
+        sources.append(tracked.source)
+        contexts.append(tracked.symbolic_context)
     try:
-        shape_env.produce_guards(
-            [_rebind(shape_env, t.fake) for t in tracked_fakes],
-            [t.source for t in tracked_fakes],
-            input_contexts=[t.symbolic_context for t in tracked_fakes],
-        )
-    except ValidationException as failure:
+        shape_env.produce_guards(fakes, sources, input_contexts=contexts)
+    except TorchDynamoException as failure:
+        if not hasattr(failure, "details") or isinstance(failure, BisectValidationException):
+            raise
         return failure
     return None
 
@@ -420,29 +406,18 @@ def bisect(shape_env: Any) -> None:
         else:
             low = middle + 1
     found = failures.get(low)
-    if not isinstance(found, ValidationException):
-        raise AssertionError("Expected ValidationException at bisect result")
+    if found is None:
+        raise AssertionError("bisection ended on a guard that does not fail")
 
     node = asserts[low]
     event = events[node.meta[_EVENT_KEY]]
-    if event.is_evaluate_expr():
-        action = "evaluating"
-    elif event.is_defer_runtime_assert():
-        action = "adding runtime assert"
-    else:
+    actions = {"evaluating": event.is_evaluate_expr(), "adding runtime assert": event.is_defer_runtime_assert()}
+    chosen = [name for name, applies in actions.items() if applies]
+    if not chosen:
         raise AssertionError(f"unexpected event type: {event}")
-    if event.args is None:
-        raise AssertionError("event.args is None")
-    if len(event.args) < 2:
-        raise AssertionError(
-            f"bisecting expects {event.name} to have at least 2 positional arguments. "
-            f"Got: {len(event.args)}"
-        )
-    if not isinstance(event.args[1], sympy.Basic):
-        raise AssertionError(
-            f"bisecting expects {event.name} to have a SymPy expression as its second "
-            f"argument. Got: {type(event.args[1])}"
-        )
+    arguments = event.args or ()
+    if len(arguments) < 2 or not isinstance(arguments[1], sympy.Basic):
+        raise AssertionError(f"{event.name} should receive a SymPy expression as its second argument")
     raise BisectValidationException(
-        found, expr=event.args[1], failed_action=action, traced_node=node.meta[_TRACED_NODE_KEY]
+        found, expr=arguments[1], failed_action=chosen[0], traced_node=node.meta[_TRACED_NODE_KEY]
     )
