@@ -45,8 +45,8 @@ def _combine_group(partitioner: Partitioner, group: list[Partition], available_m
     partner; each merge replaces the pair in ``partitioner.partitions`` too."""
     from reference.accelerator_partitioner import combine_two_partitions, get_bfs_level_partition
 
-    # An empty group has nothing to merge. (Upstream pops from the empty list and raises
-    # IndexError when a module has only embedding or only dense operations.)
+    # An empty group has nothing to merge. (Upstream pops from the empty list: IndexError
+    # for a module with only embedding or only dense operations.)
     while group:
         by_size = sorted(group, key=lambda p: p.used_mem_bytes)
         get_bfs_level_partition(partitioner.partitions)
@@ -104,6 +104,10 @@ def sparse_nn_partition(partitioner: Partitioner, available_mem_bytes: int) -> N
     _combine_group(partitioner, embedding, available_mem_bytes)
     dense_size = sum(p.used_mem_bytes for p in dense)
     devices = partitioner.devices
+    if dense and not embedding:
+        # Dense partitions run on the devices of the embedding partitions; with none there
+        # is nowhere to place them. (Upstream fails earlier, with IndexError.)
+        raise RuntimeError("non embedding partitions need embedding partition devices, but there are none")
     if len(embedding) > len(devices):
         raise RuntimeError(f"Need {len(embedding)} devices, but only {len(devices)} provided")
     # One list shared by every dense partition: they run on all embedding devices.

@@ -106,7 +106,11 @@ def violations(partitions: Sequence[Any], devices: Sequence[Any], graph: torch.f
         held = homes.get(node, [])
         if len(held) != 1:
             found.append(f"operation {node.name} is in {len(held)} partitions {sorted(held)}")
-    by_id = {d.logical_id: d for d in devices}
+    # A logical id several devices share is ambiguous; the largest of them is assumed.
+    by_id: dict[int, Any] = {}
+    for d in devices:
+        if d.logical_id not in by_id or d.available_mem_bytes > by_id[d.logical_id].available_mem_bytes:
+            by_id[d.logical_id] = d
     on_device: dict[Any, set[torch.fx.Node]] = {}
     for p in partitions:
         if not p.logical_device_ids:

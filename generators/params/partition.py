@@ -73,37 +73,54 @@ def modes_for(graph_module: torch.fx.GraphModule) -> list[str]:
     return modes
 
 
-_FRACTIONS = st.one_of(
-    st.sampled_from([0.25, 0.34, 0.5, 0.6, 0.75, 1.0, 1.5]),
-    st.floats(0.05, 1.6, allow_nan=False),
-)
+#: How device memory relates to the module's size. ``spread``: the devices together hold the
+#: module about 1.1 to 2 times over, none alone (the partitioning modes run); ``fits_one``:
+#: one device holds it all (the single-partition path); ``tight``: all devices together
+#: cannot hold it; ``free``: each device anything from 5% to 160%; ``none``: no devices.
+LAYOUTS = ("spread", "spread", "fits_one", "spread", "free", "tight", "spread", "none")
+
+
+def _fractions(draw: st.DrawFn, layout: str, count: int, equal: bool) -> list[float]:
+    if layout == "fits_one":
+        big = draw(st.floats(1.0, 1.6))
+        rest = [draw(st.floats(0.05, 1.6)) for _ in range(count - 1)]
+        return [big] * count if equal else [big, *rest]
+    if layout == "tight":
+        share = draw(st.floats(0.2, 0.95)) / count
+        return [share] * count
+    if layout == "free":
+        shared = draw(st.floats(0.05, 1.6))
+        return [shared if equal else draw(st.floats(0.05, 1.6)) for _ in range(count)]
+    total = draw(st.floats(1.1, 2.0))
+    if equal:
+        return [min(total / count, 0.95)] * count
+    weights = [draw(st.floats(0.5, 1.5)) for _ in range(count)]
+    return [min(total * w / sum(weights), 0.95) for w in weights]
 
 
 @st.composite
-def devices(draw: st.DrawFn, *, equal: bool | None = None, count: int | None = None) -> list[dict[str, Any]]:
-    """Device descriptions: 1 to 5 devices (0 rarely), memory relative to the module's
-    size, logical ids usually 0..n-1 (sometimes offset, shuffled or shared)."""
-    if count is None:
-        count = draw(st.integers(0, 5) if draw(st.integers(0, 19)) == 0 else st.integers(1, 5))
+def devices(draw: st.DrawFn, *, equal: bool | None = None) -> list[dict[str, Any]]:
+    """Device descriptions (see :data:`LAYOUTS`): memory relative to the module's size,
+    logical ids usually 0..n-1 (sometimes offset, shuffled or shared by two devices)."""
+    layout = draw(st.sampled_from(LAYOUTS))
+    if layout == "none":
+        return []
+    count = draw(st.integers(1, 5)) if layout in ("fits_one", "free") else draw(st.integers(2, 5))
     if equal is None:
         equal = draw(st.booleans())
-    shared = draw(_FRACTIONS)
+    fractions = _fractions(draw, layout, count, equal)
     ids = list(range(count))
-    layout = draw(st.sampled_from(["plain", "plain", "offset", "shuffled", "shared"]))
-    if layout == "offset":
+    naming = draw(st.sampled_from(["plain", "offset", "plain", "shuffled", "shared"]))
+    if naming == "offset":
         ids = [i + 10 for i in ids]
-    elif layout == "shuffled":
+    elif naming == "shuffled":
         ids = draw(st.permutations(ids))
-    elif layout == "shared" and count > 1:
+    elif naming == "shared" and count > 1:
         ids[-1] = ids[0]
-    out = []
-    for i in range(count):
-        fraction = shared if equal else draw(_FRACTIONS)
-        memory: Any = {"fraction": fraction}
-        if draw(st.integers(0, 29)) == 0:
-            memory = draw(st.sampled_from([0, 1, 1 << 30]))
-        out.append({"name": f"dev_{i}", "memory": memory, "logical_id": ids[i]})
-    return out
+    return [
+        {"name": f"dev_{i}", "memory": {"fraction": fractions[i]}, "logical_id": ids[i]}
+        for i in range(count)
+    ]
 
 
 @st.composite
@@ -114,7 +131,7 @@ def latencies(draw: st.DrawFn, names: list[str]) -> dict[str, Any]:
     if draw(st.booleans()):
         scale = {name: [draw(factors), draw(factors)] for name in names}
     missing: list[str] = []
-    if names and draw(st.integers(0, 24)) == 0:
+    if names and draw(st.sampled_from(["complete"] * 9 + ["missing"] + ["complete"] * 10)) == "missing":
         missing = [draw(st.sampled_from(names))]
     return {
         "mem_sec_per_byte": draw(st.sampled_from([1e-6, 1e-5, 1e-3])),
@@ -130,17 +147,17 @@ def aot_mappings(draw: st.DrawFn, names: list[str], logical_ids: list[int]) -> d
     partition's devices (rarely one left out, a config that must fail)."""
     ids: dict[str, int] = {}
     current = 0
-    monotone = draw(st.integers(0, 4)) > 0
+    monotone = draw(st.sampled_from([True, True, False, True]))
     for name in names:
         if monotone:
-            current += draw(st.integers(0, 4)) == 0
+            current += draw(st.sampled_from([0, 0, 1, 0]))
             ids[name] = current
         else:
             ids[name] = draw(st.integers(0, 3))
     used = sorted(set(ids.values()))
     choices = logical_ids or [0]
     to_devices = {str(p): [draw(st.sampled_from(choices))] for p in used}
-    if used and draw(st.integers(0, 19)) == 0:
+    if used and draw(st.sampled_from(["kept"] * 9 + ["dropped"] + ["kept"] * 10)) == "dropped":
         del to_devices[str(draw(st.sampled_from(used)))]
     return {"node_to_partition": ids, "partition_to_logical_device": to_devices}
 
@@ -149,13 +166,15 @@ def aot_mappings(draw: st.DrawFn, names: list[str], logical_ids: list[int]) -> d
 def _params(draw: st.DrawFn, graph_module: torch.fx.GraphModule) -> dict[str, Any]:
     names = operation_names(graph_module)
     mode = draw(st.sampled_from(modes_for(graph_module)))
-    drawn_devices = draw(devices(equal=True if mode == "sparse_nn" and draw(st.integers(0, 9)) else None))
+    # sparse_nn requires equal devices; unequal ones (a config that must fail) now and then.
+    equal = True if mode == "sparse_nn" and draw(st.sampled_from([True, True, True, False])) else None
+    drawn_devices = draw(devices(equal=equal))
     params: dict[str, Any] = {
         "mode": mode,
         "devices": drawn_devices,
-        "transfer_rate_bytes_per_sec": draw(st.sampled_from([1e2, 1e4, 1e5, 1e6, 1e9, 0.0])),
+        "transfer_rate_bytes_per_sec": draw(st.sampled_from([1e5, 1e2, 1e4, 1e6, 0.0, 1e9])),
         "latency": draw(latencies(names)),
-        "saturate_host": draw(st.integers(0, 3)) == 0,
+        "saturate_host": draw(st.sampled_from([False, False, True, False])),
     }
     if mode == "aot_based":
         params.update(draw(aot_mappings(names, [d["logical_id"] for d in drawn_devices])))
