@@ -43,6 +43,15 @@ class Match:
     ``message`` and ``node`` are regular expressions searched in the outcome's message (and
     rendered diffs) and first diverging node name; ``source`` is a case source name;
     ``params`` holds key/value pairs the outcome's parameters must contain.
+
+    ``case`` names a *trait*, a ``"module:function"`` predicate over the case,
+    ``(graph_module, built, params) -> bool`` (the traced module, the
+    :class:`~generators.sources.Built` case and the transform's parameters). The engine
+    evaluates the traits that the registry's entries for a transform name and records the
+    ones that hold in ``outcome.notes["traits"]``; the entry matches only when its trait is
+    among them. A trait lets an entry claim every symptom a bug causes on the cases that have
+    the bug's shape (a conv module called twice, say) without claiming the same symptom on
+    other cases.
     """
 
     stage: Stage | None = None
@@ -52,8 +61,11 @@ class Match:
     node: str | None = None
     source: str | None = None
     params: tuple[tuple[str, Any], ...] = ()
+    case: str | None = None
 
     def __call__(self, outcome: Outcome) -> bool:
+        if self.case is not None and self.case not in outcome.notes.get("traits", ()):
+            return False
         if self.stage is not None and outcome.stage != self.stage:
             return False
         if self.symptom is not None and outcome.symptom != self.symptom:
@@ -710,7 +722,97 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     message=r"fingerprint\.term: .*BitwiseFn_bitwise_"),
         witness="conform.witnesses.optimization:bitwise_term_witness",
     ),
+    KnownDivergence(
+        id="partition-sparse-nn-dense-only",
+        transform="partition",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "sparse_nn merges each group of partitions by popping the smallest one without "
+            "checking the group is empty: on a module without embedding operations upstream "
+            "raises IndexError ('pop from empty list'). The reference skips the empty group and "
+            "raises RuntimeError, since dense partitions run on the embedding partitions' "
+            "devices and there are none."
+        ),
+        match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
+                    message=r"upstream IndexError", params=(("mode", "sparse_nn"),)),
+        witness="conform.witnesses.partition:sparse_nn_dense_only_witness",
+    ),
+    KnownDivergence(
+        id="partition-sparse-nn-embeddings-only",
+        transform="partition",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "sparse_nn on a module whose operations are all embeddings: the empty dense group "
+            "makes upstream raise IndexError ('pop from empty list'); the reference places "
+            "each embedding partition on its own device."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="IndexError",
+                    params=(("mode", "sparse_nn"),)),
+        witness="conform.witnesses.partition:sparse_nn_embeddings_only_witness",
+    ),
+    KnownDivergence(
+        id="partition-sparse-nn-too-large-typeerror",
+        transform="partition",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "sparse_nn reports an operation too large for a device with "
+            "`node.target + ' is too large to fit into a device'`, which raises TypeError "
+            "when the target is a function (call_function); the reference raises the "
+            "intended RuntimeError."
+        ),
+        match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
+                    message=r"upstream TypeError", params=(("mode", "sparse_nn"),)),
+        witness="conform.witnesses.partition:sparse_nn_too_large_function_witness",
+    ),
+    KnownDivergence(
+        id="partition-cost-aware-unplaced",
+        transform="partition",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "cost_aware ignores the result of its final device placement: when the merged "
+            "partitions do not all fit the devices it returns partitions with empty "
+            "logical_device_ids (and DAG nodes without devices) instead of failing. The "
+            "reference reproduces the result; the partition oracle rejects it."
+        ),
+        match=Match(stage=Stage.TRANSFORM_REFERENCE, symptom=Symptom.CRASH,
+                    exception="PartitionConstraintViolation", message=r"has no device",
+                    params=(("mode", "cost_aware"),)),
+        witness="conform.witnesses.partition:cost_aware_unplaced_witness",
+    ),
+    KnownDivergence(
+        id="partition-kl-overfull-device",
+        transform="partition",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "kl_based applies the chosen swap and then only places partitions that have no "
+            "device, so a partition that grew keeps a device it no longer fits. The reference "
+            "reproduces the result; the partition oracle rejects it."
+        ),
+        match=Match(stage=Stage.TRANSFORM_REFERENCE, symptom=Symptom.CRASH,
+                    exception="PartitionConstraintViolation", message=r"needs \d+ bytes",
+                    params=(("mode", "kl_based"),)),
+        witness="conform.witnesses.partition:kl_overfull_device_witness",
+    ),
+    KnownDivergence(
+        id="partition-kl-unplaced",
+        transform="partition",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "kl_based ignores failed device placements (during the swap search and at the "
+            "end), so a partition can be returned without a logical device. The reference "
+            "reproduces the result; the partition oracle rejects it."
+        ),
+        match=Match(stage=Stage.TRANSFORM_REFERENCE, symptom=Symptom.CRASH,
+                    exception="PartitionConstraintViolation", message=r"has no device",
+                    params=(("mode", "kl_based"),)),
+        witness="conform.witnesses.partition:kl_unplaced_witness",
+    ),
 )
+
+
+def traits_for(transform: str) -> list[str]:
+    """The trait predicates that entries for ``transform`` name, in registry order."""
+    return list(dict.fromkeys(e.match.case for e in KNOWN if e.transform == transform and e.match.case))
 
 
 def classify(outcome: Outcome) -> KnownDivergence | None:
