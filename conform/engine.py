@@ -257,10 +257,28 @@ def check(case: Case, transform: TransformSpec | str, *, params: dict[str, Any] 
             ))
         outcomes = findings.items
     elapsed = time.perf_counter() - started
+    traits = _traits(row, prepared, params) if any(o.verdict is Verdict.FAIL for o in outcomes) else []
     for outcome in outcomes:
         outcome.notes.setdefault("seconds", {s.impl: round(s.seconds, 4) for s in sides.values()})
+        if traits:
+            outcome.notes["traits"] = traits
         _finish(outcome, started, elapsed)
     return outcomes
+
+
+def _traits(row: TransformSpec, prepared: Prepared, params: dict[str, Any]) -> list[str]:
+    """The known-divergence traits (case predicates) that hold for this case."""
+    from conform.registry import load
+
+    held = []
+    for path in known.traits_for(row.name):
+        try:
+            with quiet():
+                if load(path)(prepared.graph_module, prepared.built, params):
+                    held.append(path)
+        except Exception:  # a predicate that cannot decide does not hold
+            continue
+    return held
 
 
 def _impls(row: TransformSpec) -> tuple[str, ...]:

@@ -96,3 +96,24 @@ def test_registered_divergence_still_reproduces(entry: KnownDivergence) -> None:
     outcomes = check(witness.case, entry.transform, params=witness.params)
     assert any(o.is_divergence and entry.matches(o) for o in outcomes), (
         f"{entry.id} is stale: its witness gives " + "; ".join(o.describe() for o in outcomes))
+
+
+def has_two_adds(graph_module, built, params) -> bool:
+    import operator
+
+    return sum(n.target is operator.add for n in graph_module.graph.nodes) >= 2
+
+
+def test_trait_limits_an_entry_to_cases_of_its_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = KnownDivergence(
+        id="planted-sub-on-two-adds", transform="planted_add_becomes_sub", kind=Kind.UPSTREAM_BUG,
+        reason="planted: any symptom on a graph with two additions",
+        match=Match(case=f"{__name__}:has_two_adds"), witness=f"{__name__}:planted_witness")
+    monkeypatch.setattr(known, "KNOWN", (entry,))
+    on_two_adds = check(TWO_ADDS, PLANTED["planted_add_becomes_sub"], params={"partition": {"add_1": 1}})
+    assert {o.verdict for o in on_two_adds} == {Verdict.KNOWN}
+    assert {o.symptom for o in on_two_adds} == {Symptom.EAGER_MISMATCH, Symptom.IMPL_DIVERGENCE}
+    assert on_two_adds[0].notes["traits"] == [f"{__name__}:has_two_adds"]
+    one_add = Case("samples", {"sample": "linear_relu"})
+    elsewhere = check(one_add, PLANTED["planted_add_becomes_sub"], params={})
+    assert {o.verdict for o in elsewhere} == {Verdict.FAIL}
