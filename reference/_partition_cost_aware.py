@@ -327,6 +327,10 @@ class CostAwareSearch:
         placed: list[int | None] = [None] * len(units)
         while True:
             self._prepare(units)
+            # Every partition's latency first: a missing node latency is a KeyError before
+            # any transfer is costed.
+            for unit in units:
+                self._latency(unit)
             current = self._critical(placed)
             if len(units) == 1:
                 break
