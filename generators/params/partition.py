@@ -163,9 +163,10 @@ def aot_mappings(draw: st.DrawFn, names: list[str], logical_ids: list[int]) -> d
 
 
 @st.composite
-def _params(draw: st.DrawFn, graph_module: torch.fx.GraphModule) -> dict[str, Any]:
+def _params(draw: st.DrawFn, graph_module: torch.fx.GraphModule, mode: str | None) -> dict[str, Any]:
     names = operation_names(graph_module)
-    mode = draw(st.sampled_from(modes_for(graph_module)))
+    if mode is None:
+        mode = draw(st.sampled_from(modes_for(graph_module)))
     # sparse_nn requires equal devices; unequal ones (a config that must fail) now and then.
     equal = True if mode == "sparse_nn" and draw(st.sampled_from([True, True, True, False])) else None
     drawn_devices = draw(devices(equal=equal))
@@ -181,9 +182,16 @@ def _params(draw: st.DrawFn, graph_module: torch.fx.GraphModule) -> dict[str, An
     return params
 
 
-def partition_params(graph_module: torch.fx.GraphModule) -> st.SearchStrategy[dict[str, Any]]:
+def partition_params(
+    graph_module: torch.fx.GraphModule, *, mode: str | None = None
+) -> st.SearchStrategy[dict[str, Any]]:
     """Parameters of one ``Partitioner.partition_graph`` call on ``graph_module``, including
     configs that must fail (no devices, devices too small, a zero transfer rate where data
     moves, a missing latency, unequal devices in ``sparse_nn``, an aot partition without
-    devices)."""
-    return _params(graph_module)
+    devices).
+
+    Args:
+        graph_module: the traced module.
+        mode: one of :data:`MODES`; None draws one of :func:`modes_for` the graph.
+    """
+    return _params(graph_module, mode)

@@ -155,20 +155,27 @@ def summary(partitioner: Any, result: Any) -> dict[str, Any]:
 
 class Ops(torch.nn.Module):
     """A DAG of width-``width`` tensors from a list of steps: ``("lin", a)``, ``("relu",
-    a)``, ``("add", a, b)`` or ``("mul", a, b)``, operands indexing earlier values (0 is
-    the input). Returns the last value."""
+    a)``, ``("emb", a)`` (an embedding bag over fixed ids, added to ``a``), ``("add", a,
+    b)`` or ``("mul", a, b)``, operands indexing earlier values (0 is the input). Returns
+    the last value."""
 
     def __init__(self, steps: list[tuple[Any, ...]], width: int = 4) -> None:
         super().__init__()
         self.steps = steps
         self.lins = torch.nn.ModuleList(torch.nn.Linear(width, width) for s in steps if s[0] == "lin")
+        self.embs = torch.nn.ModuleList(
+            torch.nn.EmbeddingBag(16, width, mode="sum") for s in steps if s[0] == "emb"
+        )
+        self.register_buffer("ids", torch.arange(6).reshape(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         values = [x]
-        lins = iter(self.lins)
+        lins, embs = iter(self.lins), iter(self.embs)
         for kind, *operands in self.steps:
             if kind == "lin":
                 values.append(next(lins)(values[operands[0]]))
+            elif kind == "emb":
+                values.append(next(embs)(self.ids) + values[operands[0]])
             elif kind == "relu":
                 values.append(torch.relu(values[operands[0]]))
             elif kind == "add":
