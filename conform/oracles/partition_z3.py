@@ -227,6 +227,8 @@ def _q(value: float) -> z3.RatNumRef:
 
 
 def _to_float(value: Any) -> float:
+    if z3.is_int_value(value):
+        return float(value.as_long())
     if z3.is_rational_value(value):
         return value.numerator_as_long() / value.denominator_as_long()
     return float(value.as_decimal(20).rstrip("?"))
