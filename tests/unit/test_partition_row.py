@@ -1,0 +1,121 @@
+"""The ``partition`` registry row: parameter strategy, driver and fingerprint, end to end
+through the engine."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conform.adapters import NotApplicable, Subject
+from conform.case import Case
+from conform.drivers.partition import drive
+from conform.engine import check
+from conform.fingerprints.partition import critical_split_is_unique
+from conform.implementations import Implementation
+from conform.outcome import Verdict
+from conform.registry import get
+from generators.params.partition import COST_AWARE_MAX_OPS, count_paths, modes_for, partition_params
+
+CHAIN = [["lin", 0], ["relu", 1], ["add", 2, 0], ["lin", 3], ["relu", 4], ["add", 5, 3], ["lin", 6]]
+
+
+def _case(steps: list) -> Case:
+    return Case("factory", {"factory": "conform.witnesses.partition:steps", "kwargs": {"steps": steps}})
+
+
+def _params(mode: str, **extra: object) -> dict:
+    params = {
+        "mode": mode,
+        "devices": [{"name": f"dev_{i}", "memory": {"fraction": 0.45}, "logical_id": i} for i in range(4)],
+        "transfer_rate_bytes_per_sec": 1e3,
+        "latency": {"mem_sec_per_byte": 1e-3, "compute_sec_per_byte": 1e-4, "scale": {}, "missing": []},
+        "saturate_host": False,
+    }
+    params.update(extra)
+    return params
+
+
+@pytest.mark.parametrize("mode", ["size_based", "cost_aware", "kl_based"])
+def test_engine_passes_a_chain(mode: str) -> None:
+    outcomes = check(_case(CHAIN), "partition", params=_params(mode))
+    assert [o.verdict for o in outcomes] == [Verdict.PASS], [o.describe() for o in outcomes]
+
+
+def test_engine_passes_aot_and_saturate_host() -> None:
+    names = ["lins_0", "relu", "add", "lins_1", "relu_1", "add_1", "lins_2"]
+    params = _params(
+        "aot_based",
+        node_to_partition={name: i // 3 for i, name in enumerate(names)},
+        partition_to_logical_device={"0": [0], "1": [1], "2": [2]},
+        saturate_host=True,
+    )
+    outcomes = check(_case(CHAIN), "partition", params=params)
+    assert [o.verdict for o in outcomes] == [Verdict.PASS], [o.describe() for o in outcomes]
+
+
+def test_engine_reports_matching_errors_as_pass() -> None:
+    outcomes = check(_case(CHAIN), "partition", params=_params("cost_aware", transfer_rate_bytes_per_sec=0.0))
+    assert [o.verdict for o in outcomes] == [Verdict.PASS]
+    assert outcomes[0].message == "both implementations raise ZeroDivisionError"
+
+
+def test_fingerprint_holds_what_the_partitioner_promises() -> None:
+    module = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 4))
+    gm = torch.fx.symbolic_trace(module)
+    params = _params("size_based")
+    for device in params["devices"]:
+        device["memory"] = {"fraction": 0.6}
+    applied = drive(Implementation("reference"), get("partition"), Subject(module, gm, (torch.randn(2, 4),), {}),
+                    params)
+    summary = get("partition").load_fingerprint()(applied)
+    assert set(summary) == {"mode", "node_to_partition", "submodules", "partitions", "dag", "latencies"}
+    assert [p["nodes"] for p in summary["partitions"]] == [["_0", "input_1"], ["_1"], ["_2"]]
+    assert summary["latencies"]["critical_path"] > 0
+    json.dumps(summary)
+
+
+def test_driver_needs_positional_inputs() -> None:
+    module = torch.nn.Linear(4, 4)
+    gm = torch.fx.symbolic_trace(module)
+    subject = Subject(module, gm, (), {"input": torch.randn(2, 4)})
+    with pytest.raises(NotApplicable):
+        drive(Implementation("reference"), get("partition"), subject, _params("size_based"))
+
+
+class _TwoBranches(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x) + torch.sigmoid(x)
+
+
+@pytest.mark.parametrize(("latencies", "unique"), [([(1.0, 2.0), (2.0, 1.0)], False), ([(1.0, 2.0), (1.0, 2.5)], True)])
+def test_tied_critical_paths_are_recognised(latencies: list, unique: bool) -> None:
+    from reference.partitioner_utils import NodeLatency
+
+    gm = torch.fx.symbolic_trace(_TwoBranches())
+    ops = [n for n in gm.graph.nodes if n.op == "call_function"]
+    latency = {ops[0]: NodeLatency(*latencies[0]), ops[1]: NodeLatency(*latencies[1]), ops[2]: NodeLatency(0.5, 0.5)}
+    assert critical_split_is_unique(set(ops), latency) is unique
+
+
+def test_slow_modes_only_on_small_graphs() -> None:
+    small = torch.fx.symbolic_trace(torch.nn.Sequential(*[torch.nn.ReLU()] * 3))
+    big = torch.fx.symbolic_trace(torch.nn.Sequential(*[torch.nn.ReLU()] * (COST_AWARE_MAX_OPS + 1)))
+    assert "cost_aware" in modes_for(small) and "cost_aware" not in modes_for(big)
+    assert count_paths(small) == 6  # 3 nodes, 2 edges: 3 + 2 + 1
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_params_are_json_and_well_formed(data: st.DataObject) -> None:
+    gm = torch.fx.symbolic_trace(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU()))
+    params = data.draw(partition_params(gm))
+    assert json.loads(json.dumps(params)) == params
+    assert params["mode"] in modes_for(gm)
+    for device in params["devices"]:
+        assert set(device) == {"name", "memory", "logical_id"}
+    if params["mode"] == "aot_based":
+        assert set(params["node_to_partition"]) == {"_0", "_1"}
