@@ -295,18 +295,21 @@ KNOWN: tuple[KnownDivergence, ...] = (
     ),
     *(
         KnownDivergence(
-            id=f"{transform.replace('_', '-')}-opoverload-self",
+            id=f"{transform.replace('_', '-')}-self-parameter-name",
             transform=transform,
             kind=Kind.UPSTREAM_BUG,
             reason=(
-                "for torch.ops targets (OpOverload, OpOverloadPacket) upstream renames the schema's "
-                "'self' parameter to 'input', the name of the torch.* Python bindings; normalized "
-                "to keywords (NormalizeArgs' default) a node becomes "
-                "torch.ops.aten.add.Tensor(input=x, ...), which raises \"missing value for argument "
-                "'self'\" when the module runs. The reference keeps 'self' for torch.ops targets "
-                "('input' for torch.* builtins, which do take 'input')."
+                "upstream renames every schema parameter called 'self' to 'input', but only the "
+                "torch.* bindings' Tensor 'self' is called 'input': torch.ops overloads "
+                "(OpOverload, OpOverloadPacket) and Scalar-'self' overloads (torch.pow(2, x), "
+                "torch.remainder(2, x), torch.where(c, 2.0, x)) take 'self'. Normalized to keywords "
+                "(NormalizeArgs' default) such a node becomes torch.ops.aten.add.Tensor(input=x, "
+                "...) or torch.pow(input=2, ...), which raises when the module runs. The reference "
+                "keeps 'self' wherever the callable takes it."
             ),
-            match=Match(message=r"missing value for argument 'self'|\]\.self: only on the right"),
+            match=Match(message=(
+                r"missing value for argument 'self'|received an invalid combination of arguments "
+                r"- got \([^)]*\binput=|\]\.self: only on the right")),
             witness="conform.witnesses.normalize:aten_overload_call",
         )
         for transform in ("normalize_args", "normalize_args_typed")

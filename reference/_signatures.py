@@ -77,10 +77,12 @@ def torchscript_type_to_python_type(ts_type: torch._C.JitType) -> Any:
 
 
 def _schema_parameter(arg: torch._C.Argument, binding_names: bool) -> tuple[str, Any, Any, Any]:
-    # Schemas call the first tensor ``self``; the ``torch.*`` Python bindings expose it as
-    # ``input`` while ``torch.ops`` overloads keep ``self``. Using the name the callable
-    # really accepts keeps keyword-only normalized calls callable.
-    name = "input" if binding_names and arg.name == "self" else arg.name
+    # Schemas call the receiver ``self``. The ``torch.*`` Python bindings expose a Tensor
+    # ``self`` as ``input`` but keep a Scalar one as ``self`` (torch.pow(self=2, exponent=t)),
+    # and ``torch.ops`` overloads keep ``self`` always. Using the name the callable really
+    # accepts keeps keyword-only normalized calls callable.
+    renamed = binding_names and arg.name == "self" and isinstance(arg.type, torch._C.TensorType)
+    name = "input" if renamed else arg.name
     kind = _KW_ONLY if arg.kwarg_only else _POS_OR_KW
     default = arg.default_value if arg.has_default_value() else _EMPTY
     return name, kind, default, torchscript_type_to_python_type(arg.type)

@@ -273,7 +273,7 @@ class _AtenCall(torch.nn.Module):
 
 
 def test_op_overload_calls_still_run(request: pytest.FixtureRequest, impl: Implementation) -> None:
-    upstream_diverges(request, impl, "normalize-args-opoverload-self")
+    upstream_diverges(request, impl, "normalize-args-self-parameter-name")
     normalized = impl.normalize.NormalizeArgs(symbolic_trace(_AtenCall())).transform()
     x, y = torch.randn(3), torch.randn(3)
     torch.testing.assert_close(normalized(x, y), x + 2 * y)
@@ -330,3 +330,15 @@ def test_resnet18_functional_trace(impl: Implementation) -> None:
             if getattr(torch.nn, cls.__name__, None) is cls:
                 assert len(node.args) == 0
     torch.testing.assert_close(normalized(x), expected)
+
+
+def test_scalar_receiver_keeps_its_name(request: pytest.FixtureRequest, impl: Implementation) -> None:
+    upstream_diverges(request, impl, "normalize-args-self-parameter-name")
+
+    class ScalarBase(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.pow(2, x)
+
+    x = torch.randn(3)
+    normalized = impl.normalize.NormalizeArgs(_typed(ScalarBase(), x)).transform()
+    torch.testing.assert_close(normalized(x), torch.pow(2, x))

@@ -4,10 +4,10 @@ ShapeProp and NormalizeArgs; every normalized call must compute the op's own out
 
 The ``pr`` profile (the default) runs every 8th op on its first 4 samples;
 ``--conform-profile nightly`` runs every op on every sample. An op is either conformant or
-listed below with the reason it cannot be normalized (an expected failure, strict: an op that
-starts normalizing must leave the list); ops without CPU float32 support, and samples the op
-itself rejects, are skipped with that reason. Ops the reference normalizes and upstream does
-not are registered known divergences (strict expected failures on upstream).
+listed below with the reason it cannot be normalized (an expected failure, strict in nightly:
+an op that starts normalizing must leave the list); ops without CPU float32 support, and
+samples the op itself rejects, are skipped with that reason. Ops the reference normalizes and
+upstream does not are registered known divergences (expected failures on upstream).
 """
 
 from __future__ import annotations
@@ -64,11 +64,11 @@ NOT_NORMALIZABLE: dict[str, str] = {
          "meshgrid.list_of_tensors", "atleast_1d", "atleast_2d", "atleast_3d"],
         _VARIADIC,
     ),
-    **dict.fromkeys(["linspace", "linspace.tensor_overload", "logspace", "logspace.tensor_overload"],
+    **dict.fromkeys(["linspace", "linspace.tensor_overload", "logspace", "logspace.tensor_overload", "arange"],
                     _DEVICE_STRING),
     **dict.fromkeys(["empty", "eye", "empty_permuted", "scalar_tensor"], _REQUIRES_GRAD),
     **dict.fromkeys(["__radd__", "__rmul__", "cdouble", "cfloat"], _SLOT),
-    **dict.fromkeys(["squeeze.multiple", "all", "any", "count_nonzero"], _EMPTY_TUPLE),
+    **dict.fromkeys(["squeeze.multiple", "all", "any", "count_nonzero", "view_copy"], _EMPTY_TUPLE),
     "__getitem__": "a slot wrapper whose parameters are positional-only, which are not normalized",
     "nn.functional.triplet_margin_with_distance_loss": (
         "the sample passes an nn.Module (distance_function) as an argument, which an FX graph "
@@ -82,10 +82,12 @@ UPSTREAM_DIVERGENCES: dict[str, str] = {
         ["frexp", "gradient", "max.reduction_with_dim", "min.reduction_with_dim", "var_mean",
          "var_mean.unbiased", "std_mean", "std_mean.unbiased", "nn.functional.conv1d",
          "nn.functional.conv2d", "nn.functional.conv3d", "tensor_split", "hsplit", "vsplit", "dsplit",
-         "sort", "histogram", "histogramdd", "searchsorted", "repeat_interleave", "linalg.pinv"],
+         "sort", "histogram", "histogramdd", "searchsorted", "repeat_interleave", "linalg.pinv",
+         "linalg.norm", "linalg.matrix_rank"],
         "normalize-args-argument-types",
     ),
-    **dict.fromkeys(["torch.ops.aten._safe_softmax.default", "slice"], "normalize-args-opoverload-self"),
+    **dict.fromkeys(["torch.ops.aten._safe_softmax.default", "slice", "_upsample_bilinear2d_aa"],
+                    "normalize-args-self-parameter-name"),
     "nonzero": "normalize-args-hand-written-signatures",
 }
 
@@ -107,11 +109,13 @@ def test_opinfo_normalizes(request: pytest.FixtureRequest, impl: Implementation,
     op = op_db_by_name()[op_name]
     if torch.float32 not in op.supported_dtypes("cpu"):
         pytest.skip("op_db lists no CPU float32 support for it")
+    # Only the full run sees every sample; a failing sample may lie beyond the pr subset.
+    strict = max_samples is None
     if op_name in NOT_NORMALIZABLE:
-        request.applymarker(pytest.mark.xfail(reason=NOT_NORMALIZABLE[op_name], strict=True,
+        request.applymarker(pytest.mark.xfail(reason=NOT_NORMALIZABLE[op_name], strict=strict,
                                               raises=NormalizationFailure))
     if op_name in UPSTREAM_DIVERGENCES:
-        upstream_diverges(request, impl, UPSTREAM_DIVERGENCES[op_name])
+        upstream_diverges(request, impl, UPSTREAM_DIVERGENCES[op_name], strict=strict)
     result = check_op(impl, op, max_samples)
     if result.checked == 0:
         reason = result.eager_errors[0] if result.eager_errors else "op_db gives it no samples"

@@ -331,7 +331,7 @@ def test_op_overload_positional_layout(impl: Implementation) -> None:
 
 
 def test_op_overload_keyword_call_is_callable(request: pytest.FixtureRequest, impl: Implementation) -> None:
-    upstream_diverges(request, impl, "normalize-args-opoverload-self")
+    upstream_diverges(request, impl, "normalize-args-self-parameter-name")
     x, y = torch.randn(3), torch.randn(3)
     op = torch.ops.aten.add.Tensor
     result = impl.operator_schemas.normalize_function(op, (x, y), normalize_to_only_use_kwargs=True)
@@ -458,3 +458,20 @@ def test_mutable_operation_is_rejected(impl: Implementation) -> None:
 def test_functional_or_unknown_calls_pass_the_mutation_check(impl: Implementation, target: Any, args: tuple) -> None:
     x = torch.randn(3)
     impl.operator_schemas.check_for_mutable_operation(target, tuple(x for _ in args), {})
+
+
+@pytest.mark.parametrize(
+    ("target", "args"),
+    [(torch.pow, (2, "t")), (torch.remainder, (2, "t")), (torch.xlogy, (2.0, "t"))],
+    ids=["pow", "remainder", "xlogy"],
+)
+def test_scalar_self_keyword_call_is_callable(request: pytest.FixtureRequest, impl: Implementation,
+                                              target: Any, args: tuple[Any, ...]) -> None:
+    upstream_diverges(request, impl, "normalize-args-self-parameter-name")
+    x = torch.rand(3) + 0.5
+    call_args = tuple(x if a == "t" else a for a in args)
+    result = impl.operator_schemas.normalize_function(
+        target, call_args, arg_types=(type(args[0]), torch.Tensor), normalize_to_only_use_kwargs=True
+    )
+    assert result is not None and "self" in result.kwargs
+    torch.testing.assert_close(target(**result.kwargs), target(*call_args))
