@@ -116,15 +116,33 @@ def build_config(impl: Implementation, graph_module: torch.fx.GraphModule, param
     )
 
 
+def _sizes(impl: Implementation, subject: Subject) -> dict[str, tuple[int, int]]:
+    twin = subject.clone()
+    impl.graph_manipulation.get_size_of_all_nodes(twin.graph_module, list(twin.inputs))
+    return {
+        n.name: (n.size_bytes.output_size, n.size_bytes.total_size)
+        for n in twin.graph_module.graph.nodes
+        if hasattr(n, "size_bytes")
+    }
+
+
 def size(impl: Implementation, subject: Subject) -> None:
-    """``get_size_of_all_nodes`` of ``impl`` on the subject; a graph whose nodes cannot be
-    sized (non-tensor values, keyword inputs) is outside what the partitioner accepts."""
+    """``get_size_of_all_nodes`` of ``impl`` on the subject.
+
+    Both implementations must size the graph, and alike: a graph that one of them cannot
+    size (non-tensor values, several tensors from one node) or sizes differently is
+    ``graph_manipulation``'s divergence, reported by its own row, and outside what this
+    row compares (both sides skip it the same way).
+    """
     if subject.kwargs:
         raise NotApplicable("the partitioner sizes nodes from positional example inputs only")
     try:
-        impl.graph_manipulation.get_size_of_all_nodes(subject.graph_module, list(subject.inputs))
+        upstream, reference = (_sizes(Implementation(name), subject) for name in ("upstream", "reference"))
     except Exception as exc:
         raise NotApplicable(f"node sizes are unavailable: {type(exc).__name__}: {exc}") from exc
+    if upstream != reference:
+        raise NotApplicable("upstream and the reference size the nodes differently")
+    impl.graph_manipulation.get_size_of_all_nodes(subject.graph_module, list(subject.inputs))
 
 
 def kl_order_sensitive(subject: Subject, params: dict[str, Any]) -> bool:

@@ -106,21 +106,26 @@ def violations(partitions: Sequence[Any], devices: Sequence[Any], graph: torch.f
         held = homes.get(node, [])
         if len(held) != 1:
             found.append(f"operation {node.name} is in {len(held)} partitions {sorted(held)}")
-    # A logical id several devices share is ambiguous; the largest of them is assumed.
-    by_id: dict[int, Any] = {}
-    for d in devices:
-        if d.logical_id not in by_id or d.available_mem_bytes > by_id[d.logical_id].available_mem_bytes:
-            by_id[d.logical_id] = d
+    sharing: dict[int, list[Any]] = {}
+    for d in dict.fromkeys(devices):
+        sharing.setdefault(d.logical_id, []).append(d)
     on_device: dict[Any, set[torch.fx.Node]] = {}
     for p in partitions:
         if not p.logical_device_ids:
             found.append(f"partition {p.partition_id} has no device")
         for logical_id in p.logical_device_ids:
-            device = by_id.get(logical_id)
-            if device is None:
+            candidates = sharing.get(logical_id)
+            if candidates is None:
                 found.append(f"partition {p.partition_id} names unknown logical device {logical_id}")
-                continue
-            on_device.setdefault(device, set()).update(p.nodes)
+            elif len(candidates) == 1:
+                on_device.setdefault(candidates[0], set()).update(p.nodes)
+            else:
+                # A logical id several devices share does not say which one holds the
+                # partition: only the partition alone is checked, against the largest.
+                largest = max(candidates, key=lambda d: d.available_mem_bytes)
+                need = footprint(set(p.nodes))
+                if need > largest.available_mem_bytes:
+                    found.append(f"device {largest.name} needs {need} bytes, has {largest.available_mem_bytes}")
     for device, nodes in on_device.items():
         need = footprint(nodes)
         if need > device.available_mem_bytes:
