@@ -8,6 +8,10 @@ shapes and dtypes seen so far. Any genome plans to a valid spec, so when hypothe
 a failing draw (deleting genes, lowering integers) every intermediate module still builds,
 traces and runs: shrinking removes nodes and shrinks shapes toward size one.
 
+Genes are drawn as lists of lists (of lists, for the largest size class), none with a
+minimum length: nesting is how long gene lists arise (hypothesis keeps each list short on
+average), and without minimum lengths the shrinker may delete any gene.
+
 Knobs (keyword-only on :class:`RandomSource` and :func:`modules`; None means the default):
 
 * ``include``: kind or category names to draw from (default: every kind);
@@ -42,8 +46,9 @@ from generators.vocab.base import FLOAT_DTYPES, GENE_MAX, GENE_WIDTH, MAX_DIM, G
 DEFAULT_MAX_NODES = 200
 #: Default share of each float dtype among draws (float32 twice as often as the others).
 DEFAULT_DTYPES: tuple[str, ...] = ("float32", "float32", "float64", "bfloat16")
-#: Gene-list lengths: small graphs are common, graphs near ``max_nodes`` still appear.
-SIZE_CLASSES: tuple[tuple[int, int], ...] = ((1, 6), (1, 12), (6, 40), (40, 160))
+#: Size classes: the longest list at each nesting level. Small graphs are common; graphs
+#: near ``max_nodes`` still appear.
+SIZE_CLASSES: tuple[tuple[int, ...], ...] = ((10,), (10,), (6, 10), (8, 8, 8))
 
 
 def vocabulary() -> list[str]:
@@ -118,10 +123,12 @@ class Config:
 
     def kind_choices(self) -> tuple[str, ...]:
         """Kind names repeated in proportion to their weights, for a uniform draw."""
-        total = sum(w for _, w in self.table)
-        out: list[str] = []
+        # the lightest kind gets four entries; cap the table so extreme ratios stay cheap
+        scale = 4.0 / min(w for _, w in self.table)
+        scale = min(scale, 50_000 / sum(w for _, w in self.table))
+        out: list[str] = ["skip"]  # index 0: where a shrunk kind choice lands (no node)
         for name, w in self.table:
-            out.extend([name] * max(1, round(200 * w / total)))
+            out.extend([name] * max(1, round(w * scale)))
         return tuple(out)
 
 
@@ -139,8 +146,10 @@ def genomes(config: Config) -> st.SearchStrategy[dict[str, Any]]:
         dtype = draw(st.sampled_from(config.dtypes))
         training = config.training if config.training is not None else draw(st.sampled_from((False, True)))
         inputs = draw(st.lists(_INPUT, min_size=1, max_size=3))
-        lo, hi = draw(st.sampled_from(SIZE_CLASSES))
-        genes = draw(st.lists(st.tuples(st.sampled_from(choices), _GENE), min_size=min(lo, budget), max_size=min(hi, budget)))
+        nested: st.SearchStrategy[Any] = st.tuples(st.sampled_from(choices), _GENE)
+        for longest in reversed(draw(st.sampled_from(SIZE_CLASSES))):
+            nested = st.lists(nested, max_size=longest)
+        genes = _flatten(draw(nested))[: 2 * budget]  # later genes could not fit anyway
         output = draw(st.integers(0, 3))
         return {"dtype": dtype, "training": training, "inputs": inputs, "genes": genes, "output": output}
 
@@ -157,6 +166,12 @@ def _structure(sinks: list[str], style: int) -> Any:
     if style == 3 and len(sinks) >= 2:
         return {"tuple": [sinks[0], {"dict": {"rest": {"tuple": sinks[1:]}}}]}
     return {"tuple": sinks}
+
+
+def _flatten(nested: Any) -> list[tuple[str, list[int]]]:
+    if isinstance(nested, tuple):
+        return [nested]
+    return [gene for item in nested for gene in _flatten(item)]
 
 
 def realize(genome: dict[str, Any], config: Config | None = None) -> dict[str, Any]:

@@ -108,6 +108,9 @@ _FACTORIES: dict[str, Callable[[], Source]] = {
     "factory": FactorySource,
     "samples": lambda: _load("generators.samples:SamplesSource")(),
     "random": lambda: _load("generators.random_modules:RandomSource")(),
+    "opinfo": lambda: _load("generators.opinfo:OpInfoSource")(),
+    "nn_modules": lambda: _load("generators.nn_modules:NNModuleSource")(),
+    "torchvision": lambda: _load("generators.torchvision_models:TorchvisionSource")(),
 }
 
 _INSTANCES: dict[str, Source] = {}

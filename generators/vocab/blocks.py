@@ -9,7 +9,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from generators.vocab.base import FLOAT_LIMIT, MAX_DIM, MAX_ELEMENTS, Gene, OpKind, Planner, Value, Writer, numel
+from generators.vocab.base import (
+    FLOAT_LIMIT,
+    MAX_DIM,
+    MAX_ELEMENTS,
+    Gene,
+    OpKind,
+    Planner,
+    Value,
+    Writer,
+    numel,
+)
 
 _FEED_FORWARD = '''
 class FeedForward(nn.Module):

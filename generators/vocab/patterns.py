@@ -201,4 +201,21 @@ class DefaultArg(OpKind):
             w.assign(node, f"{x} * kwargs.get('scale', 1.0)")
 
 
-KINDS: tuple[OpKind, ...] = (Param(), Buffer(), Constant(), Random(), Assert(), DeadCode(), DefaultArg())
+class Skip(OpKind):
+    """Plans nothing. It is the first entry of every kind table, so when hypothesis shrinks
+    a gene's kind choice to its minimum the gene stops contributing a node: shrinking a
+    kind reaches "delete this op" even where deleting the gene itself does not shrink."""
+
+    name = "skip"
+    category = "internal"
+    weight = 0.0
+    cost = 0
+
+    def plan(self, p: Planner, g: Gene) -> Value | None:
+        return None
+
+    def emit(self, node: dict[str, Any], w: Writer) -> None:
+        raise AssertionError("skip never adds a node")
+
+
+KINDS: tuple[OpKind, ...] = (Skip(), Param(), Buffer(), Constant(), Random(), Assert(), DeadCode(), DefaultArg())
