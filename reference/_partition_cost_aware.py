@@ -125,8 +125,17 @@ class CostAwareSearch:
         self.units, self.owner = units, owner
         self.children, self.parents = children, parents
         self.topo, self.level, self.below = topo, level, below
-        self.topo_at = {k: t for t, k in enumerate(topo)}
+        self.topo_at = [0] * count
+        for t, k in enumerate(topo):
+            self.topo_at[k] = t
         self.ext_at = [[(owner[x], c * self.ix.out(x)) for x, c in u.ext.items()] for u in units]
+        self.base_of = [u.base for u in units]
+        self.used_of = [u.used_mem for u in units]
+        self.parents_of_set = parents
+        self.parents_of = [sorted(p) for p in parents]
+        # Every partition's latency first: a missing node latency is a KeyError before any
+        # transfer is costed.
+        self.overall = [self._latency(u) for u in units]
 
     def _latency(self, unit: Unit) -> float:
         if unit.latency is None:
@@ -221,88 +230,124 @@ class CostAwareSearch:
             unit = self._merged[(a, b)] = merge(self.ix, a, b)
         return unit
 
+    def _base_values(self, placed: list[int | None]) -> None:
+        """Finish time of every partition under the round's own placement, and the largest
+        finish of a leaf among the first ``t`` partitions of the topological order: what
+        a candidate shares with the current list up to its first changed partition."""
+        finish = [0.0] * len(self.units)
+        leaf_prefix = [0.0]
+        ids, rate = self.devices, self.rate
+        for k in self.topo:
+            start = None
+            dk = placed[k]
+            for p in self.parents_of[k]:
+                dp = placed[p]
+                if dp is not None and dk is not None and ids[dp].logical_id == ids[dk].logical_id:
+                    reach = finish[p] + 0.0
+                else:
+                    reach = finish[p] + self._size(self.units[p], self.units[k]) / rate
+                if start is None or reach > start:
+                    start = reach
+            finish[k] = (0.0 if start is None else start) + self.overall[k]
+            best = leaf_prefix[-1]
+            if not self.children[k] and finish[k] > best:
+                best = finish[k]
+            leaf_prefix.append(best)
+        self.base_finish, self.leaf_prefix = finish, leaf_prefix
+
     def _try(self, i: int, j: int, placed: list[int | None], snapshots: list[Placement], failed_at: int) -> float:
-        units = self.units
+        """The critical path latency with ``i`` and ``j`` merged, or inf when they cannot
+        be placed; the placement resumes from the snapshot taken before ``i``."""
         if i > failed_at:
             # The list agrees with the current one up to the failing partition.
             return _INF
+        units = self.units
+        count_units = len(units)
         merged = self._merged_unit(units[i], units[j])
-        placement = snapshots[i].copy()
-        device: list[int | None] = placed[:i] + [None] * (len(units) - i)
-        ext_at = self.ext_at
-        for k in range(i + 1, len(units)):
+        snapshot = snapshots[i]
+        order, left, count = list(snapshot.order), list(snapshot.left), list(snapshot.count)
+        by_left = left.__getitem__
+        device: list[int | None] = placed[:i] + [None] * (count_units - i)
+        base_of, used_of, ext_at, topo_at = self.base_of, self.used_of, self.ext_at, self.topo_at
+        # First partition, in topological order, whose device or content differs from the
+        # current list's: everything before it keeps its finish time.
+        first = min(topo_at[i], topo_at[j])
+        for k in range(i + 1, count_units):
             if k == j:
                 continue
-            unit, items = units[k], ext_at[k]
-
-            def extra(d: int, unit: Unit = unit, items: list[tuple[int, int]] = items) -> int:
-                return unit.base + sum(
-                    amount for w, amount in items if w == i or w == j or device[w] != d
-                )
-
-            d = placement.place(extra, unit.used_mem)
-            if d is None:
+            items, base = ext_at[k], base_of[k]
+            order.sort(key=by_left)
+            for d in order:
+                if count[d]:
+                    need = base
+                    for w, amount in items:
+                        if w == i or w == j or device[w] != d:
+                            need += amount
+                else:
+                    need = used_of[k]
+                if need < left[d]:
+                    left[d] -= need
+                    count[d] += 1
+                    device[k] = d
+                    break
+            else:
                 return _INF
-            device[k] = d
+            if device[k] != placed[k] and topo_at[k] < first:
+                first = topo_at[k]
         owner, out = self.owner, self.ix.out
-        merged_items = [(owner[x], c * out(x)) for x, c in merged.ext.items()]
-
-        def merged_extra(d: int) -> int:
-            return merged.base + sum(amount for w, amount in merged_items if device[w] != d)
-
-        d = placement.place(merged_extra, merged.used_mem)
-        if d is None:
+        items = [(owner[x], c * out(x)) for x, c in merged.ext.items()]
+        order.sort(key=by_left)
+        for d in order:
+            need = merged.base + sum(a for w, a in items if device[w] != d) if count[d] else merged.used_mem
+            if need < left[d]:
+                device[i] = d
+                break
+        else:
             return _INF
-        device[i] = d
         device[j] = None
-        return self._merged_critical(i, j, merged, device)
+        return self._merged_critical(i, j, merged, device, first)
 
-    def _merged_order(self, i: int, j: int) -> list[int]:
-        """A topological order of the list with ``i`` and ``j`` merged (into slot ``i``)."""
+    def _merged_order(self, i: int, j: int, first: int) -> list[int]:
+        """The partitions from topological position ``first`` on, in a topological order
+        of the list with ``i`` and ``j`` merged (into slot ``i``)."""
         topo, at = self.topo, self.topo_at
-        first, second = (i, j) if at[i] < at[j] else (j, i)
-        a, b = at[first], at[second]
-        below = self.below[first]
+        a, b = sorted((at[i], at[j]))
+        below = self.below[topo[a]]
         between = topo[a + 1 : b]
         before = [k for k in between if not below >> k & 1]
         after = [k for k in between if below >> k & 1]
-        return topo[:a] + before + [i] + after + topo[b + 1 :]
+        return topo[first:a] + before + [i] + after + topo[b + 1 :]
 
-    def _merged_critical(self, i: int, j: int, merged: Unit, device: list[int | None]) -> float:
-        units, rate, ids = self.units, self.rate, self.devices
-        arrival: list[float | None] = [None] * len(units)
-        critical = 0.0
-        for k in self._merged_order(i, j):
-            start = arrival[k]
+    def _merged_critical(self, i: int, j: int, merged: Unit, device: list[int | None], first: int) -> float:
+        rate, ids = self.rate, self.devices
+        finish = list(self.base_finish)
+        critical = self.leaf_prefix[first]
+        merged_latency = self._latency(merged)
+        merged_parents = (self.parents_of_set[i] | self.parents_of_set[j]) - {i, j}
+        has_children = bool((self.children[i] | self.children[j]) - {i, j})
+        for k in self._merged_order(i, j, first):
             if k == i:
-                unit = merged
-                targets = (self.children[i] | self.children[j]) - {i, j}
+                sources, latency, leaf = merged_parents, merged_latency, not has_children
             else:
-                unit = units[k]
-                targets = self.children[k]
-            finish = (0.0 if start is None else start) + self._latency(unit)
-            if not targets:
-                if finish > critical:
-                    critical = finish
-                continue
+                sources, latency, leaf = self.parents_of[k], self.overall[k], not self.children[k]
             dk = device[k]
-            seen_merged = False
-            for c in targets:
-                if c == j or c == i:
-                    if seen_merged:
-                        continue
-                    seen_merged = True
-                    c = i
-                dc = device[c]
-                if dk is not None and dc is not None and ids[dk].logical_id == ids[dc].logical_id:
-                    reach = finish + 0.0
+            start = None
+            for p in sources:
+                if p == j:
+                    p = i
+                dp = device[p]
+                if dp is not None and dk is not None and ids[dp].logical_id == ids[dk].logical_id:
+                    reach = finish[p] + 0.0
                 else:
-                    reach = finish + self._merged_size(k, c, i, j, merged) / rate
-                if arrival[c] is None or reach > arrival[c]:
-                    arrival[c] = reach
+                    reach = finish[p] + self._merged_size(p, k, i, j) / rate
+                if start is None or reach > start:
+                    start = reach
+            finish[k] = (0.0 if start is None else start) + latency
+            if leaf and finish[k] > critical:
+                critical = finish[k]
         return critical
 
-    def _merged_size(self, k: int, c: int, i: int, j: int, merged: Unit) -> int:
+    def _merged_size(self, k: int, c: int, i: int, j: int) -> int:
         units = self.units
         if k == i:
             feed = self._feed(units[i], units[c]) | self._feed(units[j], units[c])
@@ -327,15 +372,12 @@ class CostAwareSearch:
         placed: list[int | None] = [None] * len(units)
         while True:
             self._prepare(units)
-            # Every partition's latency first: a missing node latency is a KeyError before
-            # any transfer is costed.
-            for unit in units:
-                self._latency(unit)
             current = self._critical(placed)
             if len(units) == 1:
                 break
             snapshots: list[Placement] = []
             base, failed_at = self._placement(units, snapshots)
+            self._base_values(base)
             best: tuple[int, int] | None = None
             for i, j in self._eligible_pairs():
                 if self._closes_cycle(i, j):
