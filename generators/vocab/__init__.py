@@ -16,6 +16,10 @@ for _kind in (*pointwise.KINDS, *structure.KINDS, *layers.KINDS, *blocks.KINDS, 
         raise RuntimeError(f"duplicate op kind {_kind.name!r}")
     VOCABULARY[_kind.name] = _kind
 
+_clash = {kind.category for kind in VOCABULARY.values()} & set(VOCABULARY)
+if _clash:
+    raise RuntimeError(f"category names {sorted(_clash)} are also kind names: include/exclude would be ambiguous")
+
 #: Kinds that only appear as part of another kind's plan and are never drawn on their own.
 INTERNAL = frozenset(name for name, kind in VOCABULARY.items() if kind.weight == 0.0)
 

@@ -33,7 +33,7 @@ class Linear(OpKind):
     """``self.fc(x)`` with ``nn.Linear`` over the last dimension."""
 
     name = "linear"
-    category = "layer"
+    category = "layers"
     weight = 2.0
 
     def plan(self, p: Planner, g: Gene) -> Value | None:
@@ -66,7 +66,7 @@ def _conv_out(size: int, k: int, stride: int, pad: int, dil: int = 1) -> int:
 class Conv(OpKind):
     """``nn.Conv{n}d`` (or ``F.conv{n}d`` with explicit weights) on a batched input."""
 
-    category = "layer"
+    category = "layers"
     cost = 1
 
     def __init__(self, nd: int, functional: bool = False) -> None:
@@ -132,7 +132,7 @@ class BatchNorm(OpKind):
     Batch statistics need more than one value per channel, so such inputs are required
     whenever the batch statistics are used."""
 
-    category = "norm"
+    category = "normalization"
 
     def __init__(self, functional: bool) -> None:
         self.functional = functional
@@ -192,7 +192,7 @@ class Pool(OpKind):
     """max / average / adaptive pooling over 1, 2 or 3 spatial dimensions, as functions or
     modules."""
 
-    category = "pool"
+    category = "pooling"
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -244,7 +244,7 @@ class Pool(OpKind):
 class LayerNorm(OpKind):
     """``nn.LayerNorm``, ``F.layer_norm`` and ``nn.GroupNorm`` over trailing dimensions."""
 
-    category = "norm"
+    category = "normalization"
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -304,7 +304,7 @@ def _index_value(p: Planner, g: Gene, rank: int | None, shape: tuple[int, ...]) 
 class Embedding(OpKind):
     """``nn.Embedding`` / ``F.embedding`` / ``nn.EmbeddingBag`` looking up integer indices."""
 
-    category = "embedding"
+    category = "lookup"
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -347,7 +347,7 @@ class Dropout(OpKind):
     """Dropout as a module or a function; random only in training mode."""
 
     name = "dropout"
-    category = "random"
+    category = "stochastic"
     weight = 0.3
 
     def plan(self, p: Planner, g: Gene) -> Value | None:
@@ -387,7 +387,7 @@ class Activation(OpKind):
     time (one submodule, several call sites)."""
 
     name = "activation"
-    category = "layer"
+    category = "layers"
 
     def plan(self, p: Planner, g: Gene) -> Value | None:
         x = p.float_value(g, lambda v: bool(v.shape))

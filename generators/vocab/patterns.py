@@ -67,7 +67,7 @@ class Constant(OpKind):
     result on the GraphModule as a ``_tensor_constant``."""
 
     name = "constant"
-    category = "constant"
+    category = "constants"
     styles = (
         "torch.ones({s}, dtype={dt})",
         "torch.full({s}, 0.5, dtype={dt})",
@@ -97,7 +97,7 @@ class Random(OpKind):
     ``torch.rand_like`` (traced). Cases using it compare by shape and dtype only."""
 
     name = "random"
-    category = "random"
+    category = "stochastic"
     weight = 0.2
     cost = 3
     stochastic = True

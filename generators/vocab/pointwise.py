@@ -298,6 +298,8 @@ class Logical(OpKind):
 
 
 class LogicalNot(Logical):
+    """``~mask`` / ``torch.logical_not`` on a boolean value."""
+
     name = "logical_not"
     styles = ("~{0}", "torch.logical_not({0})", "{0}.logical_not()")
 
@@ -376,7 +378,7 @@ class Cast(OpKind):
     """dtype conversions: masks and integers to the module's float dtype, floats to int64."""
 
     name = "cast"
-    category = "cast"
+    category = "casts"
 
     def plan(self, p: Planner, g: Gene) -> Value | None:
         x = p.choose(g, lambda v: v.dtype in ("bool", *INT_DTYPES) and v.bound <= FLOAT_LIMIT)
@@ -417,7 +419,7 @@ class InPlace(OpKind):
     makes transforms that reorder nodes go wrong."""
 
     name = "inplace"
-    category = "inplace"
+    category = "mutation"
 
     def plan(self, p: Planner, g: Gene) -> Value | None:
         x = p.float_value(g, lambda v: v.storage is not None)

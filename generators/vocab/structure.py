@@ -365,7 +365,7 @@ class Split(OpKind):
     pieces are read with ``[i]`` or unpacked by assignment."""
 
     name = "split"
-    category = "split"
+    category = "tuples"
     cost = 4
 
     def plan(self, p: Planner, g: Gene) -> Value | None:
@@ -457,7 +457,7 @@ class GetItem(OpKind):
     """The pieces of a tuple-valued node (planned by :class:`Split`, never drawn alone)."""
 
     name = "getitem"
-    category = "split"
+    category = "tuples"
     weight = 0.0
 
     def plan(self, p: Planner, g: Gene) -> Value | None:
@@ -473,7 +473,7 @@ class Matmul(OpKind):
     an existing value of the right shape when one exists and the gene says so, which is how
     matmuls come to share an operand; otherwise a new input or parameter."""
 
-    category = "matmul"
+    category = "linalg"
     cost = 2
 
     def __init__(self, name: str, weight: float = 1.0, cost: int = 2) -> None:
