@@ -20,9 +20,13 @@ if TYPE_CHECKING:
 _OPERATIONS = ("call_module", "call_method", "call_function")
 
 
-def _is_embedding(partitioner: Partitioner, node: Node) -> bool:
+def _is_embedding(partitioner: Partitioner, node: Node, printed: dict[int, bool]) -> bool:
     """A ``call_module`` node is an embedding when the printed form of a module on its
-    target path mentions ``Embedding`` (``Embedding``, ``EmbeddingBag``, ...)."""
+    target path mentions ``Embedding`` (``Embedding``, ``EmbeddingBag``, ...).
+
+    ``printed`` remembers the answer per module: printing a container prints all of its
+    children, so printing it once per node would cost quadratic time.
+    """
     if node.op != "call_module":
         return False
     module = partitioner.graph_module
@@ -30,7 +34,10 @@ def _is_embedding(partitioner: Partitioner, node: Node) -> bool:
         if not hasattr(module, atom):
             raise RuntimeError(f"Module {module} has no attribute {atom}")
         module = getattr(module, atom)
-        if "Embedding" in str(module):
+        mentions = printed.get(id(module))
+        if mentions is None:
+            mentions = printed[id(module)] = "Embedding" in str(module)
+        if mentions:
             return True
     return False
 
@@ -79,11 +86,12 @@ def sparse_nn_partition(partitioner: Partitioner, available_mem_bytes: int) -> N
     def close(partition: Partition) -> None:
         (embedding if in_embedding else dense).append(partition)
 
+    printed: dict[int, bool] = {}
     partition = partitioner.create_partition()
     for node in partitioner.graph_module.graph.nodes:
         if node.op not in _OPERATIONS:
             continue
-        if _is_embedding(partitioner, node) != in_embedding:
+        if _is_embedding(partitioner, node, printed) != in_embedding:
             if partition.used_mem_bytes != 0:
                 close(partition)
                 partition = partitioner.create_partition()
