@@ -16,6 +16,7 @@ The module-level helpers operate on lists of partitions and are public, as upstr
 
 from __future__ import annotations
 
+import itertools
 import operator
 from typing import NamedTuple
 
@@ -58,19 +59,11 @@ class DAGNode:
         size_bytes (int): the memory its partition uses.
     """
 
-    def __init__(
-        self,
-        submodule_node: Node,
-        input_nodes: list[Node],
-        output_nodes: list[Node],
-        logical_device_ids: list[int],
-        size_bytes: int,
-    ) -> None:
-        self.submodule_node: Node = submodule_node
-        self.input_nodes: list[Node] = input_nodes
-        self.output_nodes: list[Node] = output_nodes
-        self.logical_device_ids: list[int] = logical_device_ids
-        self.size_bytes = size_bytes
+    def __init__(self, submodule_node: Node, input_nodes: list[Node], output_nodes: list[Node],
+                 logical_device_ids: list[int], size_bytes: int) -> None:
+        self.submodule_node = submodule_node
+        self.input_nodes, self.output_nodes = input_nodes, output_nodes
+        self.logical_device_ids, self.size_bytes = logical_device_ids, size_bytes
 
     def __str__(self) -> str:
         return str(self.submodule_node)
@@ -82,14 +75,8 @@ class DAG:
     def __init__(self) -> None:
         self.nodes: list[DAGNode] = []
 
-    def create_node(
-        self,
-        submodule_node: Node,
-        input_nodes: list[Node],
-        output_nodes: list[Node],
-        logical_devices: list[int],
-        size_bytes: int,
-    ) -> None:
+    def create_node(self, submodule_node: Node, input_nodes: list[Node], output_nodes: list[Node],
+                    logical_devices: list[int], size_bytes: int) -> None:
         """Append a :class:`DAGNode` built from the arguments."""
         self.nodes.append(DAGNode(submodule_node, input_nodes, output_nodes, logical_devices, size_bytes))
 
@@ -310,15 +297,13 @@ class Partitioner:
     """
 
     def __init__(self) -> None:
-        self.partitions: list[Partition] = []
+        # The results, read by users after partition_graph.
         self.node_to_partition: dict[Node, int] = {}
+        self.partitions: list[Partition] = []
         self.devices: list[Device] = []
 
     def partition_graph(
-        self,
-        fx_module: GraphModule,
-        torch_module: torch.nn.Module,
-        partitioner_config: PartitionerConfig,
+        self, fx_module: GraphModule, torch_module: torch.nn.Module, partitioner_config: PartitionerConfig
     ) -> PartitionResult:
         """Partition ``fx_module`` as ``partitioner_config`` says.
 
@@ -339,51 +324,44 @@ class Partitioner:
             RuntimeError: no devices; no operations; the module does not fit all devices
                 together; a node fits no device; or the mode cannot place the partitions.
         """
-        self.graph_module = fx_module
-        self.torch_module = torch_module
+        self.graph_module, self.torch_module = fx_module, torch_module
         self.devices = partitioner_config.devices
-        if len(self.devices) == 0:
+        if not self.devices:
             raise RuntimeError("No devices")
-        get_size_of_all_nodes(self.graph_module)
-        nodes = self.graph_module.graph.nodes
-        if all(node.op in {"placeholder", "get_attr", "output"} for node in nodes):
+        # Sizes from the tensor_meta shape propagation left on the nodes.
+        get_size_of_all_nodes(fx_module)
+        graph_nodes = list(fx_module.graph.nodes)
+        if not any(n.op in _OPERATIONS for n in graph_nodes):
             raise RuntimeError("No Partition since no operations in the module")
-        total_size_of_graph = 0
-        for node in nodes:
-            if node.op == "output":
-                break
-            total_size_of_graph += node.size_bytes.total_size
+        # Nodes after the output (some graphs have them) are not counted.
+        before_output = itertools.takewhile(lambda n: n.op != "output", graph_nodes)
+        total_size_of_graph = sum(n.size_bytes.total_size for n in before_output)
         largest = max(self.devices, key=lambda d: d.available_mem_bytes)
-        mode = partitioner_config.mode
-        if mode == PartitionMode.aot_based:
-            self.aot_based_partition(
-                partitioner_config.node_to_partition_mapping,
-                partitioner_config.partition_to_logical_device_mapping,
-            )
+        config = partitioner_config
+        searches = {
+            PartitionMode.cost_aware: self.cost_aware_partition,
+            PartitionMode.kl_based: self.kl_based_partition,
+        }
+        if config.mode == PartitionMode.aot_based:
+            # A given partitioning is followed even when the module would fit one device.
+            self.aot_based_partition(config.node_to_partition_mapping, config.partition_to_logical_device_mapping)
         elif total_size_of_graph <= largest.available_mem_bytes:
             self.find_single_partition(total_size_of_graph, logical_device_id=largest.logical_id)
         elif total_size_of_graph > sum(d.available_mem_bytes for d in self.devices):
             raise RuntimeError("Devices do not have enough memory for the module")
-        elif mode == PartitionMode.sparse_nn:
-            available_mem_bytes = self.devices[0].available_mem_bytes
-            if any(d.available_mem_bytes != available_mem_bytes for d in self.devices):
+        elif config.mode == PartitionMode.sparse_nn:
+            sizes = {d.available_mem_bytes for d in self.devices}
+            if len(sizes) != 1:
                 raise RuntimeError("All devices must have same memory size!")
-            self.sparse_nn_partition(available_mem_bytes)
-        elif mode == PartitionMode.cost_aware:
-            self.cost_aware_partition(
-                partitioner_config.transfer_rate_bytes_per_sec, partitioner_config.node_to_latency_mapping
-            )
-        elif mode == PartitionMode.kl_based:
-            self.kl_based_partition(
-                partitioner_config.transfer_rate_bytes_per_sec, partitioner_config.node_to_latency_mapping
-            )
+            self.sparse_nn_partition(sizes.pop())
+        elif config.mode in searches:
+            searches[config.mode](config.transfer_rate_bytes_per_sec, config.node_to_latency_mapping)
         else:
             self.size_based_partition()
-        if partitioner_config.saturate_host:
+        if config.saturate_host:
             self.saturate_host()
         module_with_submodules = self.do_partition()
-        dag = self.dump_dag(module_with_submodules)
-        return PartitionResult(dag, module_with_submodules)
+        return PartitionResult(self.dump_dag(module_with_submodules), module_with_submodules)
 
     def find_single_partition(self, total_size_of_graph: int, logical_device_id: int = 0) -> None:
         """Put every node (but the output) in one partition on ``logical_device_id``."""

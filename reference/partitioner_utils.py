@@ -41,13 +41,17 @@ class Partition:
     """
 
     def __init__(self, partition_id: int) -> None:
-        self.nodes: set[Node] = set()
         self.partition_id = partition_id
+        # What the partition holds and the bytes that takes (add_node and remove_node keep
+        # the two in step).
+        self.nodes: set[Node] = set()
+        self.used_mem_bytes: int = 0
+        # Where it runs: one id, or several once saturate_host has replicated it.
+        self.logical_device_ids: list[int] = []
+        # Its neighbours in the partition DAG and its depth there; the partitioner sets them.
         self.parents: set[Partition] = set()
         self.children: set[Partition] = set()
         self.bfs_level: int = -1
-        self.used_mem_bytes: int = 0
-        self.logical_device_ids: list[int] = []
 
     def __str__(self) -> str:
         return str(self.partition_id)
@@ -90,28 +94,37 @@ class Partition:
 
 
 class Device(NamedTuple):
+    """An accelerator: a name, the bytes it offers and the id partitions refer to it by
+    (equal devices count as one)."""
+
     name: str
     available_mem_bytes: int
     logical_id: int
 
 
 class NodeLatency(NamedTuple):
-    # Time spent moving the node's data through memory.
+    """Cost of one operation, in seconds."""
+
+    # Moving the node's data through memory.
     mem_latency_sec: float
-    # Time spent computing the node.
+    # Computing it.
     computer_latency_sec: float
 
 
 class PartitionLatency(NamedTuple):
-    # Memory latency summed along the critical path.
+    """Cost of a partition's critical path, in seconds."""
+
+    # The path's memory latencies summed.
     mem_latency_sec: float
-    # Compute latency summed along the critical path.
+    # Its compute latencies summed.
     computer_latency_sec: float
-    # Length of the critical path: per node, the larger of the two latencies.
+    # Its length: per node the larger of the two.
     overall_latency_sec: float
 
 
 class PartitionMode(Enum):
+    """How :class:`Partitioner` splits a module (see ``accelerator_partitioner``)."""
+
     size_based = 0
     sparse_nn = 1
     cost_aware = 2
@@ -120,10 +133,14 @@ class PartitionMode(Enum):
 
 
 class PartitionerConfig(NamedTuple):
+    """What to partition for and how."""
+
     devices: list[Device]
     mode: PartitionMode = PartitionMode.size_based
+    # Link bandwidth and per-operation costs: cost_aware and kl_based.
     transfer_rate_bytes_per_sec: float = 0.0
     node_to_latency_mapping: dict[Node, NodeLatency] = {}
+    # A partitioning decided ahead of time: aot_based.
     node_to_partition_mapping: dict[Node, int] = {}
     partition_to_logical_device_mapping: dict[int, list[int]] = {}
     # Replicate the partitions onto devices that would otherwise stay idle.
