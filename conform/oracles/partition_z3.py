@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import z3
 
 MAX_OPERATIONS = 12
 _HOLDERS = ("placeholder", "get_attr")
@@ -175,6 +174,8 @@ def optimal_latency(
     distinct = list(dict.fromkeys(devices))
     if len(ops) > MAX_OPERATIONS or not distinct or transfer_rate_bytes_per_sec <= 0:
         return "skipped", None
+    # Imported here: the constraint checks, which every partition run uses, need no solver.
+    import z3
     index = {n: i for i, n in enumerate(ops)}
     opt = z3.Optimize()
     opt.set("timeout", timeout_ms)
@@ -207,8 +208,10 @@ def optimal_latency(
     return "optimal", _to_float(value)
 
 
-def _device_bytes(ops: list[torch.fx.Node], where: list[z3.ArithRef], d: int) -> z3.ArithRef:
-    """Footprint of device ``d`` as a term over the assignment."""
+def _device_bytes(ops: list[torch.fx.Node], where: list[Any], d: int) -> Any:
+    """Footprint of device ``d`` as a z3 term over the assignment."""
+    import z3
+
     index = {n: i for i, n in enumerate(ops)}
     terms: list[Any] = []
     for i, node in enumerate(ops):
@@ -227,11 +230,15 @@ def _device_bytes(ops: list[torch.fx.Node], where: list[z3.ArithRef], d: int) ->
     return z3.Sum(terms)
 
 
-def _q(value: float) -> z3.RatNumRef:
+def _q(value: float) -> Any:
+    import z3
+
     return z3.RealVal(float(value))
 
 
 def _to_float(value: Any) -> float:
+    import z3
+
     if z3.is_int_value(value):
         return float(value.as_long())
     if z3.is_rational_value(value):
