@@ -63,7 +63,10 @@ def find_op(name: str, variant: str = "") -> Any:
 
 
 def sample(op: Any, index: int, seed: int) -> Any:
-    """Sample ``index`` of ``op`` on CPU in float32, tensor values drawn from ``seed``."""
+    """Sample ``index`` of ``op`` on CPU in float32, with the global RNG seeded by ``seed``.
+
+    Most sample functions fix their tensor values themselves, so the seed makes a build
+    reproducible more than it varies it."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         samples = op.sample_inputs("cpu", torch.float32, requires_grad=False)

@@ -64,19 +64,37 @@ def make_input(size: int, seed: int) -> torch.Tensor:
     return torch.rand((1, 3, size, size), generator=gen)
 
 
-def _param_count(name: str) -> int:
+def _skeleton(name: str) -> torch.nn.Module:
+    """The model with storage-free parameters where the builder allows it (counting and
+    tracing need no values)."""
     import torchvision
 
-    # built on the meta device: counting parameters allocates nothing
-    with torch.device("meta"):
+    try:
+        # built on the meta device, counting parameters allocates nothing
+        with torch.device("meta"):
+            model = torchvision.models.get_model(name, weights=None, num_classes=NUM_CLASSES)
+    except NotImplementedError:
+        # some builders compute layer widths from tensor values (RegNet), which the meta
+        # device cannot give; build those for real
         model = torchvision.models.get_model(name, weights=None, num_classes=NUM_CLASSES)
-    return sum(p.numel() for p in model.parameters())
+    return model
+
+
+def _trace_verdict(model: torch.nn.Module) -> str:
+    try:
+        torch.fx.symbolic_trace(model).graph.lint()
+        return "symbolic_trace accepts it"
+    except Exception as exc:  # the verdict is informational
+        return f"symbolic_trace rejects it: {type(exc).__name__}"
 
 
 def _check(name: str) -> tuple[dict[str, Any] | None, str | None]:
-    params = _param_count(name)
+    skeleton = _skeleton(name)
+    params = sum(p.numel() for p in skeleton.parameters())
     if params > MAX_PARAMS:
-        return None, f"size: {params / 1e6:.0f}M parameters (limit {MAX_PARAMS / 1e6:.0f}M)"
+        limit = f"{params / 1e6:.0f}M parameters (limit {MAX_PARAMS / 1e6:.0f}M)"
+        return None, f"size: {limit}; {_trace_verdict(skeleton)}"
+    del skeleton
     model = make_model(name, 0)
     size = None
     last = ""
