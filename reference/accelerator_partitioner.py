@@ -466,7 +466,9 @@ class Partitioner:
 
     def do_partition(self) -> GraphModule:
         """Cut the module into one submodule per partition id."""
-        return split_module(self.graph_module, self.torch_module, lambda node: self.node_to_partition[node])
+        parent = split_module(self.graph_module, self.torch_module, lambda node: self.node_to_partition[node])
+        parent.graph.lint()
+        return parent
 
     def dump_dag(self, module_with_submodules: GraphModule) -> DAG:
         """Describe the submodule calls of ``module_with_submodules`` as a :class:`DAG`.
