@@ -52,28 +52,56 @@ def _result_graph(applied: Applied) -> torch.fx.Graph:
 
 
 def fingerprint(applied: Applied) -> Any:
-    """Every node of the transformed graph, keyed by name: ``[op, target, args, kwargs,
-    type]``, with the node order under ``order``.
+    """Every node of the transformed graph as ``[op, target, args, kwargs, type]``, keyed by
+    the name of the original node it was made from.
+
+    These passes copy the graph node for node, so the n-th new node stands for the n-th
+    original one; keying by the original names (in arguments too) keeps one differing node
+    from renaming every later one (the new graph names a node after its target).
 
     Calls whose overload resolution depends on how argument types are taken, a known
     difference between the implementations, are listed apart under ``argument_typed_calls``.
     """
-    original = {n.name: n for n in applied.subject.graph_module.graph.nodes}
-    order: list[str] = []
+    original_nodes = list(applied.subject.graph_module.graph.nodes)
+    new_nodes = list(_result_graph(applied).nodes)
+    if len(original_nodes) == len(new_nodes):
+        origin = {new: old for new, old in zip(new_nodes, original_nodes)}
+    else:  # not a node-for-node copy: fall back to the new graph's own names
+        origin = {new: new for new in new_nodes}
+    renamed = {new.name: old.name for new, old in origin.items()}
+
+    def value(v: Any) -> Any:
+        return torch.fx.node.map_arg(v, lambda n: _NodeName(renamed.get(n.name, n.name)))
+
     nodes: dict[str, Any] = {}
     typed_calls: dict[str, Any] = {}
-    for node in _result_graph(applied).nodes:
-        order.append(node.name)
+    for new, old in origin.items():
         entry = [
-            node.op,
-            describe_target(node.target),
-            describe_value(node.args),
-            describe_value(node.kwargs),
-            describe_type(node.type),
+            new.op,
+            describe_target(new.target),
+            _described(value(new.args)),
+            _described(value(new.kwargs)),
+            describe_type(new.type),
         ]
-        table = typed_calls if _typed_differently(original.get(node.name)) else nodes
-        table[node.name] = entry
-    return {"order": order, "nodes": nodes, "argument_typed_calls": typed_calls}
+        table = typed_calls if _typed_differently(old) else nodes
+        table[old.name] = entry
+    return {"nodes": nodes, "argument_typed_calls": typed_calls}
+
+
+class _NodeName(str):
+    """A node reference by name, described as ``{"node": name}``."""
+
+
+def _described(value: Any) -> Any:
+    if isinstance(value, _NodeName):
+        return {"node": str(value)}
+    if isinstance(value, (tuple, list)):
+        return [_described(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _described(v) for k, v in value.items()}
+    if isinstance(value, slice):
+        return {"slice": [_described(value.start), _described(value.stop), _described(value.step)]}
+    return describe_value(value)
 
 
 # torch.fx numbers trace-time constants with a counter shared by every Tracer in the process,
