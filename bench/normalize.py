@@ -15,7 +15,9 @@ ratio reference / upstream (below 1: the reference is faster).
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
+import gc
 import itertools
 import json
 import operator
@@ -74,9 +76,14 @@ def best_of(repeats: int, runs: dict[str, Callable[[], Any]]) -> dict[str, float
     best = {name: float("inf") for name in runs}
     for _ in range(repeats):
         for name, fn in runs.items():
-            started = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - started)
+            gc.collect()
+            gc.disable()  # as timeit does: a collection landing in one run is noise
+            try:
+                started = time.perf_counter()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - started)
+            finally:
+                gc.enable()
     return best
 
 
@@ -90,7 +97,7 @@ def bench_graph_pass(cls_name: str, sizes: list[int], repeats: int) -> list[dict
         gm, _ = synthetic_graph(size)
         passes = {name: getattr(Implementation(name).normalize, cls_name) for name in IMPLEMENTATIONS}
         runs = {name: functools.partial(_transform, cls, gm) for name, cls in passes.items()}
-        rounds = repeats if size < 5000 else max(2, repeats // 2)
+        rounds = repeats if size < 5000 else max(3, repeats // 2)
         rows.append({"workload": f"{cls_name} {size} nodes", **best_of(rounds, runs)})
     return rows
 
@@ -122,6 +129,8 @@ def opinfo_calls(samples_per_op: int) -> list[tuple[Any, tuple, dict, tuple, dic
 
 
 def one_call_graph(target: Any, args: tuple, kwargs: dict) -> torch.fx.GraphModule | None:
+    """A ShapeProp'd graph calling ``target`` once on the sample, or None when the sample
+    cannot be put in a graph or run there."""
     graph = torch.fx.Graph()
     inputs: list[torch.Tensor] = []
 
@@ -131,11 +140,11 @@ def one_call_graph(target: Any, args: tuple, kwargs: dict) -> torch.fx.GraphModu
             return graph.placeholder(f"t{len(inputs) - 1}")
         return value
 
-    lifted_args, lifted_kwargs = pytree.tree_map(lift, (tuple(args), dict(kwargs)))
-    graph.output(graph.call_function(target, tuple(lifted_args), dict(lifted_kwargs)))
-    gm = torch.fx.GraphModule(torch.nn.Module(), graph)
     try:
-        ShapeProp(gm).propagate(*[t.clone() for t in inputs])
+        lifted_args, lifted_kwargs = pytree.tree_map(lift, (tuple(args), dict(kwargs)))
+        graph.output(graph.call_function(target, tuple(lifted_args), dict(lifted_kwargs)))
+        gm = torch.fx.GraphModule(torch.nn.Module(), graph)
+        ShapeProp(gm).propagate(*copy.deepcopy(inputs))
     except Exception:
         return None
     return gm
