@@ -33,6 +33,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -48,7 +49,9 @@ DEFAULT_MAX_NODES = 200
 DEFAULT_DTYPES: tuple[str, ...] = ("float32", "float32", "float64", "bfloat16")
 #: Size classes: the longest list at each nesting level. Small graphs are common; graphs
 #: near ``max_nodes`` still appear.
-SIZE_CLASSES: tuple[tuple[int, ...], ...] = ((10,), (10,), (6, 10), (8, 8, 8))
+#: Classes whose most genes exceed twice the node budget are not drawn (their genes could
+#: not fit, and they only slow generation and shrinking down).
+SIZE_CLASSES: tuple[tuple[int, ...], ...] = ((10,), (10,), (6, 10), (6, 8, 8))
 
 
 def vocabulary() -> list[str]:
@@ -140,6 +143,7 @@ def genomes(config: Config) -> st.SearchStrategy[dict[str, Any]]:
     """Raw genomes for ``config`` (what hypothesis draws and shrinks)."""
     choices = config.kind_choices()
     budget = max(1, config.max_nodes - 2)
+    classes = [c for c in SIZE_CLASSES if math.prod(c) <= 2 * budget] or [SIZE_CLASSES[0]]
 
     @st.composite
     def draw_genome(draw: st.DrawFn) -> dict[str, Any]:
@@ -147,7 +151,7 @@ def genomes(config: Config) -> st.SearchStrategy[dict[str, Any]]:
         training = config.training if config.training is not None else draw(st.sampled_from((False, True)))
         inputs = draw(st.lists(_INPUT, min_size=1, max_size=3))
         nested: st.SearchStrategy[Any] = st.tuples(st.sampled_from(choices), _GENE)
-        for longest in reversed(draw(st.sampled_from(SIZE_CLASSES))):
+        for longest in reversed(draw(st.sampled_from(classes))):
             nested = st.lists(nested, max_size=longest)
         genes = _flatten(draw(nested))[: 2 * budget]  # later genes could not fit anyway
         output = draw(st.integers(0, 3))

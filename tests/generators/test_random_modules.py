@@ -160,7 +160,13 @@ def _search(predicate, **knobs) -> dict:
 
 def _shrink(predicate, **knobs) -> dict:
     """The draw satisfying ``predicate`` that hypothesis shrinks to."""
-    return find(modules(**knobs), predicate, settings=settings(max_examples=3000, database=None, deadline=None, suppress_health_check=list(HealthCheck)))
+    # derandomized: the shrinker's path depends on the first failing draw, and a fixed one
+    # makes the bound on the result a reproducible fact rather than a likely one
+    return find(
+        modules(**knobs),
+        predicate,
+        settings=settings(max_examples=3000, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck)),
+    )
 
 
 def _graph(spec: dict) -> torch.fx.GraphModule:
@@ -259,7 +265,7 @@ def test_a_failing_given_reports_a_small_module() -> None:
     # the shape hypothesis users see: a property that fails on shared matmul operands
     failures: list[dict] = []
 
-    @settings(max_examples=2000, database=None, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=2000, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
     @given(modules(max_nodes=60))
     def prop(spec: dict) -> None:
         if _shares_right_operand(spec):
