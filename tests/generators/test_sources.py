@@ -147,6 +147,8 @@ def test_torchvision_rejections_say_why() -> None:
     rejected = TV.rejected()
     assert rejected, "the largest models are expected to be left out"
     assert all(reason.split(":")[0] in ("size", "eager", "trace") for reason in rejected.values())
+    # a model left out for its size still says whether symbolic_trace accepts it
+    assert all("symbolic_trace" in reason for reason in rejected.values() if reason.startswith("size"))
 
 
 @pytest.mark.slow
