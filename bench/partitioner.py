@@ -176,8 +176,8 @@ def predict(history: list[tuple[int, float]], nodes: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
-    parser.add_argument("--sizes", nargs="+", type=int, default=list(COMPARED))
-    parser.add_argument("--large", nargs="+", type=int, default=list(REFERENCE_ONLY))
+    parser.add_argument("--sizes", nargs="*", type=int, default=list(COMPARED))
+    parser.add_argument("--large", nargs="*", type=int, default=list(REFERENCE_ONLY))
     parser.add_argument("--upstream-limit", type=float, default=900.0, help="skip upstream runs predicted past this (s)")
     parser.add_argument("--reference-limit", type=float, default=600.0, help="skip reference runs predicted past this (s)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
