@@ -107,12 +107,15 @@ class Applied:
             the row's fingerprint function.
         subject: the subject after the transform ran (analyses annotate it in place).
         graphs: every GraphModule the transform produced, linted by the engine.
+        notes: JSON-able findings of the driver's own (an oracle's optimality gap, say); the
+            engine copies them into every outcome's ``notes[impl]``.
     """
 
     runnable: Callable[..., Any] | None
     value: Any
     subject: Subject
     graphs: list[torch.fx.GraphModule] = dataclasses.field(default_factory=list)
+    notes: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def clone_values(value: Any) -> Any:

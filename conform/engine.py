@@ -258,8 +258,10 @@ def check(case: Case, transform: TransformSpec | str, *, params: dict[str, Any] 
         outcomes = findings.items
     elapsed = time.perf_counter() - started
     traits = _traits(row, prepared, params) if any(o.verdict is Verdict.FAIL for o in outcomes) else []
+    driver_notes = {s.impl: s.applied.notes for s in sides.values() if s.applied is not None and s.applied.notes}
     for outcome in outcomes:
         outcome.notes.setdefault("seconds", {s.impl: round(s.seconds, 4) for s in sides.values()})
+        outcome.notes.update(driver_notes)
         if traits:
             outcome.notes["traits"] = traits
         _finish(outcome, started, elapsed)

@@ -169,8 +169,12 @@ def drive(impl: Implementation, row: TransformSpec, subject: Subject, params: di
     result = partitioner.partition_graph(subject.graph_module, subject.module, config)
     parent = result.module_with_submodules
     run = PartitionRun(impl, partitioner, result, config, subject.graph_module, mode, sensitive)
+    notes: dict[str, Any] = {}
     if impl.name == "reference" and mode != "aot_based":
         broken = partition_z3.violations(partitioner.partitions, config.devices, subject.graph_module.graph)
         if broken:
             raise PartitionConstraintViolation(f"{mode} partitions break constraints: " + "; ".join(broken))
-    return Applied(runnable=parent, value=run, subject=subject, graphs=graph_modules_in(parent))
+        # the heuristic's distance from the optimal critical path, for graphs small enough
+        # for the solver (the oracle skips larger ones)
+        notes["partition_oracle"] = run.oracle().notes()
+    return Applied(runnable=parent, value=run, subject=subject, graphs=graph_modules_in(parent), notes=notes)
