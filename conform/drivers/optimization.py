@@ -13,6 +13,7 @@ from torch.utils._sympy import functions as tfn
 
 from conform.adapters import Applied, NotApplicable, Subject, clone_values, graph_modules_in
 from conform.compare import compare_values
+from conform.execute import seed_everything
 
 if TYPE_CHECKING:
     from conform.implementations import Implementation
@@ -54,6 +55,15 @@ def _submodule_classes(module: torch.nn.Module) -> list[tuple[str, str]]:
     return [(name, type(m).__name__) for name, m in module.named_modules()]
 
 
+def _run_seeded(module: torch.nn.Module, subject: Subject) -> Any:
+    """Call ``module`` on copies of the subject's inputs from one fixed RNG state, so a
+    module drawing random numbers (torch.rand in forward) gives the same outputs on every
+    call; the caller's RNG state is left as it was."""
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        seed_everything(0)
+        return module(*clone_values(subject.inputs), **clone_values(subject.kwargs))
+
+
 def drive_optimize_for_inference(
     impl: Implementation, row: TransformSpec, subject: Subject, params: dict[str, Any]
 ) -> Applied:
@@ -79,8 +89,7 @@ def drive_optimize_for_inference(
         if layout == "off"
         else {"heuristic": _heuristic(impl, layout, subject.inputs)},
     }
-    with torch.no_grad():
-        before = module(*clone_values(subject.inputs), **clone_values(subject.kwargs))
+    before = _run_seeded(module, subject)
     layout_before = _submodule_classes(module)
     result = impl.resolve(row.target)(module, config)
     layout_after = _submodule_classes(module)
@@ -88,8 +97,7 @@ def drive_optimize_for_inference(
         changed = sorted(set(layout_after) - set(layout_before))
         raise InputModified(f"optimize_for_inference replaced submodules of its input: {changed}")
     try:
-        with torch.no_grad():
-            after = module(*clone_values(subject.inputs), **clone_values(subject.kwargs))
+        after = _run_seeded(module, subject)
     except Exception as exc:
         raise InputModified(
             f"after optimize_for_inference the input module raises {type(exc).__name__}: {exc}"
