@@ -229,11 +229,14 @@ KNOWN: tuple[KnownDivergence, ...] = (
         reason=(
             "get_size_of_node reads tensor_meta.shape, but ShapeProp records a tuple/list of "
             "TensorMetadata for a node producing several tensors (topk, chunk, split), so upstream "
-            "raises AttributeError on any graph with one. The reference counts every tensor the "
-            "node produces."
+            "raises AttributeError on any graph with one (also when a later node without a tensor "
+            "result makes the reference raise RuntimeError: upstream stops at the multi-tensor node "
+            "first). The reference counts every tensor the node produces."
         ),
-        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AttributeError",
-                    message="object has no attribute 'shape'"),
+        # also when a later node makes both raise: upstream fails on the multi-tensor node first
+        match=Match(case="conform.traits.graph_utils:node_with_several_tensors",
+                    message=r"AttributeError: '(tuple|list|immutable_list|immutable_dict|dict)' object "
+                            r"has no attribute 'shape'"),
         witness="conform.witnesses.graph_utils:tuple_output_sizes_witness",
     ),
     KnownDivergence(
@@ -244,7 +247,10 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "a getitem on a value annotated with a bare typing.Tuple or typing.List (no element "
             "types) raises AssertionError upstream; the reference leaves the getitem unannotated."
         ),
-        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AssertionError"),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AssertionError",
+                    case="conform.traits.graph_utils:getitem_of_bare_generic",
+                    message=r"out of range for parameterized_types \(len=0\)|Expected 1 parameterized "
+                            r"type, got 0"),
         witness="conform.witnesses.graph_utils:bare_tuple_witness",
     ),
     KnownDivergence(
@@ -256,6 +262,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "TypeError upstream; the reference types it as the sliced tuple type."
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="TypeError",
+                    case="conform.traits.graph_utils:slice_of_tuple",
                     message="not supported between instances of 'int' and 'slice'"),
         witness="conform.witnesses.graph_utils:sliced_tuple_witness",
     ),
@@ -268,7 +275,8 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "field and raises KeyError upstream; the reference types it as a tuple of the fields' "
             "types."
         ),
-        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="KeyError"),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="KeyError",
+                    case="conform.traits.graph_utils:slice_of_namedtuple", message=r"KeyError: \("),
         witness="conform.witnesses.graph_utils:sliced_namedtuple_witness",
     ),
     KnownDivergence(
@@ -281,7 +289,8 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "reference only reads NamedTuple fields."
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AttributeError",
-                    message="_fields"),
+                    case="conform.traits.graph_utils:getitem_of_annotated_class",
+                    message="has no attribute '_fields'"),
         witness="conform.witnesses.graph_utils:annotated_class_witness",
     ),
     KnownDivergence(
