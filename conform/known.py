@@ -301,14 +301,17 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "NormalizeOperators rewrites any torch.add/sub/mul/div/floor_divide/remainder/eq/... "
             "call with two positional operands to the operator.* spelling and drops its keyword "
             "arguments: torch.add(x, y, alpha=2) becomes x + y and torch.div(x, y, "
-            "rounding_mode='floor') becomes x / y, a silent miscompile (also reported as an eager "
-            "mismatch and an output divergence). The reference rewrites only calls whose keyword "
-            "arguments are at their neutral value (alpha=1, rounding_mode=None)."
+            "rounding_mode='floor') becomes x / y and torch.add(x, y, out=z) no longer writes z, a "
+            "silent miscompile (also reported as an eager mismatch of upstream's module and an "
+            "output divergence). The reference rewrites only calls whose keyword arguments are at "
+            "their neutral value (alpha=1, rounding_mode=None)."
         ),
-        match=Match(stage=Stage.COMPARE, message=(
-            r"module upstream produced computes different outputs|transformed modules compute "
-            r"different outputs|\]\.(alpha|rounding_mode): only on the right|only on the right: "
-            r"\['call_function', 'torch\.\w+', [^\n]*'(alpha|rounding_mode)'")),
+        # Only upstream's module can be wrong here: a reference miscompile on such a case still
+        # fails as the reference's own eager mismatch.
+        match=Match(case="conform.traits.normalize:binary_op_with_keywords", stage=Stage.COMPARE, message=(
+            r"module upstream produced computes different|transformed modules compute different "
+            r"outputs|\]\.(alpha|rounding_mode|out): only on the right|only on the right: "
+            r"\['call_function', 'torch\.\w+', [^\n]*'(alpha|rounding_mode|out)'")),
         witness="conform.witnesses.normalize:operators_with_keywords",
     ),
     *(
@@ -325,7 +328,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                 "...) or torch.pow(input=2, ...), which raises when the module runs. The reference "
                 "keeps 'self' wherever the callable takes it."
             ),
-            match=Match(message=(
+            match=Match(case="conform.traits.normalize:calls_with_self_parameter", message=(
                 r"missing value for argument 'self'|received an invalid combination of arguments "
                 r"- got \([^)]*\binput=|\]\.self: only on the right")),
             witness="conform.witnesses.normalize:aten_overload_call",
@@ -345,6 +348,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                 "as torch.nonzero accepts it)."
             ),
             match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
+                        case="conform.traits.normalize:calls_nonzero",
                         message=r"fingerprint\.nodes\.nonzero(_\d+)?\["),
             witness="conform.witnesses.normalize:nonzero_call",
         )
@@ -366,6 +370,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "and both leave such calls alone.)"
         ),
         match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
+                    case="conform.traits.normalize:calls_typed_by_argument",
                     message=r"fingerprint\.argument_typed_calls\."),
         witness="conform.witnesses.normalize:keyword_node_call",
     ),
@@ -380,8 +385,9 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "(x.reshape(x.size(0), -1) raises TypeError; arithmetic on it silently repeats the "
             "tuple). The reference answers size(0) with the size of dimension 0."
         ),
-        match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="TypeError",
-                    message=r"module upstream produced raises TypeError"),
+        match=Match(case="conform.traits.normalize:size_of_dim_zero",
+                    message=r"module upstream produced (raises|computes different)|transformed modules "
+                            r"compute different outputs|\Aupstream raises TypeError"),
         witness="conform.witnesses.normalize:size_of_dim_zero",
     ),
     KnownDivergence(
@@ -395,7 +401,8 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "gets no metadata, and shape-dependent control flow after it raises TraceError. The "
             "reference moves the leaf's parameters and buffers to the meta device for the call."
         ),
-        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="TraceError"),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="TraceError",
+                    case="conform.traits.normalize:leaf_module_with_state"),
         witness="conform.witnesses.normalize:shape_after_linear",
     ),
     KnownDivergence(
@@ -408,7 +415,8 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "a traced value in a submodule's forward still raises TraceError. The reference "
             "rewrites every module it traces through."
         ),
-        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="TraceError"),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="TraceError",
+                    case="conform.traits.normalize:assert_in_submodule"),
         witness="conform.witnesses.normalize:assert_in_submodule",
     ),
     KnownDivergence(
@@ -422,6 +430,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "which mangles them as the original compilation did."
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AttributeError",
+                    case="conform.traits.normalize:private_name_in_forward",
                     message=r"has no attribute '__\w+'"),
         witness="conform.witnesses.normalize:private_attribute",
     ),
@@ -436,6 +445,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "list'). The reference calls its own annotate helper and drops bare declarations."
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH,
+                    case="conform.traits.normalize:annotated_assignment_in_forward",
                     message=r"name 'annotate' is not defined|None disallowed in expression list"),
         witness="conform.witnesses.normalize:annotated_local",
     ),
@@ -449,8 +459,9 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "AttributeError. The reference traces a subclass of the module's class that only "
             "replaces forward."
         ),
-        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AttributeError",
-                    message="RewrittenModule"),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH,
+                    case="conform.traits.normalize:class_attribute_in_forward",
+                    message=r"'RewrittenModule' object (has no attribute|is not)"),
         witness="conform.witnesses.normalize:assert_with_helper",
     ),
     KnownDivergence(
@@ -464,6 +475,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "original closure cells."
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="NameError",
+                    case="conform.traits.normalize:closure_in_forward",
                     message=r"name '(?!annotate')\w+' is not defined"),
         witness="conform.witnesses.normalize:assert_with_closure",
     ),
@@ -477,6 +489,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "cell."
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="RuntimeError",
+                    case="conform.traits.normalize:zero_argument_super_in_forward",
                     message="__class__ cell not found"),
         witness="conform.witnesses.normalize:assert_with_super",
     ),
@@ -491,7 +504,8 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "'Expected 1 new key, got 0'. The reference takes the function from a private scope."
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AssertionError",
-                    message="Expected 1 new key"),
+                    case="conform.traits.normalize:forward_named_as_a_global",
+                    message="Expected 1 new key, got 0"),
         witness="conform.witnesses.normalize:shared_forward",
     ),
     KnownDivergence(
@@ -507,6 +521,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "flags."
         ),
         match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
+                    case="conform.traits.normalize:postponed_annotations_in_forward",
                     message=r"fingerprint\.types\.\w+: [\w.]+ vs '"),
         witness="conform.witnesses.normalize:annotated_forward",
     ),
