@@ -8,9 +8,9 @@ shapes and dtypes seen so far. Any genome plans to a valid spec, so when hypothe
 a failing draw (deleting genes, lowering integers) every intermediate module still builds,
 traces and runs: shrinking removes nodes and shrinks shapes toward size one.
 
-Genes are drawn as lists of lists (of lists, for the largest size class), none with a
-minimum length: nesting is how long gene lists arise (hypothesis keeps each list short on
-average), and without minimum lengths the shrinker may delete any gene.
+Genes are drawn as lists of lists (of lists, for the largest size class), each with at
+least one element: nesting is how long gene lists arise (hypothesis keeps each list short on
+average), and the shrinker may delete every gene but one.
 
 Knobs (keyword-only on :class:`RandomSource` and :func:`modules`; None means the default):
 
@@ -153,7 +153,9 @@ def genomes(config: Config) -> st.SearchStrategy[dict[str, Any]]:
         inputs = draw(st.lists(_INPUT, min_size=1, max_size=3))
         nested: st.SearchStrategy[Any] = st.tuples(st.sampled_from(choices), _GENE)
         for longest in reversed(draw(st.sampled_from(classes))):
-            nested = st.lists(nested, max_size=longest)
+            # at least one gene at every level: an empty module checks nothing, and without
+            # a minimum hypothesis draws empty lists often (a third of all draws)
+            nested = st.lists(nested, min_size=1, max_size=longest)
         genes = _flatten(draw(nested))[: 2 * budget]  # later genes could not fit anyway
         output = draw(st.integers(0, 3))
         return {"dtype": dtype, "training": training, "inputs": inputs, "genes": genes, "output": output}
