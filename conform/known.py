@@ -456,8 +456,9 @@ KNOWN: tuple[KnownDivergence, ...] = (
         reason=(
             "upstream's RewrittenModule is a bare nn.Module holding the instance __dict__, so a "
             "forward that uses another method or a class attribute of its module raises "
-            "AttributeError. The reference traces a subclass of the module's class that only "
-            "replaces forward."
+            "AttributeError, and one that iterates or indexes its module (nn.Sequential's) raises "
+            "TypeError. The reference traces a subclass of the module's class that only replaces "
+            "forward."
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH,
                     case="conform.traits.normalize:class_attribute_in_forward",
