@@ -308,9 +308,15 @@ def closure_in_forward(graph_module: torch.fx.GraphModule, built: Built, params:
 
 def zero_argument_super_in_forward(graph_module: torch.fx.GraphModule, built: Built,
                                    params: dict[str, Any]) -> bool:
-    """The root's forward calls zero-argument ``super()`` (it has a ``__class__`` cell)."""
-    fn = _root_forward(built)
-    return fn is not None and "__class__" in fn.__code__.co_freevars
+    """The root's forward calls zero-argument ``super()`` (or reads ``__class__``), which
+    needs the class's ``__class__`` cell; ``super(Class, self)`` does not."""
+    tree = _root_syntax(built)
+    return tree is not None and any(
+        (isinstance(found, ast.Call) and isinstance(found.func, ast.Name) and found.func.id == "super"
+         and not found.args and not found.keywords)
+        or (isinstance(found, ast.Name) and found.id == "__class__")
+        for found in ast.walk(tree)
+    )
 
 
 def forward_named_as_a_global(graph_module: torch.fx.GraphModule, built: Built, params: dict[str, Any]) -> bool:
