@@ -526,61 +526,103 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     message=r"fingerprint\.types\.\w+: [\w.]+ vs '"),
         witness="conform.witnesses.normalize:annotated_forward",
     ),
-    KnownDivergence(
-        id="fuse-shared-conv-module",
-        transform="fuse",
-        kind=Kind.UPSTREAM_BUG,
-        reason=(
-            "upstream folds a batch norm into a convolution (or Linear) by replacing the module at "
-            "its qualified name, so every other use of that module sees the folded weights: a "
-            "second call of the same conv, or a read of conv.weight, silently computes something "
-            "else (also reported as an eager mismatch and an output divergence of upstream's "
-            "module). The reference installs the folded module under a new name ('conv_fused') "
-            "when the original is used elsewhere."
-        ),
-        match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
-                    message=r"fingerprint\.calls\[\d+\]\[0\]: [\w.]+ vs \w+_fused(_\d+)?\b"),
-        witness="conform.witnesses.optimization:shared_conv_witness",
+    *(
+        KnownDivergence(
+            id=f"{prefix}-shared-conv-module",
+            transform=transform,
+            kind=Kind.UPSTREAM_BUG,
+            reason=(
+                "upstream folds a batch norm into a convolution (or Linear) by replacing the module "
+                "at its qualified name, so every other use of that module sees the folded weights: a "
+                "second call of the same conv, or a read of conv.weight, silently computes something "
+                "else (an eager mismatch and an output divergence of upstream's module, and module "
+                "calls that differ in the fingerprint). The reference installs the folded module "
+                "under a new name ('conv_fused') when the original is used elsewhere."
+            ),
+            match=Match(case="conform.traits.optimization:fold_into_shared_module", message=(
+                r"module upstream produced computes different|transformed modules compute different "
+                r"outputs|fingerprint\.calls\[\d+\]\[0\]: [\w.]+ vs \w+_fused(_\d+)?\b")),
+            witness=f"conform.witnesses.optimization:shared_conv{suffix}_witness",
+        )
+        for transform, prefix, suffix in (
+            ("fuse", "fuse", ""), ("optimize_for_inference", "optimize-for-inference", "_inference"))
     ),
-    KnownDivergence(
-        id="fuse-linear-bn-without-affine",
-        transform="fuse",
-        kind=Kind.UPSTREAM_BUG,
-        reason=(
-            "fusing Linear + BatchNorm1d(affine=False) multiplies the missing bn.weight (None) "
-            "in torch.nn.utils.fusion.fuse_linear_bn_weights and raises TypeError; the conv path "
-            "handles affine=False. The reference folds with weight 1 and bias 0."
-        ),
-        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="TypeError",
-                    message="NoneType"),
-        witness="conform.witnesses.optimization:linear_bn_without_affine_witness",
+    *(
+        KnownDivergence(
+            id=f"{prefix}-linear-bn-without-affine",
+            transform=transform,
+            kind=Kind.UPSTREAM_BUG,
+            reason=(
+                "fusing Linear + BatchNorm1d(affine=False) multiplies the missing bn.weight (None) "
+                "in torch.nn.utils.fusion.fuse_linear_bn_weights and raises TypeError; the conv "
+                "path handles affine=False. The reference folds with weight 1 and bias 0."
+            ),
+            match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="TypeError",
+                        message="'NoneType'", case="conform.traits.optimization:linear_norm_without_affine"),
+            witness=f"conform.witnesses.optimization:linear_bn_without_affine{suffix}_witness",
+        )
+        for transform, prefix, suffix in (
+            ("fuse", "fuse", ""), ("optimize_for_inference", "optimize-for-inference", "_inference"))
     ),
-    KnownDivergence(
-        id="fuse-linear-bn-channel-mismatch",
-        transform="fuse",
-        kind=Kind.UPSTREAM_BUG,
-        reason=(
-            "a BatchNorm1d normalizing the channels of a Linear's (N, C, L) output (C != "
-            "out_features) cannot be folded, and upstream asserts instead of skipping the pair "
-            "(AssertionError 'To fuse, linear.out_features == bn.num_features'). The reference "
-            "leaves the pair unfused."
-        ),
-        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AssertionError",
-                    message="To fuse, linear.out_features"),
-        witness="conform.witnesses.optimization:linear_bn_over_sequence_witness",
+    *(
+        KnownDivergence(
+            id=f"{prefix}-linear-bn-channel-mismatch",
+            transform=transform,
+            kind=Kind.UPSTREAM_BUG,
+            reason=(
+                "a BatchNorm1d normalizing the channels of a Linear's (N, C, L) output (C != "
+                "out_features) cannot be folded, and upstream asserts instead of skipping the pair "
+                "(AssertionError 'To fuse, linear.out_features == bn.num_features'). The reference "
+                "leaves the pair unfused."
+            ),
+            match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AssertionError",
+                        message="To fuse, linear.out_features",
+                        case="conform.traits.optimization:linear_norm_other_channels"),
+            witness=f"conform.witnesses.optimization:linear_bn_over_sequence{suffix}_witness",
+        )
+        for transform, prefix, suffix in (
+            ("fuse", "fuse", ""), ("optimize_for_inference", "optimize-for-inference", "_inference"))
     ),
-    KnownDivergence(
-        id="remove-dropout-keyword-input",
-        transform="remove_dropout",
-        kind=Kind.UPSTREAM_BUG,
-        reason=(
-            "upstream expects the dropout's input as the one positional argument and raises "
-            "AssertionError 'Expected 1 arg for Dropout, got 0' for self.drop(input=x). The "
-            "reference takes the input by position or keyword."
-        ),
-        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AssertionError",
-                    message="Expected 1 arg for Dropout, got 0"),
-        witness="conform.witnesses.optimization:keyword_dropout_witness",
+    *(
+        KnownDivergence(
+            id=f"{prefix}-linear-bn-sequence-channels",
+            transform=transform,
+            kind=Kind.BY_DESIGN,
+            reason=(
+                "BatchNorm1d normalizes dim 1, which is a Linear's output features only when that "
+                "output is 2-D (N, C). On a 3-D (N, L, C) output whose L equals out_features the "
+                "pair looks foldable, and both implementations fold the norm's per-channel scale "
+                "into the output features: the wrong axis, an eager mismatch on both sides. fuse "
+                "takes no example inputs and the traced graph carries no shapes, so neither side can "
+                "tell the two apart; the reference keeps upstream's result (a fused module that "
+                "checked the rank at run time would no longer be a plain nn.Linear)."
+            ),
+            match=Match(stage=Stage.COMPARE, symptom=Symptom.EAGER_MISMATCH,
+                        message=r"module (reference|upstream) produced computes different outputs",
+                        case="conform.traits.optimization:linear_norm_over_sequence"),
+            witness=f"conform.witnesses.optimization:linear_bn_sequence_channels{suffix}_witness",
+        )
+        for transform, prefix, suffix in (
+            ("fuse", "fuse", ""), ("optimize_for_inference", "optimize-for-inference", "_inference"))
+    ),
+    *(
+        KnownDivergence(
+            id=f"{prefix}-keyword-input",
+            transform=transform,
+            kind=Kind.UPSTREAM_BUG,
+            reason=(
+                "upstream expects the dropout's input as the one positional argument and raises "
+                "AssertionError 'Expected 1 arg for Dropout, got 0' for self.drop(input=x). The "
+                "reference takes the input by position or keyword."
+            ),
+            match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AssertionError",
+                        message="Expected 1 arg for Dropout, got 0",
+                        case="conform.traits.optimization:dropout_called_by_keyword"),
+            witness=f"conform.witnesses.optimization:keyword_dropout{suffix}_witness",
+        )
+        for transform, prefix, suffix in (
+            ("remove_dropout", "remove-dropout", ""),
+            ("optimize_for_inference", "optimize-for-inference-dropout", "_inference"))
     ),
     KnownDivergence(
         id="optimize-for-inference-scalar-operand",
@@ -593,7 +635,8 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "with a number in dense layout (MKLDNN add rejects numbers)."
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AttributeError",
-                    message=r"'(int|float|bool|NoneType)' object has no attribute 'target'"),
+                    message=r"'(int|float|bool|NoneType)' object has no attribute 'target'",
+                    case="conform.traits.optimization:arithmetic_with_a_number"),
         witness="conform.witnesses.optimization:scalar_operand_witness",
     ),
     KnownDivergence(
@@ -605,7 +648,9 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "conv_bn_fuse and remove_dropout off that is the caller's model, which is left with "
             "MkldnnConv2d/MkldnnLinear submodules. The reference converts a private copy."
         ),
-        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="InputModified"),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="InputModified",
+                    message="replaced submodules of its input",
+                    case="conform.traits.optimization:layout_pass_on_callers_model"),
         witness="conform.witnesses.optimization:mutated_model_witness",
     ),
     KnownDivergence(
@@ -634,7 +679,8 @@ KNOWN: tuple[KnownDivergence, ...] = (
         ),
         match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="RuntimeError",
                     message=r"module upstream produced raises RuntimeError: mkldnn_\w+: currently "
-                            r"mkldnn not support broadcasting"),
+                            r"mkldnn not support broadcasting",
+                    case="conform.traits.optimization:broadcasting_arithmetic"),
         witness="conform.witnesses.optimization:broadcasting_witness",
     ),
     KnownDivergence(
@@ -650,7 +696,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "product of an earlier group)."
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="RuntimeError",
-                    message="from wrong graph"),
+                    message="from wrong graph", case="conform.traits.optimization:two_groups_to_merge"),
         witness="conform.witnesses.optimization:two_groups_witness",
     ),
     KnownDivergence(
@@ -660,12 +706,14 @@ KNOWN: tuple[KnownDivergence, ...] = (
         reason=(
             "upstream concatenates the left operands along dim 0 and splits the product along "
             "dim 0, which is the batch dim when the shared right operand has 3 or more dims: the "
-            "split raises (or, when the batch size happens to equal the summed rows, silently "
-            "returns wrong blocks). The reference stacks rows only for a right operand of at most "
-            "2 dims and multiplies batched ones one by one."
+            "split raises, or, when the batch size happens to equal the summed rows, the merged "
+            "module silently returns wrong blocks (an eager mismatch and an output divergence). "
+            "The reference stacks rows only for a right operand of at most 2 dims and multiplies "
+            "batched ones one by one."
         ),
-        match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="RuntimeError",
-                    message="split_with_sizes expects split_sizes to sum exactly"),
+        match=Match(case="conform.traits.optimization:batched_shared_operand", message=(
+            r"split_with_sizes expects split_sizes to sum exactly|module upstream produced computes "
+            r"different|transformed modules compute different outputs")),
         witness="conform.witnesses.optimization:shared_batched_operand_witness",
     ),
     KnownDivergence(
@@ -674,13 +722,16 @@ KNOWN: tuple[KnownDivergence, ...] = (
         kind=Kind.UPSTREAM_BUG,
         reason=(
             "upstream stacks the left operands with torch.cat along dim 0, which only lines up "
-            "rows when every operand has the same rank of at least 2: 1-D operands (a vector @ w) "
-            "or operands of different ranks make the merged module raise. The reference flattens "
-            "each operand to rows of length K before stacking and restores its shape after."
+            "rows when every operand has the same rank of at least 2 and the same sizes after "
+            "dim 0: 1-D operands (a vector @ w), operands of different ranks, or (2, 3, K) next to "
+            "(2, 5, K) make the merged module raise. The reference flattens each operand to rows "
+            "of length K before stacking and restores its shape after."
         ),
         match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="RuntimeError",
                     message=r"module upstream produced raises RuntimeError: (Tensors must have same "
-                            r"number of dimensions|mat1 and mat2 shapes cannot be multiplied)"),
+                            r"number of dimensions|mat1 and mat2 shapes cannot be multiplied|Sizes of "
+                            r"tensors must match except in dimension 0|inconsistent tensor size)",
+                    case="conform.traits.optimization:left_operands_not_stackable"),
         witness="conform.witnesses.optimization:vector_left_operands_witness",
     ),
     KnownDivergence(
@@ -692,7 +743,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "ValueError. The reference reads operands by position or keyword."
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="ValueError",
-                    message="values to unpack"),
+                    message="values to unpack", case="conform.traits.optimization:matmul_with_keyword_operand"),
         witness="conform.witnesses.optimization:keyword_operand_witness",
     ),
     KnownDivergence(
@@ -700,13 +751,18 @@ KNOWN: tuple[KnownDivergence, ...] = (
         transform="merge_matmul",
         kind=Kind.UPSTREAM_BUG,
         reason=(
-            "the merged product reads every left operand where the last matmul of the group was; "
-            "upstream merges across an in-place op in between (a.add_(1) after a @ w), so the "
-            "earlier product sees the mutated operand (also reported as an eager mismatch of "
-            "upstream's module). The reference leaves such groups unmerged."
+            "the merged product reads every left operand where the last matmul of the group was, "
+            "and upstream then re-sorts the whole graph by data dependences alone "
+            "(legalize_graph), which ignores in-place updates: with a.add_(1) after a @ w, or any "
+            "in-place update of memory a merged matmul or a user of its product reads, the "
+            "merged module reads the updated value (an eager mismatch and an output divergence "
+            "of upstream's module). The reference leaves a group unmerged when an in-place "
+            "update between its matmuls may reach what the merge reads later (the kept matmuls "
+            "differ in the fingerprint)."
         ),
-        match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
-                    message=r"fingerprint\.kept: length \d+ vs \d+"),
+        match=Match(case="conform.traits.optimization:mutation_reaches_a_merge", message=(
+            r"fingerprint\.kept: length \d+ vs \d+|module upstream produced computes different|"
+            r"transformed modules compute different outputs")),
         witness="conform.witnesses.optimization:mutation_between_witness",
     ),
     KnownDivergence(
@@ -719,7 +775,8 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "fails (or passes) wrongly. The reference translates If(x >= 0, ToInt(x), -ToInt(-x))."
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH,
-                    exception="TranslationMismatch", message="TruncToInt"),
+                    exception="TranslationMismatch", message="TruncToInt",
+                    case="conform.traits.optimization:truncation_of_negative_fraction"),
         witness="conform.witnesses.optimization:trunc_to_int_witness",
     ),
     KnownDivergence(
@@ -731,7 +788,8 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "even where both agree with Python (non-negative arguments)."
         ),
         match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
-                    message=r"fingerprint\.term: .*TruncToInt"),
+                    message=r"fingerprint\.term: .*TruncToInt",
+                    case="conform.traits.optimization:truncation_in_expression"),
         witness="conform.witnesses.optimization:trunc_to_int_term_witness",
     ),
     KnownDivergence(
@@ -744,7 +802,8 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "Python's negative value. The reference reads the vector as signed."
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH,
-                    exception="TranslationMismatch", message="BitwiseFn_bitwise_"),
+                    exception="TranslationMismatch", message="BitwiseFn_bitwise_",
+                    case="conform.traits.optimization:negative_bitwise_result"),
         witness="conform.witnesses.optimization:negative_bitwise_witness",
     ),
     KnownDivergence(
@@ -756,7 +815,8 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "operations differ even where both agree with Python (non-negative results)."
         ),
         match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
-                    message=r"fingerprint\.term: .*BitwiseFn_bitwise_"),
+                    message=r"fingerprint\.term: .*BitwiseFn_bitwise_",
+                    case="conform.traits.optimization:bitwise_in_expression"),
         witness="conform.witnesses.optimization:bitwise_term_witness",
     ),
     KnownDivergence(

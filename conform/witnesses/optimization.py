@@ -71,6 +71,37 @@ def linear_bn_over_sequence_witness() -> Witness:
     return Witness(_factory("linear_bn_over_sequence"), {"inplace": False})
 
 
+def linear_bn_sequence_channels() -> Built:
+    """Linear(5, 4) on a (6, 4, 5) sequence: BatchNorm1d(4) normalizes dim 1 of the (6, 4, 4)
+    output, the sequence positions, whose count happens to equal the output features."""
+    return Built(_with_stats(LinearBatchNorm(4, affine=True)), (torch.randn(6, 4, 5),))
+
+
+def linear_bn_sequence_channels_witness() -> Witness:
+    return Witness(_factory("linear_bn_sequence_channels"), {"inplace": False})
+
+
+# optimize_for_inference runs fuse and remove_dropout first, and with them their bugs; the
+# layout pass is off so that the witnesses show those alone.
+_FUSE_AND_DROP = {"conv_bn_fuse": True, "remove_dropout": True, "mkldnn": "off"}
+
+
+def shared_conv_inference_witness() -> Witness:
+    return Witness(_factory("shared_conv"), dict(_FUSE_AND_DROP))
+
+
+def linear_bn_without_affine_inference_witness() -> Witness:
+    return Witness(_factory("linear_bn_without_affine"), dict(_FUSE_AND_DROP))
+
+
+def linear_bn_over_sequence_inference_witness() -> Witness:
+    return Witness(_factory("linear_bn_over_sequence"), dict(_FUSE_AND_DROP))
+
+
+def linear_bn_sequence_channels_inference_witness() -> Witness:
+    return Witness(_factory("linear_bn_sequence_channels"), dict(_FUSE_AND_DROP))
+
+
 # --- remove_dropout ----------------------------------------------------------------------------
 
 
@@ -89,6 +120,10 @@ def keyword_dropout() -> Built:
 
 def keyword_dropout_witness() -> Witness:
     return Witness(_factory("keyword_dropout"))
+
+
+def keyword_dropout_inference_witness() -> Witness:
+    return Witness(_factory("keyword_dropout"), dict(_FUSE_AND_DROP))
 
 
 # --- optimize_for_inference --------------------------------------------------------------------
