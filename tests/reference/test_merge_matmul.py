@@ -220,6 +220,23 @@ def test_a_mutation_between_keeps_the_group(impl: Implementation, request: pytes
     same_outputs(merged(*[x.clone() for x in args]), expected)
 
 
+def test_a_mutation_after_the_group_stays_after_it(impl: Implementation, request: pytest.FixtureRequest) -> None:
+    upstream_bug(request, impl, "merge-matmul-mutation-between")
+
+    class MutatesAfter(torch.nn.Module):
+        def forward(self, a, b, w):
+            owned = a * 1.0
+            first, second = torch.matmul(owned, w), torch.matmul(b, w)
+            owned.add_(1.0)
+            return first, second, owned
+
+    module = MutatesAfter()
+    merged, summary = merge(impl, module)
+    assert summary["merged"] == [["w", ["mul", "b"]]]
+    args = torch.randn(2, 4), torch.randn(2, 4), torch.randn(4, 5)
+    same_outputs(merged(*args), module(*args))
+
+
 def test_an_unrelated_mutation_between_does_not_stop_the_merge(impl: Implementation) -> None:
     class Unrelated(torch.nn.Module):
         def forward(self, a, b, c, w):
