@@ -456,13 +456,14 @@ KNOWN: tuple[KnownDivergence, ...] = (
         reason=(
             "upstream's RewrittenModule is a bare nn.Module holding the instance __dict__, so a "
             "forward that uses another method or a class attribute of its module raises "
-            "AttributeError, and one that iterates or indexes its module (nn.Sequential's) raises "
-            "TypeError. The reference traces a subclass of the module's class that only replaces "
-            "forward."
+            "AttributeError, and one that iterates or indexes its module (nn.Sequential's) or "
+            "calls super(Class, self) raises TypeError. The reference traces a subclass of the "
+            "module's class that only replaces forward."
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH,
                     case="conform.traits.normalize:class_attribute_in_forward",
-                    message=r"'RewrittenModule' object (has no attribute|is not)"),
+                    message=r"'RewrittenModule' object (has no attribute|is not)|super\(type, obj\): obj "
+                            r"must be an instance or subtype of type"),
         witness="conform.witnesses.normalize:assert_with_helper",
     ),
     KnownDivergence(

@@ -275,8 +275,9 @@ def _class_only_names(module: torch.nn.Module) -> set[str]:
 
 def class_attribute_in_forward(graph_module: torch.fx.GraphModule, built: Built, params: dict[str, Any]) -> bool:
     """The root's forward uses what only its class provides: ``self.<name>`` for a method,
-    property or class attribute, or ``self`` itself where the class defines the protocol
-    (iterating a Sequential-like module, indexing it, taking its length)."""
+    property or class attribute, ``self`` itself where the class defines the protocol
+    (iterating a Sequential-like module, indexing it, taking its length), or
+    ``super(Class, self)``, which requires self to be an instance of the class."""
     tree = _root_syntax(built)
     if tree is None or not isinstance(tree, ast.Module) or not tree.body:
         return False
@@ -287,6 +288,9 @@ def class_attribute_in_forward(graph_module: torch.fx.GraphModule, built: Built,
     own = _class_only_names(built.module)
     bases = set()
     for found in ast.walk(definition):
+        if isinstance(found, ast.Call) and isinstance(found.func, ast.Name) and found.func.id == "super":
+            if found.args:
+                return True
         if isinstance(found, ast.Attribute) and isinstance(found.value, ast.Name) and found.value.id == me:
             bases.add(id(found.value))
             if found.attr in own:

@@ -381,3 +381,10 @@ def test_sub_spelled_as_add_is_not_claimed_next_to_a_keyword_call(monkeypatch: p
     own = [o for o in outcomes if o.symptom and o.symptom.value == "eager-mismatch" and "reference" in o.message]
     assert own and all(o.verdict.value == "fail" for o in own), [o.describe() for o in outcomes]
     assert all(o.notes.get("traits") for o in outcomes)
+
+
+def test_super_with_arguments_is_a_lost_class() -> None:
+    # super(Class, self) needs self to be an instance of the class, which upstream's
+    # RewrittenModule is not: the class-attribute entry claims it, the __class__-cell one not
+    outcomes = run(_here("explicit_super"), "rewrite", {})
+    assert [o.known_id for o in outcomes] == ["rewrite-class-attributes-lost"], [o.describe() for o in outcomes]
