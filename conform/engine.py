@@ -394,11 +394,24 @@ def _eager_oracle(f: _Findings, name: str, side: Side, meta_only: bool) -> None:
 
 def _judge_device(f: _Findings, cpu_side: Side, prepared: Prepared, row: TransformSpec,
                   params: dict[str, Any]) -> None:
+    """The reference's transformed module on CUDA against the eager module on CUDA.
+
+    Judged against eager-on-CUDA rather than against the CPU result, so kernels that round
+    differently on the two devices are not blamed on the transform; and only for cases whose
+    eager module runs on CUDA at all (a forward that creates tensors without a device, say
+    ``torch.rand(3)``, does not, and nothing about the transform can be learned from it).
+    """
     if cpu_side.execution is None or not cpu_side.execution.ok:
         return
     tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
+        eager = Subject(prepared.built.module, prepared.graph_module, prepared.built.args,
+                        prepared.built.kwargs).to("cuda")
+        with quiet():
+            expected = execute(eager.module, eager.inputs, eager.kwargs, seed=prepared.case.seed)
+        if not expected.ok:
+            return
         cuda_side = apply(row, "reference", prepared, params, device="cuda")
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
@@ -412,14 +425,17 @@ def _judge_device(f: _Findings, cpu_side: Side, prepared: Prepared, row: Transfo
         ex = cuda_side.execution
         if not ex.ok:
             f.add(Stage.EXECUTE, Symptom.DEVICE_DIVERGENCE,
-                  f"the transformed module runs on CPU but raises on CUDA: {ex.failure.exception}: {ex.failure.message}",
+                  "the transformed module runs on CPU but raises on CUDA, where the eager module "
+                  f"runs: {ex.failure.exception}: {ex.failure.message}",
                   failure=ex.failure, place="cuda-execute", device="cuda")
         else:
-            diff = compare_values(cpu_side.execution.outputs, ex.outputs, meta_only=prepared.built.stochastic,
+            diff = compare_values(expected.outputs, ex.outputs, meta_only=prepared.built.stochastic,
                                   tolerance_scale=DEVICE_TOLERANCE_SCALE)
             if diff:
-                f.add(Stage.COMPARE, Symptom.DEVICE_DIVERGENCE, "CPU and CUDA outputs differ",
-                      place="outputs", diffs=[Mismatch("cpu", "cuda", "outputs", diff)], device="cuda")
+                f.add(Stage.COMPARE, Symptom.DEVICE_DIVERGENCE,
+                      "on CUDA the transformed module computes different outputs than the eager module",
+                      place="outputs", diffs=[Mismatch("eager on cuda", "reference on cuda", "outputs", diff)],
+                      device="cuda")
 
 
 def _jsonable(value: Any) -> Any:

@@ -26,7 +26,7 @@ def test_cuda_only_miscompile_is_a_device_divergence() -> None:
                      devices=("cpu", "cuda"))
     (o,) = [o for o in outcomes if o.symptom is Symptom.DEVICE_DIVERGENCE]
     assert o.stage is Stage.COMPARE and o.device == "cuda" and o.verdict is Verdict.FAIL
-    assert o.diffs[0].left == "cpu" and o.diffs[0].right == "cuda"
+    assert o.diffs[0].left == "eager on cuda" and o.diffs[0].right == "reference on cuda"
 
 
 def test_cuda_only_miscompile_is_invisible_on_cpu() -> None:
