@@ -335,9 +335,11 @@ def postponed_annotations_in_forward(graph_module: torch.fx.GraphModule, built: 
     """The root's forward is annotated and was compiled under ``from __future__ import
     annotations`` (its annotations are strings until something evaluates them)."""
     fn = _root_forward(built)
+    # The flag is in the code object whichever way it got there: the defining module's own
+    # future import, or compile() inheriting it from the code that called it.
     return (
         fn is not None
         and bool(fn.__annotations__)
-        and fn.__globals__.get("annotations") is __future__.annotations
+        and bool(fn.__code__.co_flags & __future__.annotations.compiler_flag)
     )
 

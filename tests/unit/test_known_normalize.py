@@ -388,3 +388,30 @@ def test_super_with_arguments_is_a_lost_class() -> None:
     # RewrittenModule is not: the class-attribute entry claims it, the __class__-cell one not
     outcomes = run(_here("explicit_super"), "rewrite", {})
     assert [o.known_id for o in outcomes] == ["rewrite-class-attributes-lost"], [o.describe() for o in outcomes]
+
+
+_GENERATED_SOURCE = '''
+class Generated(torch.nn.Module):
+    def forward(self, x, alpha: float = 0.5):
+        assert self.training in (True, False)
+        return x * alpha
+'''
+
+
+def generated_with_inherited_future() -> Built:
+    # compile() called from this module inherits its 'from __future__ import annotations', as
+    # the random source's generated modules do
+    import linecache
+
+    filename = "<fx-conform test: generated forward>"
+    linecache.cache[filename] = (len(_GENERATED_SOURCE), None, _GENERATED_SOURCE.splitlines(True), filename)
+    namespace: dict[str, Any] = {"torch": torch}
+    exec(compile(_GENERATED_SOURCE, filename, "exec"), namespace)
+    return Built(namespace["Generated"](), (torch.randn(2, 3),))
+
+
+def test_postponed_annotations_inherited_by_compile_are_claimed() -> None:
+    case = _here("generated_with_inherited_future")
+    assert trait_holds("rewrite-postponed-annotations", case, {})
+    outcomes = run(case, "rewrite", {})
+    assert [o.known_id for o in outcomes] == ["rewrite-postponed-annotations"], [o.describe() for o in outcomes]
