@@ -31,7 +31,7 @@ def _bare(records: list[dict[str, Any]]) -> float:
     """Seconds for the bare pipeline over the recorded (case, transform, params) triples."""
     by_case: dict[str, tuple[Case, list[tuple[str, dict[str, Any]]]]] = {}
     for rec in records:
-        case = Case.from_json(rec["notes"]["case"])
+        case = Case(rec["source"], rec["spec"], rec["seed"])
         by_case.setdefault(case.key, (case, []))[1].append((rec["transform"], rec["params"]))
     rows = {row.name: row for row in select([])}
     started = time.perf_counter()

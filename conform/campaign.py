@@ -253,50 +253,58 @@ def run_worker(config: CampaignConfig, index: int) -> dict[str, Any]:
         deadline=started + budget,
         case_limit=limit,
     )
+    # each worker replays its share of the known divergences' witnesses (stale detection)
+    names = {row.name for row in state.rows}
+    share = [e for e in known.KNOWN if e.transform in names][index::config.workers]
+    witnesses = check_witnesses(share)
     rng = random.Random(f"{config.seed}:{index}")
     batches = 0
     while not state.exhausted():
         _run_batch(state, rng.getrandbits(63))
         batches += 1
     return {"worker": index, "cases": state.cases, "outcomes": state.recorder.count,
-            "batches": batches, "seconds": round(time.monotonic() - started, 3)}
+            "batches": batches, "seconds": round(time.monotonic() - started, 3), "witnesses": witnesses}
 
 
-def check_witnesses(transforms: list[str]) -> dict[str, dict[str, Any]]:
-    """Replay each known divergence's witness; an entry that no longer matches is stale."""
+def check_witnesses(entries: list[known.KnownDivergence]) -> dict[str, dict[str, Any]]:
+    """Replay the witnesses of ``entries``: ``{id: {"stale": bool, "stale_reason": ...}}``.
+
+    An entry is stale when its witness no longer shows a divergence the entry matches.
+    """
     status: dict[str, dict[str, Any]] = {}
-    for entry in known.KNOWN:
-        info = entry.to_json()
-        info["seen"] = 0
-        info["stale"] = None
-        if entry.transform in transforms:
-            try:
-                witness = known.load_witness(entry)
-                outcomes = check(witness.case, entry.transform, params=witness.params)
-                # overlapping entries classify an outcome under the first match, so ask the
-                # entry itself whether the witness still shows its divergence
-                info["stale"] = not any(o.is_divergence and entry.matches(o) for o in outcomes)
-                if info["stale"]:
-                    info["stale_reason"] = "the witness now gives: " + "; ".join(
-                        f"{o.verdict.value} {o.origin}" for o in outcomes)
-            except Exception as exc:
-                info["stale"] = True
-                info["stale_reason"] = f"the witness cannot run: {type(exc).__name__}: {exc}"
-        status[entry.id] = info
+    for entry in entries:
+        try:
+            witness = known.load_witness(entry)
+            outcomes = check(witness.case, entry.transform, params=witness.params)
+            # overlapping entries classify an outcome under the first match, so ask the
+            # entry itself whether the witness still shows its divergence
+            stale = not any(o.is_divergence and entry.matches(o) for o in outcomes)
+            reason = "the witness now gives: " + "; ".join(f"{o.verdict.value} {o.origin}" for o in outcomes)
+        except Exception as exc:
+            stale, reason = True, f"the witness cannot run: {type(exc).__name__}: {exc}"
+        status[entry.id] = {"stale": stale, **({"stale_reason": reason} if stale else {})}
     return status
 
 
-def finish(report_dir: Path, *, meta: dict[str, Any], transforms: list[str],
-           witnesses: bool = True) -> dict[str, Any]:
+def known_status(outcomes: list[Outcome], witnesses: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """Every registry entry with how often this run saw it and, when its witness was
+    replayed, whether it is stale (``None``: not checked)."""
+    status = {e.id: {**e.to_json(), "seen": 0, "stale": None} for e in known.KNOWN}
+    for entry_id, result in (witnesses or {}).items():
+        if entry_id in status:
+            status[entry_id].update(result)
+    for o in outcomes:
+        if o.known_id in status:
+            status[o.known_id]["seen"] += 1
+    return status
+
+
+def finish(report_dir: Path, *, meta: dict[str, Any],
+           witnesses: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Merge the parts into results.jsonl, summary.json and index.html; return the summary."""
     outcomes = record.read_parts(report_dir)
     record.write_results(report_dir, outcomes)
-    status = check_witnesses(transforms) if witnesses else {
-        e.id: {**e.to_json(), "seen": 0, "stale": None} for e in known.KNOWN}
-    for o in outcomes:
-        if o.known_id and o.known_id in status:
-            status[o.known_id]["seen"] += 1
-    summary = record.summarize(outcomes, meta=meta, known_status=status)
+    summary = record.summarize(outcomes, meta=meta, known_status=known_status(outcomes, witnesses))
     record.write_summary(report_dir, summary)
     report.write(report_dir, outcomes, summary)
     return summary
@@ -334,7 +342,8 @@ def run(config: CampaignConfig) -> dict[str, Any]:
         "interrupted": interrupted,
         "environment": record.environment(config.devices),
     }
-    return finish(report_dir, meta=meta, transforms=[r.name for r in rows])
+    witnesses = {k: v for stat in stats for k, v in stat.pop("witnesses", {}).items()}
+    return finish(report_dir, meta=meta, witnesses=witnesses)
 
 
 def auto_workers() -> int:

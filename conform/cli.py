@@ -170,9 +170,7 @@ def _replay(args: argparse.Namespace) -> int:
     if len(keys) > 1:
         raise UsageError(f"key prefix {args.key!r} is ambiguous", choices=sorted(keys)[:10])
     recorded = matches[0]
-    case_data = recorded.notes.get("case") or {"source": recorded.source, "spec": recorded.spec,
-                                                 "seed": recorded.seed}
-    case = Case.from_json(case_data)
+    case = Case(source=recorded.source, spec=recorded.spec, seed=recorded.seed)
     if recorded.transform == "-":
         from conform.engine import prepare
         from conform.outcome import Outcome
@@ -201,8 +199,11 @@ def _report(args: argparse.Namespace) -> int:
             previous = json.loads(summary_path.read_text())
         except ValueError:
             previous = {}
-    meta = {k: previous[k] for k in ("duration_s", "seed", "budget_s", "workers", "environment") if k in previous}
-    summary = campaign.finish(report_dir, meta=meta, transforms=previous.get("transforms", []))
+    keep = ("duration_s", "seed", "budget_s", "max_cases", "workers", "transforms", "sources", "environment")
+    meta = {k: previous[k] for k in keep if k in previous}
+    witnesses = {k: {"stale": v["stale"], **({"stale_reason": v["stale_reason"]} if "stale_reason" in v else {})}
+                 for k, v in previous.get("known", {}).items() if v.get("stale") is not None}
+    summary = campaign.finish(report_dir, meta=meta, witnesses=witnesses)
     _print_summary(summary, report_dir)
     return EXIT_DIVERGENCE if summary["new_divergences"] else EXIT_OK
 

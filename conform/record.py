@@ -57,7 +57,6 @@ class Recorder:
                     outcome.repro = str(path.relative_to(self.report_dir))
                 except Exception as exc:  # a case whose source cannot be written still counts
                     outcome.notes["repro_error"] = f"{type(exc).__name__}: {exc}"
-            outcome.notes.setdefault("case", case.to_json() if case is not None else None)
             lines.append(json.dumps(outcome.to_json(), default=repr, sort_keys=True))
             self.count += 1
         if lines:

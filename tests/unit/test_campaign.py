@@ -90,3 +90,23 @@ def test_two_workers_in_processes(tmp_path: Path) -> None:
     assert sum(w["cases"] for w in summary["worker_stats"]) == 6
     assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == ["results-w0.jsonl", "results-w1.jsonl"]
     assert [w["cases"] for w in summary["worker_stats"]] == [3, 3]
+
+
+def test_campaign_flags_a_stale_known_divergence(tmp_path: Path, planted: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from conform import known
+    from conform.known import Kind, KnownDivergence, Match
+
+    stale = KnownDivergence(
+        id="planted-no-longer", transform="planted_upstream_crash", kind=Kind.UPSTREAM_BUG,
+        reason="a divergence the witness no longer shows", match=Match(exception="ValueError"),
+        witness="test_known:planted_witness")
+    live = KnownDivergence(
+        id="planted-live", transform="planted_upstream_crash", kind=Kind.UPSTREAM_BUG,
+        reason="the planted upstream crash", match=Match(exception="KeyError"),
+        witness="test_known:planted_witness")
+    monkeypatch.setattr(known, "KNOWN", (stale, live))
+    summary = campaign.run(_config(tmp_path, transforms=("planted_upstream_crash",), max_cases=2, shrink=False))
+    assert summary["known"]["planted-no-longer"]["stale"] is True
+    assert summary["known"]["planted-live"]["stale"] is False
+    assert summary["known"]["planted-live"]["seen"] == 2
+    assert "stale" in (tmp_path / "index.html").read_text()

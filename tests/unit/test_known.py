@@ -77,7 +77,7 @@ def test_stale_entry_is_flagged(monkeypatch: pytest.MonkeyPatch) -> None:
     live = _entry(stage=Stage.TRANSFORM_UPSTREAM)
     stale = KnownDivergence(**{**live.__dict__, "id": "no-longer", "match": Match(exception="ValueError")})
     monkeypatch.setattr(known, "KNOWN", (live, stale))
-    status = campaign.check_witnesses(["planted_upstream_crash"])
+    status = campaign.check_witnesses([live, stale])
     assert status[live.id]["stale"] is False
     assert status["no-longer"]["stale"] is True
     assert "witness now gives" in status["no-longer"]["stale_reason"]

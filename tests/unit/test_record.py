@@ -27,7 +27,7 @@ def test_recorder_appends_and_writes_repro(tmp_path: Path) -> None:
     back = record.read_parts(tmp_path)
     assert len(back) == len(outcomes) + 1
     assert all(o.repro and (tmp_path / o.repro).exists() for o in back if o.is_divergence)
-    assert back[0].notes["case"] == TWO_ADDS.to_json()
+    assert (back[0].source, back[0].spec, back[0].seed) == (TWO_ADDS.source, TWO_ADDS.spec, TWO_ADDS.seed)
 
 
 def test_repro_script_reproduces(tmp_path: Path) -> None:
