@@ -64,7 +64,8 @@ class Value:
     ``dtype`` is a dtype name (``"float32"``, ``"int64"``, ``"bool"``) or ``"tuple"``;
     ``bound`` bounds ``|element|``; ``storage`` names the memory the tensor owns or views
     (None for inputs, parameters, constants and overlapping views, which must never be
-    written in place); ``nonneg`` marks integer values usable as indices.
+    written in place); ``nonneg`` marks integer values usable as indices; ``traced`` is False
+    for values computed from no traced input, which tracing folds into constants.
     """
 
     name: str
@@ -76,6 +77,7 @@ class Value:
     nonneg: bool = False
     arity: int = 0
     usable: bool = True
+    traced: bool = True
 
     @property
     def is_tensor(self) -> bool:
@@ -259,6 +261,11 @@ class Planner:
             storage = view_of.storage
         else:
             storage = name if arity == 0 else None
+        # Computed from constants only, the value is a trace-time constant too: the traced
+        # module keeps that one tensor across calls, so it must never be written in place.
+        traced = not ins or any(v.traced for v in ins)
+        if not traced:
+            storage = None
         value = Value(
             name,
             tuple(shape),
@@ -269,6 +276,7 @@ class Planner:
             nonneg=nonneg,
             arity=arity,
             usable=usable,
+            traced=traced,
         )
         self._register(value)
         return value

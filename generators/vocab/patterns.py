@@ -81,7 +81,9 @@ class Constant(OpKind):
         shape = list(x.shape[g.int(0, len(x.shape) - 1) :]) if x is not None else [g.int(1, MAX_DIM)]
         style = g.int(0, len(self.styles) - 1)
         value = p.add(self.name, [], {"style": style, "shape": shape, "key": g.int(0, 99)}, shape, p.dtype, 1.0)
-        value.storage = None  # the traced module keeps one tensor across calls: never write it
+        # the traced module keeps one tensor across calls: never write it, nor what is
+        # computed from it alone
+        value.storage, value.traced = None, False
         return value
 
     def emit(self, node: dict[str, Any], w: Writer) -> None:
