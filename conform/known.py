@@ -329,8 +329,9 @@ KNOWN: tuple[KnownDivergence, ...] = (
                 "keeps 'self' wherever the callable takes it."
             ),
             match=Match(case="conform.traits.normalize:calls_with_self_parameter", message=(
-                r"missing value for argument 'self'|received an invalid combination of arguments "
-                r"- got \([^)]*\binput=|\]\.self: only on the right")),
+                r"module upstream produced raises \w+: [^\n]*(missing value for argument 'self'|"
+                r"received an invalid combination of arguments - got \([^)]*\binput=)|\]\.self: only "
+                r"on the right")),
             witness="conform.witnesses.normalize:aten_overload_call",
         )
         for transform in ("normalize_args", "normalize_args_typed")

@@ -198,22 +198,30 @@ def _reference_transformer_miscompiles(monkeypatch: pytest.MonkeyPatch, name: st
     plant(monkeypatch, "reference.normalize", name, Planted)
 
 
-def _reference_names_self_input(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The reference repeats upstream's renaming of 'self': aten calls get 'input='."""
-    from reference.normalize import NormalizeArgs
+def _names_self_input(module_path: str) -> Callable[[pytest.MonkeyPatch], None]:
+    """The implementation renames 'self' of the first aten call to 'input' even when the
+    call keeps its positional arguments."""
 
-    class Planted(NormalizeArgs):
-        def transform(self) -> torch.fx.GraphModule:
-            result = super().transform()
-            for node in result.graph.nodes:
-                if isinstance(node.target, torch._ops.OpOverload) and node.args:
-                    node.kwargs = {"input": node.args[0], **dict(zip(("other",), node.args[1:])), **node.kwargs}
-                    node.args = ()
-                    result.recompile()
-                    break
-            return result
+    def planting(monkeypatch: pytest.MonkeyPatch) -> None:
+        import importlib
 
-    plant(monkeypatch, "reference.normalize", "NormalizeArgs", Planted)
+        original = importlib.import_module(module_path).NormalizeArgs
+
+        class Planted(original):  # type: ignore[misc, valid-type]
+            def transform(self) -> torch.fx.GraphModule:
+                result = super().transform()
+                for node in result.graph.nodes:
+                    if isinstance(node.target, torch._ops.OpOverload) and node.args:
+                        node.kwargs = {"input": node.args[0], **dict(zip(("other",), node.args[1:])),
+                                       **node.kwargs}
+                        node.args = ()
+                        result.recompile()
+                        break
+                return result
+
+        plant(monkeypatch, module_path, "NormalizeArgs", Planted)
+
+    return planting
 
 
 def _reference_types_layer(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -282,10 +290,10 @@ NEARBY: dict[str, tuple[str, Any, dict[str, Any], Callable[[pytest.MonkeyPatch],
     # the aten call keeps its positional arguments
     "normalize-args-self-parameter-name": (
         "normalize_args", factory("conform.witnesses.normalize", "aten_overload_call_case"),
-        {"normalize_to_only_use_kwargs": False}, _reference_names_self_input, None),
+        {"normalize_to_only_use_kwargs": False}, _names_self_input("torch.fx.experimental.normalize"), None),
     "normalize-args-typed-self-parameter-name": (
         "normalize_args_typed", factory("conform.witnesses.normalize", "aten_overload_call_case"),
-        {"normalize_to_only_use_kwargs": False}, _reference_names_self_input, None),
+        {"normalize_to_only_use_kwargs": False}, _names_self_input("torch.fx.experimental.normalize"), None),
     # a layer named 'nonzero' rather than a torch.nonzero call
     "normalize-args-hand-written-signatures": (
         "normalize_args", _here("layer_named_nonzero"), {"normalize_to_only_use_kwargs": True},
@@ -415,3 +423,13 @@ def test_postponed_annotations_inherited_by_compile_are_claimed() -> None:
     assert trait_holds("rewrite-postponed-annotations", case, {})
     outcomes = run(case, "rewrite", {})
     assert [o.known_id for o in outcomes] == ["rewrite-postponed-annotations"], [o.describe() for o in outcomes]
+
+
+def test_reference_renaming_self_is_not_claimed_on_the_witness(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the witness has the bug's shape; a reference that repeats upstream's renaming crashes
+    # when its module runs, and that crash is the reference's own failure
+    _names_self_input("reference.normalize")(monkeypatch)
+    witness = known.load_witness(known.by_id()["normalize-args-self-parameter-name"])
+    outcomes = run(witness.case, "normalize_args", witness.params)
+    own = [o for o in outcomes if "module reference produced raises" in o.message]
+    assert own and all(o.verdict.value == "fail" for o in own), [o.describe() for o in outcomes]
