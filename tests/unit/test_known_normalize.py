@@ -199,8 +199,8 @@ def _reference_transformer_miscompiles(monkeypatch: pytest.MonkeyPatch, name: st
 
 
 def _names_self_input(module_path: str) -> Callable[[pytest.MonkeyPatch], None]:
-    """The implementation renames 'self' of the first aten call to 'input' even when the
-    call keeps its positional arguments."""
+    """The implementation passes the first aten call's arguments by keyword with 'self'
+    renamed to 'input', whatever normalize_to_only_use_kwargs says."""
 
     def planting(monkeypatch: pytest.MonkeyPatch) -> None:
         import importlib
@@ -211,12 +211,13 @@ def _names_self_input(module_path: str) -> Callable[[pytest.MonkeyPatch], None]:
             def transform(self) -> torch.fx.GraphModule:
                 result = super().transform()
                 for node in result.graph.nodes:
-                    if isinstance(node.target, torch._ops.OpOverload) and node.args:
-                        node.kwargs = {"input": node.args[0], **dict(zip(("other",), node.args[1:])),
-                                       **node.kwargs}
-                        node.args = ()
-                        result.recompile()
-                        break
+                    if not isinstance(node.target, torch._ops.OpOverload):
+                        continue
+                    given = dict(zip(("self", "other"), node.args)) | dict(node.kwargs)
+                    node.args = ()
+                    node.kwargs = {("input" if k == "self" else k): v for k, v in given.items()}
+                    result.recompile()
+                    break
                 return result
 
         plant(monkeypatch, module_path, "NormalizeArgs", Planted)
