@@ -756,16 +756,18 @@ KNOWN: tuple[KnownDivergence, ...] = (
         transform="merge_matmul",
         kind=Kind.UPSTREAM_BUG,
         reason=(
-            "the merged product reads every left operand where the last matmul of the group was, "
-            "and upstream then re-sorts the whole graph by data dependences alone "
-            "(legalize_graph), which ignores in-place updates: with a.add_(1) after a @ w, or any "
-            "in-place update of memory a merged matmul or a user of its product reads, the "
-            "merged module reads the updated value (an eager mismatch and an output divergence "
-            "of upstream's module). The reference leaves a group unmerged when an in-place "
-            "update between its matmuls may reach what the merge reads later (the kept matmuls "
-            "differ in the fingerprint)."
+            "upstream's merge ignores in-place updates twice: the merged product reads every "
+            "left operand where the last matmul of the group was (a.add_(1) after a @ w reaches "
+            "the earlier product), and legalize_graph then re-sorts the whole graph "
+            "breadth-first by data dependences alone, which can move any read of updated memory "
+            "to the other side of the update (relu(y) ahead of y.mul_(gate) when the gate takes "
+            "longer to compute). Either way the merged module silently computes something else "
+            "(an eager mismatch and an output divergence of upstream's module). The reference "
+            "leaves a group unmerged when an in-place update between its matmuls may reach what "
+            "the merge reads (the kept matmuls differ in the fingerprint) and restores order with "
+            "a stable sort that moves only the nodes that must follow a merged product."
         ),
-        match=Match(case="conform.traits.optimization:mutation_reaches_a_merge", message=(
+        match=Match(case="conform.traits.optimization:in_place_update_in_merged_graph", message=(
             r"fingerprint\.kept: length \d+ vs \d+|module upstream produced computes different|"
             r"transformed modules compute different outputs")),
         witness="conform.witnesses.optimization:mutation_between_witness",

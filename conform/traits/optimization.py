@@ -349,26 +349,26 @@ def _memory(node: Node, modules: dict[str, nn.Module]) -> Node:
     return node
 
 
-def mutation_reaches_a_merge(graph_module: torch.fx.GraphModule, built: Built, params: dict[str, Any]) -> bool:
-    """A group upstream merges, and an in-place update of memory that the group's matmuls
-    or the nodes using their products read. Upstream computes every product of the group
-    at one place and then re-sorts the whole graph by data dependences alone, so such an
-    update can land on the other side of a read."""
-    groups = _matmul_groups(graph_module)
-    if not groups:
+def in_place_update_in_merged_graph(graph_module: torch.fx.GraphModule, built: Built,
+                                    params: dict[str, Any]) -> bool:
+    """A group upstream merges, in a graph that updates in place memory another node reads.
+    Upstream computes the whole group where its last matmul was and then re-sorts the whole
+    graph breadth-first by data dependences alone; neither step sees in-place updates, so a
+    read of the updated memory (by a merged matmul or by any other node) can move to the
+    other side of the update."""
+    if not _matmul_groups(graph_module):
         return False
     modules = dict(graph_module.named_modules())
-    writes = [(node, target) for node in graph_module.graph.nodes
-              if (target := _writes(node, modules)) is not None]
-    if not writes:
+    updated = {_memory(target, modules): node for node in graph_module.graph.nodes
+               if (target := _writes(node, modules)) is not None}
+    if not updated:
         return False
-    read: set[Node] = set()
-    for members in groups:
-        for member in members:
-            read.update(member.all_input_nodes)
-            read.update(i for user in member.users for i in user.all_input_nodes)
-    watched = {_memory(value, modules) for value in read}
-    return any(_memory(target, modules) in watched for _, target in writes)
+    for node in graph_module.graph.nodes:
+        for value in node.all_input_nodes:
+            writer = updated.get(_memory(value, modules))
+            if writer is not None and node is not writer:
+                return True
+    return False
 
 
 # --- validator -------------------------------------------------------------------------------------

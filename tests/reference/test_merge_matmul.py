@@ -237,6 +237,24 @@ def test_a_mutation_after_the_group_stays_after_it(impl: Implementation, request
     same_outputs(merged(*args), module(*args))
 
 
+def test_a_read_of_updated_memory_stays_after_the_update(
+    impl: Implementation, request: pytest.FixtureRequest
+) -> None:
+    upstream_bug(request, impl, "merge-matmul-mutation-between")
+
+    class GatedElsewhere(torch.nn.Module):
+        def forward(self, a, b, w, x):
+            owned = x * 1.0
+            owned.mul_(torch.sigmoid(torch.sigmoid(x)))
+            return torch.matmul(a, w), torch.matmul(b, w), torch.relu(owned)
+
+    module = GatedElsewhere()
+    merged, summary = merge(impl, module)
+    assert summary["merged"] == [["w", ["a", "b"]]]
+    args = torch.randn(2, 4), torch.randn(3, 4), torch.randn(4, 5), torch.randn(3)
+    same_outputs(merged(*args), module(*args))
+
+
 def test_an_unrelated_mutation_between_does_not_stop_the_merge(impl: Implementation) -> None:
     class Unrelated(torch.nn.Module):
         def forward(self, a, b, c, w):
