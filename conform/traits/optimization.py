@@ -231,6 +231,28 @@ def broadcasting_arithmetic(graph_module: torch.fx.GraphModule, built: Built, pa
     return False
 
 
+def _pools_unevenly(size: Any) -> bool:
+    sizes = size if isinstance(size, (tuple, list)) else (size,)
+    return any(s is not None and s != 1 for s in sizes)
+
+
+def uneven_adaptive_pool_in_layout(graph_module: torch.fx.GraphModule, built: Built, params: dict[str, Any]) -> bool:
+    """An adaptive average pool (F.adaptive_avg_pool2d or nn.AdaptiveAvgPool2d) whose output
+    is not 1x1, with the layout pass on: MKLDNN pools only input sizes the output divides."""
+    if not _layout_runs(params):
+        return False
+    modules = dict(graph_module.named_modules())
+    for node in graph_module.graph.nodes:
+        if node.op == "call_function" and node.target is torch.nn.functional.adaptive_avg_pool2d:
+            size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
+            if _pools_unevenly(size):
+                return True
+        if node.op == "call_module" and type(modules.get(node.target)) is nn.AdaptiveAvgPool2d:
+            if _pools_unevenly(modules[node.target].output_size):
+                return True
+    return False
+
+
 # --- merge_matmul ----------------------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from conform.case import Case
 from conform.known import Witness
@@ -303,3 +304,22 @@ def squeeze_excite() -> Built:
 
 def broadcasting_witness() -> Witness:
     return Witness(_factory("squeeze_excite"), {"conv_bn_fuse": True, "remove_dropout": True, "mkldnn": "length"})
+
+
+class UnevenPool(nn.Module):
+    """A 2x2 adaptive pool of a 5x5 map inside a region of MKLDNN-capable ops."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        return torch.relu(F.adaptive_avg_pool2d(torch.relu(self.conv(x)), (2, 2)))
+
+
+def uneven_pool() -> Built:
+    return Built(UnevenPool().eval(), (torch.randn(1, 3, 5, 5),))
+
+
+def uneven_pool_witness() -> Witness:
+    return Witness(_factory("uneven_pool"), {"conv_bn_fuse": True, "remove_dropout": True, "mkldnn": "length"})

@@ -92,6 +92,21 @@ def same_shape_gate() -> Built:
     return Built(SameShapeGate().eval(), (torch.randn(2, 3, 8, 8),))
 
 
+class GlobalPool(nn.Module):
+    """An adaptive pool to 1x1, which every input size divides, inside an MKLDNN region."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        return torch.relu(nn.functional.adaptive_avg_pool2d(torch.relu(self.conv(x)), 1))
+
+
+def global_pool() -> Built:
+    return Built(GlobalPool().eval(), (torch.randn(1, 3, 5, 5),))
+
+
 class OneGroup(nn.Module):
     def forward(self, a, b, w):
         return torch.matmul(a, w), torch.matmul(b, w)
@@ -150,19 +165,22 @@ def upstream_modules_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
     plant(monkeypatch, UPSTREAM, "fuse", lambda model, inplace=False, no_trace=False: model)
 
 
-def upstream_result_raises_broadcasting(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Upstream: the optimized module raises MKLDNN's broadcasting error when it runs."""
-    from torch.fx.experimental import optimization
+def upstream_result_raises(message: str) -> Callable[[pytest.MonkeyPatch], None]:
+    """Upstream: the optimized module raises RuntimeError(message) when it runs."""
 
-    original = optimization.optimize_for_inference
+    def plant_bug(monkeypatch: pytest.MonkeyPatch) -> None:
+        from torch.fx.experimental import optimization
 
-    def planted(model: nn.Module, pass_config: dict | None = None, tracer: Any = torch.fx.Tracer) -> nn.Module:
-        result = original(model, pass_config, tracer)
-        result.register_forward_pre_hook(
-            raising(RuntimeError("mkldnn_mul: currently mkldnn not support broadcasting")))
-        return result
+        original = optimization.optimize_for_inference
 
-    monkeypatch.setattr(optimization, "optimize_for_inference", planted)
+        def planted(model: nn.Module, pass_config: dict | None = None, tracer: Any = torch.fx.Tracer) -> nn.Module:
+            result = original(model, pass_config, tracer)
+            result.register_forward_pre_hook(raising(RuntimeError(message)))
+            return result
+
+        monkeypatch.setattr(optimization, "optimize_for_inference", planted)
+
+    return plant_bug
 
 
 def upstream_truncation_off_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -238,8 +256,12 @@ CASES = [
                            upstream_modules_in_place),
                  id="optimize-for-inference-mutates-model"),
     pytest.param(Precision("optimize-for-inference-broadcasting", here("same_shape_gate"), LAYOUT,
-                           upstream_result_raises_broadcasting),
+                           upstream_result_raises("mkldnn_mul: currently mkldnn not support broadcasting")),
                  id="optimize-for-inference-broadcasting"),
+    pytest.param(Precision("optimize-for-inference-uneven-adaptive-pool", here("global_pool"), LAYOUT,
+                           upstream_result_raises("input size is not divisible by the output size is not "
+                                                  "supported yet")),
+                 id="optimize-for-inference-uneven-adaptive-pool"),
     pytest.param(Precision("merge-matmul-second-group", here("one_group"), {},
                            upstream_raises(UPSTREAM_MERGE, "legalize_graph",
                                            RuntimeError("Attempting to remove matmul from wrong graph"))),
