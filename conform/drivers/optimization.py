@@ -71,8 +71,10 @@ def drive_optimize_for_inference(
     ``remove_dropout`` and ``mkldnn`` (``"off"`` or a heuristic name, see
     :mod:`generators.params.optimization`).
 
-    Not applicable to modules in training mode (the pass is for inference) or, with the
-    layout pass on, to inputs that are not float32 CPU tensors (MKLDNN layout is float32).
+    Not applicable to modules in training mode (the pass is for inference) or to inputs that
+    are not float32 CPU tensors: the pass is for float32 CPU models (its layout pass rejects
+    other dtypes), and folding at lower precisions, which rounds differently from the eager
+    module, is the ``fuse`` row's to check.
     Raises :class:`InputModified` when the transform replaced submodules of
     ``subject.module`` or changed what it computes.
     """
@@ -80,8 +82,8 @@ def drive_optimize_for_inference(
     if module.training:
         raise NotApplicable("optimize_for_inference is for modules in eval mode")
     layout = params.get("mkldnn", "length")
-    if layout != "off" and not (_float32_cpu(subject.inputs) and _float32_cpu(subject.kwargs)):
-        raise NotApplicable("the MKLDNN layout pass needs float32 CPU inputs")
+    if not (_float32_cpu(subject.inputs) and _float32_cpu(subject.kwargs)):
+        raise NotApplicable("optimize_for_inference is for float32 CPU models and inputs")
     config: dict[str, Any] = {
         "conv_bn_fuse": params.get("conv_bn_fuse", True),
         "remove_dropout": params.get("remove_dropout", True),

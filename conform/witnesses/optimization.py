@@ -103,6 +103,32 @@ def linear_bn_sequence_channels_inference_witness() -> Witness:
     return Witness(_factory("linear_bn_sequence_channels"), dict(_FUSE_AND_DROP))
 
 
+class ConvBatchNorm(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
+
+
+def conv_bn_bfloat16() -> Built:
+    """Conv2d + BatchNorm2d in bfloat16, with fixed weights and statistics."""
+    generator = torch.Generator().manual_seed(0)
+    module = ConvBatchNorm()
+    with torch.no_grad():
+        for tensor in (*module.parameters(), module.bn.running_mean):
+            tensor.copy_(torch.rand(tensor.shape, generator=generator) * 2 - 1)
+        module.bn.running_var.copy_(torch.rand(4, generator=generator) + 0.5)
+    x = torch.rand(2, 3, 6, 6, generator=generator) * 2 - 1
+    return Built(module.eval().to(torch.bfloat16), (x.to(torch.bfloat16),))
+
+
+def conv_bn_bfloat16_witness() -> Witness:
+    return Witness(_factory("conv_bn_bfloat16"), {"inplace": False})
+
+
 # --- remove_dropout ----------------------------------------------------------------------------
 
 
