@@ -17,7 +17,11 @@ What makes it fast, for the same answers:
   current list's placement up to the first merged partition: it resumes from a snapshot
   taken there instead of starting over;
 * the latency of each partition is computed once (merged partitions once per pair), and
-  the critical path is one pass over a topological order.
+  the critical path is one pass over a topological order;
+* with integer memory sizes (always, for sizes that ``get_size_of_all_nodes`` records), the
+  placement and critical path of a candidate are derived from the current list's instead
+  of replayed (``reference._partition_candidates``), which makes a candidate cost about
+  the number of partitions it actually moves rather than the length of the list.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from collections import deque
 
 from torch.fx.node import Node
 
-from reference._partition_index import GraphIndex, Placement
+from reference._partition_candidates import CandidateEvaluator, RoundTrace
+from reference._partition_index import GraphIndex, Placement, collector_paused
 from reference.partitioner_utils import Device, NodeLatency, PartitionLatency
 
 _INF = float("inf")
@@ -72,12 +77,16 @@ class CostAwareSearch:
         devices (List[Device]): distinct devices, in first-seen order.
         transfer_rate_bytes_per_sec (float): link bandwidth.
         latency_of (Dict[Node, NodeLatency]): latency of every operation.
+        incremental (bool): derive candidates from the current list where the numbers
+            allow it (the default); False replays every candidate in full, the plain
+            statement of the search that the incremental one must agree with.
     """
 
     def __init__(
         self, ix: GraphIndex, devices: list[Device], transfer_rate_bytes_per_sec: float,
-        latency_of: dict[Node, NodeLatency],
+        latency_of: dict[Node, NodeLatency], incremental: bool = True,
     ) -> None:
+        self.incremental = incremental
         self.ix = ix
         self.devices = devices
         self.rate = transfer_rate_bytes_per_sec
@@ -85,6 +94,7 @@ class CostAwareSearch:
         self._merged: dict[tuple[Unit, Unit], Unit] = {}
         self._sizes: dict[tuple[Unit, Unit], int] = {}
         self._feeds: dict[tuple[Unit, Unit], frozenset[int]] = {}
+        self._shared: dict[tuple[Unit, Unit], bool] = {}
 
     # Per-round structure of the current list.
 
@@ -348,13 +358,22 @@ class CostAwareSearch:
         return critical
 
     def _merged_size(self, k: int, c: int, i: int, j: int) -> int:
+        """Bytes sent along ``k -> c`` once ``i`` and ``j`` are merged into slot ``i``."""
         units = self.units
-        if k == i:
-            feed = self._feed(units[i], units[c]) | self._feed(units[j], units[c])
-        elif c == i:
-            feed = self._feed(units[k], units[i]) | self._feed(units[k], units[j])
-        else:
+        if k != i and c != i:
             return self._size(units[k], units[c])
+        a, b = units[i], units[j]
+        if k == i:
+            key = (a, b)
+            shared = self._shared.get(key)
+            if shared is None:
+                shared = self._shared[key] = not a.nodes.isdisjoint(b.nodes)
+            if not shared:
+                # What the two send is disjoint when they hold no node in common.
+                return self._size(a, units[c]) + self._size(b, units[c])
+            feed = self._feed(a, units[c]) | self._feed(b, units[c])
+        else:
+            feed = self._feed(units[k], a) | self._feed(units[k], b)
         sent = self.ix.sent
         return sum(sent[x] for x in feed)
 
@@ -367,24 +386,43 @@ class CostAwareSearch:
             the final partitions in list order, each one's device index (None where the
             final placement failed or never ran) and each one's BFS level.
         """
+        with collector_paused():
+            return self._run()
+
+    def _run(self) -> tuple[list[Unit], list[int | None], list[int]]:
         ix = self.ix
         units = [singleton(ix, v) for v in range(len(ix.nodes)) if not ix.holder[v] and ix.nodes[v].op != "output"]
         placed: list[int | None] = [None] * len(units)
+        self._prepare(units)
+        # Offsets between two placement walks are exact only in integer arithmetic.
+        exact = self.incremental and all(
+            isinstance(size, int) for sizes in (ix._out, ix._total) for size in sizes if size is not None
+        ) and all(isinstance(d.available_mem_bytes, int) for d in self.devices)
+        # Bounds assume that no latency or transfer shortens a path.
+        bounded = self.rate > 0 and all(x >= 0 for cost in ix._latency.values() for x in cost)
         while True:
-            self._prepare(units)
             current = self._critical(placed)
             if len(units) == 1:
                 break
-            snapshots: list[Placement] = []
-            base, failed_at = self._placement(units, snapshots)
-            self._base_values(base)
+            pairs = [(i, j) for i, j in self._eligible_pairs() if not self._closes_cycle(i, j)]
             best: tuple[int, int] | None = None
-            for i, j in self._eligible_pairs():
-                if self._closes_cycle(i, j):
-                    continue
-                cost = self._try(i, j, base, snapshots, failed_at)
-                if cost <= current:
-                    best, current = (i, j), cost
+            if exact:
+                trace = RoundTrace(self.devices, self.ext_at, self.base_of, self.used_of)
+                self._base_values(trace.placed)
+            if exact and not any(f != f for f in self.base_finish):
+                evaluator = CandidateEvaluator(self, trace, bounded)
+                for i, j in pairs:
+                    cost = evaluator.cost(i, j, current)
+                    if cost <= current:
+                        best, current = (i, j), cost
+            else:
+                snapshots: list[Placement] = []
+                base, failed_at = self._placement(units, snapshots)
+                self._base_values(base)
+                for i, j in pairs:
+                    cost = self._try(i, j, base, snapshots, failed_at)
+                    if cost <= current:
+                        best, current = (i, j), cost
             if best is not None:
                 i, j = best
                 merged = self._merged_unit(units[i], units[j])
@@ -393,7 +431,8 @@ class CostAwareSearch:
                 self._merged = {k: v for k, v in self._merged.items() if k[0] in alive and k[1] in alive}
                 self._sizes = {k: v for k, v in self._sizes.items() if k[0] in alive and k[1] in alive}
                 self._feeds = {k: v for k, v in self._feeds.items() if k[0] in alive and k[1] in alive}
-            self._prepare(units)
+                self._shared = {k: v for k, v in self._shared.items() if k[0] in alive and k[1] in alive}
+                self._prepare(units)
             placed, _ = self._placement(units)
             if best is None:
                 break

@@ -25,7 +25,7 @@ from torch.fx.graph_module import GraphModule
 from torch.fx.node import Node
 
 from reference._partition_cost_aware import CostAwareSearch
-from reference._partition_index import GraphIndex, assign_devices, unique_devices
+from reference._partition_index import GraphIndex, assign_devices, collector_paused, unique_devices
 from reference._partition_kl import KLRefinement
 from reference.graph_manipulation import get_size_of_all_nodes
 from reference.partitioner_utils import (
@@ -466,7 +466,8 @@ class Partitioner:
 
     def do_partition(self) -> GraphModule:
         """Cut the module into one submodule per partition id."""
-        parent = split_module(self.graph_module, self.torch_module, lambda node: self.node_to_partition[node])
+        with collector_paused():  # one submodule per partition: heavy allocation, no cycles to collect
+            parent = split_module(self.graph_module, self.torch_module, lambda node: self.node_to_partition[node])
         parent.graph.lint()
         return parent
 
