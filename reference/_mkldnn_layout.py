@@ -409,6 +409,7 @@ def mkldnn_mul(a: Any, b: Any) -> Any:
 
 # Shapes are only known when the module runs: these check before using MKLDNN's kernels.
 _SHAPE_CHECKED = {operator.add: mkldnn_add, operator.mul: mkldnn_mul}
+_UNCHECKED = {checked: plain for plain, checked in _SHAPE_CHECKED.items()}
 
 
 def _wrap_in_conversions(graph: fx.Graph, node: fx.Node) -> None:
@@ -492,6 +493,11 @@ def _return_to_dense(
             conversion.replace_all_uses_with(conversion.args[0])
             graph.erase_node(conversion)
         for node in region.nodes:
+            if node.op == "call_function" and node.target in _UNCHECKED:
+                # Back in dense layout, add/mul are the plain operators again: the checked
+                # forms would convert a broadcast result to MKLDNN layout.
+                node.target = _UNCHECKED[node.target]
+                continue
             if node.op != "call_module" or modules[node.target] not in originals:
                 continue
             dense = originals[modules[node.target]]

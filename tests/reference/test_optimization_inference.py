@@ -164,6 +164,25 @@ def test_arithmetic_with_python_numbers(impl: Implementation, request: pytest.Fi
         close(out(x), model(x))
 
 
+@pytest.mark.parametrize("op", ["add", "mul"])
+def test_broadcasting_arithmetic_in_a_rejected_region_stays_dense(impl: Implementation, op: str) -> None:
+    class Broadcast(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bn = nn.BatchNorm1d(1)
+
+        def forward(self, x, y):
+            joined = torch.relu(y) + x if op == "add" else torch.relu(y) * x
+            return self.bn(joined)
+
+    model = randomize_stats(Broadcast()).eval()
+    out = impl.optimization.optimize_for_inference(model, {"mkldnn_layout_optimize": {"heuristic": lambda region: False}})
+    assert conversions(out) == []
+    x, y = torch.randn(1), torch.randn(3, 1)
+    with torch.no_grad():
+        close(out(x, y), model(x, y))
+
+
 def test_broadcasting_arithmetic_in_a_region(impl: Implementation, request: pytest.FixtureRequest) -> None:
     upstream_bug(request, impl, "optimize-for-inference-broadcasting")
 
