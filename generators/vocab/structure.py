@@ -197,8 +197,10 @@ class Reshape(OpKind):
             style = 0 if style in (4, 5) else style
             shape = _factor(n, g.int(1, 4), g)
         attrs = {"style": style, "shape": list(shape), "start": start}
-        view = x if x.contiguous else None
-        return p.add(self.name, [x], attrs, shape, x.dtype, x.bound, view_of=view, contiguous=x.contiguous, nonneg=x.nonneg, cost=4 if style == 4 else 1)
+        # reshape copies non-contiguous memory only when it cannot view it: an expanded value
+        # reshaped to a compatible shape still views the overlapping memory, so the result is
+        # taken to share the operand's storage whatever the layout
+        return p.add(self.name, [x], attrs, shape, x.dtype, x.bound, view_of=x, contiguous=x.contiguous, nonneg=x.nonneg, cost=4 if style == 4 else 1)
 
     def emit(self, node: dict[str, Any], w: Writer) -> None:
         a = node["attrs"]
