@@ -241,6 +241,41 @@ def broadcasting_arithmetic(graph_module: torch.fx.GraphModule, built: Built, pa
     return False
 
 
+# What the layout pass runs in MKLDNN layout (add/mul join a region through an operand).
+_MKLDNN_MODULES = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
+_MKLDNN_FUNCTIONS = (torch.relu, torch.transpose, torch.sigmoid, torch.nn.functional.relu,
+                     torch.nn.functional.avg_pool2d, torch.nn.functional.adaptive_avg_pool2d)
+
+
+def _runs_in_mkldnn(node: Node, modules: dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        return type(modules.get(node.target)) in _MKLDNN_MODULES
+    return node.op == "call_function" and any(node.target is f for f in _MKLDNN_FUNCTIONS)
+
+
+def zero_dim_value_in_layout(graph_module: torch.fx.GraphModule, built: Built, params: dict[str, Any]) -> bool:
+    """A 0-dim tensor enters an MKLDNN-capable op (``torch.relu(x.min())``), or an add/mul
+    that one feeds, with the layout pass on: MKLDNN layout has no 0-dim tensors."""
+    if not _layout_runs(params):
+        return False
+    modules = dict(graph_module.named_modules())
+    capable = {n for n in graph_module.graph.nodes if _runs_in_mkldnn(n, modules)}
+    joining = [
+        n for n in graph_module.graph.nodes
+        if n.op == "call_function" and n.target in _ARITHMETIC and any(a in capable for a in n.all_input_nodes)
+    ]
+    sites = [*capable, *joining]
+    if not sites:
+        return False
+    values = _values(graph_module, built)
+
+    def zero_dim(node: Node) -> bool:
+        value = values.get(node.name)
+        return isinstance(value, torch.Tensor) and value.dim() == 0
+
+    return any(zero_dim(i) for site in sites for i in site.all_input_nodes)
+
+
 def _pools_unevenly(size: Any) -> bool:
     sizes = size if isinstance(size, (tuple, list)) else (size,)
     return any(s is not None and s != 1 for s in sizes)

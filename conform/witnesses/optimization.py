@@ -349,3 +349,18 @@ def uneven_pool() -> Built:
 
 def uneven_pool_witness() -> Witness:
     return Witness(_factory("uneven_pool"), {"conv_bn_fuse": True, "remove_dropout": True, "mkldnn": "length"})
+
+
+class GatedMinimum(nn.Module):
+    """relu and sigmoid of a full reduction: a 0-dim value in an MKLDNN region."""
+
+    def forward(self, x):
+        return torch.sigmoid(F.relu(torch.min(x)))
+
+
+def gated_minimum() -> Built:
+    return Built(GatedMinimum().eval(), (torch.randn(4),))
+
+
+def zero_dim_witness() -> Witness:
+    return Witness(_factory("gated_minimum"), {"conv_bn_fuse": True, "remove_dropout": True, "mkldnn": "always"})

@@ -107,6 +107,17 @@ def global_pool() -> Built:
     return Built(GlobalPool().eval(), (torch.randn(1, 3, 5, 5),))
 
 
+class RowMinimum(nn.Module):
+    """relu and sigmoid of a reduction that keeps a dim: no 0-dim value in the region."""
+
+    def forward(self, x):
+        return torch.sigmoid(torch.relu(torch.amin(x, dim=1)))
+
+
+def row_minimum() -> Built:
+    return Built(RowMinimum().eval(), (torch.randn(3, 4),))
+
+
 class OneGroup(nn.Module):
     def forward(self, a, b, w):
         return torch.matmul(a, w), torch.matmul(b, w)
@@ -264,6 +275,11 @@ CASES = [
                            upstream_result_raises("input size is not divisible by the output size is not "
                                                   "supported yet")),
                  id="optimize-for-inference-uneven-adaptive-pool"),
+    pytest.param(Precision("optimize-for-inference-zero-dim-region", here("row_minimum"),
+                           {"conv_bn_fuse": True, "remove_dropout": True, "mkldnn": "always"},
+                           upstream_result_raises("could not create a primitive descriptor for the reorder "
+                                                  "primitive")),
+                 id="optimize-for-inference-zero-dim-region"),
     pytest.param(Precision("merge-matmul-second-group", here("one_group"), {},
                            upstream_raises(UPSTREAM_MERGE, "legalize_graph",
                                            RuntimeError("Attempting to remove matmul from wrong graph"))),
