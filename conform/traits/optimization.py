@@ -31,9 +31,30 @@ Node = torch.fx.Node
 
 
 class _Recorder(torch.fx.Interpreter):
-    def __init__(self, module: torch.fx.GraphModule) -> None:
+    """Runs the graph on the case's call, binding placeholders as Python binds the forward's
+    parameters (by position, then by name, ``*args`` and ``**kwargs`` too), and keeps what
+    every node computes."""
+
+    def __init__(self, module: torch.fx.GraphModule, kwargs: dict[str, Any]) -> None:
         super().__init__(module)
         self.values: dict[str, Any] = {}
+        named = {str(n.target) for n in module.graph.nodes if n.op == "placeholder"}
+        self._by_name = {k: v for k, v in kwargs.items() if k in named}
+        self._rest = {k: v for k, v in kwargs.items() if k not in named}
+
+    def placeholder(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        name = str(target)
+        if name.startswith("**"):
+            return dict(self._rest)
+        if name.startswith("*"):
+            return tuple(self.args_iter)
+        for value in self.args_iter:
+            return value
+        if name in self._by_name:
+            return self._by_name[name]
+        if args:
+            return args[0]  # the parameter's default
+        raise RuntimeError(f"no value for the forward's parameter {name!r}")
 
     def run_node(self, n: Node) -> Any:
         value = super().run_node(n)
@@ -44,18 +65,10 @@ class _Recorder(torch.fx.Interpreter):
 def _values(graph_module: torch.fx.GraphModule, built: Built) -> dict[str, Any]:
     """What every node of the traced case computes, keyed by node name."""
     private = copy.deepcopy(graph_module)
-    args, kwargs = clone_values(built.args), clone_values(built.kwargs)
-    # Interpreter binds placeholders by position: keyword inputs go where their placeholder is.
-    placeholders = [n.target for n in private.graph.nodes if n.op == "placeholder"]
-    bound = list(args)
-    for name in placeholders[len(bound):]:
-        if name not in kwargs:
-            break
-        bound.append(kwargs[name])
-    recorder = _Recorder(private)
+    recorder = _Recorder(private, clone_values(built.kwargs))
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         seed_everything(0)
-        recorder.run(*bound)
+        recorder.run(*clone_values(built.args))
     return recorder.values
 
 

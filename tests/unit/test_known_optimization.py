@@ -388,3 +388,17 @@ def test_sequence_trait_needs_the_third_dim() -> None:
 def test_trait_does_not_hold_when_the_pass_is_off(entry_id: str, params: dict[str, Any]) -> None:
     witness = known.load_witness(known.by_id()[entry_id])
     assert not trait_holds(entry_id, witness.case, params)
+
+
+class VectorsWithKeywords(nn.Module):
+    def forward(self, a, b, w, **kwargs):
+        return torch.matmul(a, w) * kwargs.get("scale", 1.0), torch.matmul(b, w)
+
+
+def vectors_with_keywords() -> Built:
+    return Built(VectorsWithKeywords(), (torch.randn(4), torch.randn(4), torch.randn(4, 5)), {"scale": 2.0})
+
+
+def test_value_traits_run_a_forward_taking_keywords() -> None:
+    """Traits that run the case bind ``**kwargs`` (and named keywords) as the call does."""
+    assert trait_holds("merge-matmul-vector-left-operand", here("vectors_with_keywords"), {})
