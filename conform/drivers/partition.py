@@ -79,16 +79,39 @@ def total_size(graph_module: torch.fx.GraphModule) -> int:
     return total
 
 
+def largest_need(graph_module: torch.fx.GraphModule) -> int:
+    """Bytes the largest single-operation partition needs: the operation's total size and
+    the output of each distinct node it reads."""
+    largest = 0
+    for node in graph_module.graph.nodes:
+        if node.op in _UNPARTITIONED:
+            continue
+        need = node.size_bytes.total_size + sum(s.size_bytes.output_size for s in dict.fromkeys(node.all_input_nodes))
+        largest = max(largest, need)
+    return largest
+
+
+def device_memory(spec: Any, total: int, largest: int) -> int:
+    """Bytes of a device memory spec (see ``generators.params.partition``) for a module of
+    ``total`` bytes whose largest operation needs ``largest``."""
+    if not isinstance(spec, dict):
+        return int(spec)
+    if "largest_fraction" in spec:
+        return int(largest * spec["largest_fraction"])
+    memory = int(total * spec["fraction"])
+    if spec.get("fits_largest"):
+        memory = max(memory, largest + 1)
+    return memory
+
+
 def build_config(impl: Implementation, graph_module: torch.fx.GraphModule, params: dict[str, Any]) -> Any:
     """A ``PartitionerConfig`` of ``impl`` from JSON-able ``params`` on a sized graph."""
     utils = impl.partitioner_utils
-    total = total_size(graph_module)
+    total, largest = total_size(graph_module), largest_need(graph_module)
     devices = []
     for spec in params.get("devices", []):
-        memory = spec["memory"]
-        if isinstance(memory, dict):
-            memory = int(total * memory["fraction"])
-        devices.append(utils.Device(spec["name"], int(memory), int(spec["logical_id"])))
+        memory = device_memory(spec["memory"], total, largest)
+        devices.append(utils.Device(spec["name"], memory, int(spec["logical_id"])))
     rule = params.get("latency") or {}
     missing = set(rule.get("missing", ()))
     scale = rule.get("scale", {})

@@ -22,7 +22,8 @@ every heuristic's latency is at least this value.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -266,3 +267,48 @@ def check(
         graph, devices, latency_of, transfer_rate_bytes_per_sec, timeout_ms=timeout_ms
     )
     return report
+
+
+def summarize_gaps(outcomes: Iterable[Mapping[str, Any] | Any]) -> dict[str, dict[str, Any]]:
+    """Optimality gaps the ``partition`` row recorded, per mode.
+
+    Reads the oracle's record that the driver leaves in each outcome's notes
+    (``notes["reference"]["partition_oracle"]``); other transforms' outcomes and outcomes
+    without a record are ignored.
+
+    Args:
+        outcomes: outcome dicts (as written to ``results.jsonl``) or
+            :class:`~conform.outcome.Outcome` objects.
+
+    Returns:
+        For each mode (sorted): ``checked`` (outcomes the oracle looked at), ``count``
+        (those with a computed gap), ``median_relative_gap`` and ``max_relative_gap``
+        (None when ``count`` is 0), and ``statuses`` (how many ended in each solver status:
+        ``optimal``, ``skipped`` for graphs above :data:`MAX_OPERATIONS` operations,
+        ``timeout``, ...).
+    """
+    gaps: dict[str, list[float]] = {}
+    checked: dict[str, dict[str, int]] = {}
+    for outcome in outcomes:
+        row = outcome if isinstance(outcome, Mapping) else outcome.to_json()
+        if row.get("transform") != "partition":
+            continue
+        record = ((row.get("notes") or {}).get("reference") or {}).get("partition_oracle")
+        if not record:
+            continue
+        mode = (row.get("params") or {}).get("mode", "size_based")
+        statuses = checked.setdefault(mode, {})
+        statuses[record.get("status", "skipped")] = statuses.get(record.get("status", "skipped"), 0) + 1
+        gaps.setdefault(mode, [])
+        if record.get("relative_gap") is not None:
+            gaps[mode].append(float(record["relative_gap"]))
+    return {
+        mode: {
+            "checked": sum(checked[mode].values()),
+            "count": len(values),
+            "median_relative_gap": statistics.median(values) if values else None,
+            "max_relative_gap": max(values) if values else None,
+            "statuses": dict(sorted(checked[mode].items())),
+        }
+        for mode, values in sorted(gaps.items())
+    }

@@ -4,8 +4,10 @@ Node sizes are only known once shapes are propagated, which happens when the tra
 applied, so memory and latencies are drawn *relative to sizes* and resolved by the driver
 (``conform.drivers.partition``):
 
-* a device's memory is ``{"fraction": f}`` (of the module's total size, rounded down) or a
-  number of bytes;
+* a device's memory is ``{"fraction": f}`` (of the module's total size, rounded down),
+  optionally with ``"fits_largest": true`` (then at least one byte more than the largest
+  single operation needs: its total size and its inputs' outputs), or
+  ``{"largest_fraction": f}`` (of that largest need), or a number of bytes;
 * latencies are ``mem_sec_per_byte * output bytes`` and ``compute_sec_per_byte * total
   bytes`` per operation, each scaled by a per-node factor from ``scale``; operations named
   in ``missing`` get no latency (a config that must fail where latencies are read).
@@ -13,13 +15,20 @@ applied, so memory and latencies are drawn *relative to sizes* and resolved by t
 A params dict::
 
     {"mode": "cost_aware",
-     "devices": [{"name": "dev_0", "memory": {"fraction": 0.6}, "logical_id": 0}, ...],
+     "devices": [{"name": "dev_0", "memory": {"fraction": 0.6, "fits_largest": true},
+                  "logical_id": 0}, ...],
      "transfer_rate_bytes_per_sec": 1e5,
      "latency": {"mem_sec_per_byte": 1e-3, "compute_sec_per_byte": 1e-4,
                  "scale": {"linear": [1.0, 2.5]}, "missing": []},
      "node_to_partition": {"linear": 0, ...},          # aot_based
      "partition_to_logical_device": {"0": [0], ...},   # aot_based
      "saturate_host": false}
+
+Configurations are meant to partition unless drawn to fail: the simplest draw is one
+device that holds the whole module, and six draws in seven give devices that hold the
+module about twice over between them, each able to hold the largest operation, which
+every mode's heuristic manages with. The seventh fails on purpose, in a way the mode
+can fail (:data:`FAILURES`).
 
 The cost-aware and KL searches are slow upstream (whole-graph latency inside nested
 loops, and a per-partition latency that walks every path), so those modes are drawn only
@@ -73,42 +82,48 @@ def modes_for(graph_module: torch.fx.GraphModule) -> list[str]:
     return modes
 
 
-#: How device memory relates to the module's size. ``spread``: the devices together hold the
-#: module about 1.1 to 2 times over, none alone (the partitioning modes run); ``fits_one``:
-#: one device holds it all (the single-partition path); ``tight``: all devices together
-#: cannot hold it; ``free``: each device anything from 5% to 160%; ``none``: no devices.
-LAYOUTS = ("spread", "spread", "fits_one", "spread", "free", "tight", "spread", "none")
+#: One draw in ``len(INTENTS)`` is a configuration drawn to fail; the first (and so the
+#: simplest) intent succeeds.
+INTENTS = ("succeed",) * 6 + ("fail",)
+#: Ways a configuration fails, per mode: ``no_devices``; ``too_small`` (all devices
+#: together hold less than the module); ``op_too_large`` (no device holds the largest
+#: operation); ``zero_rate`` (a transfer rate of zero where data crosses devices);
+#: ``missing_latency`` (an operation without latency); ``unequal`` (sparse_nn devices of
+#: different sizes); ``homeless`` and ``scattered`` (an aot partition without devices, or
+#: partition ids not numbered 0, 1, ... in graph order).
+FAILURES = {
+    "size_based": ("no_devices", "too_small", "op_too_large"),
+    "sparse_nn": ("no_devices", "too_small", "op_too_large", "unequal"),
+    "cost_aware": ("no_devices", "too_small", "zero_rate", "missing_latency"),
+    "kl_based": ("no_devices", "too_small", "op_too_large", "zero_rate", "missing_latency"),
+    "aot_based": ("no_devices", "homeless", "scattered"),
+}
 
 
-def _fractions(draw: st.DrawFn, layout: str, count: int, equal: bool) -> list[float]:
-    if layout == "fits_one":
-        big = draw(st.floats(1.0, 1.6))
-        rest = [draw(st.floats(0.05, 1.6)) for _ in range(count - 1)]
-        return [big] * count if equal else [big, *rest]
-    if layout == "tight":
-        share = draw(st.floats(0.2, 0.95)) / count
-        return [share] * count
-    if layout == "free":
-        shared = draw(st.floats(0.05, 1.6))
-        return [shared if equal else draw(st.floats(0.05, 1.6)) for _ in range(count)]
-    total = draw(st.floats(1.1, 2.0))
+def has_embeddings(graph_module: torch.fx.GraphModule) -> bool:
+    """Whether a ``call_module`` node calls an embedding module (what ``sparse_nn`` keeps
+    apart from the dense operations)."""
+    for node in graph_module.graph.nodes:
+        if node.op == "call_module":
+            try:
+                module = graph_module.get_submodule(str(node.target))
+            except AttributeError:
+                continue
+            if "Embedding" in type(module).__name__:
+                return True
+    return False
+
+
+def _spread(draw: st.DrawFn, count: int, equal: bool, total: float) -> list[float]:
+    """Fractions of the module's size for ``count`` devices holding ``total`` times the
+    module between them (equal, or in random proportions)."""
     if equal:
-        return [min(total / count, 0.95)] * count
+        return [total / count] * count
     weights = [draw(st.floats(0.5, 1.5)) for _ in range(count)]
-    return [min(total * w / sum(weights), 0.95) for w in weights]
+    return [total * w / sum(weights) for w in weights]
 
 
-@st.composite
-def devices(draw: st.DrawFn, *, equal: bool | None = None) -> list[dict[str, Any]]:
-    """Device descriptions (see :data:`LAYOUTS`): memory relative to the module's size,
-    logical ids usually 0..n-1 (sometimes offset, shuffled or shared by two devices)."""
-    layout = draw(st.sampled_from(LAYOUTS))
-    if layout == "none":
-        return []
-    count = draw(st.integers(1, 5)) if layout in ("fits_one", "free") else draw(st.integers(2, 5))
-    if equal is None:
-        equal = draw(st.booleans())
-    fractions = _fractions(draw, layout, count, equal)
+def _logical_ids(draw: st.DrawFn, count: int) -> list[int]:
     ids = list(range(count))
     naming = draw(st.sampled_from(["plain", "offset", "plain", "shuffled", "shared"]))
     if naming == "offset":
@@ -117,81 +132,146 @@ def devices(draw: st.DrawFn, *, equal: bool | None = None) -> list[dict[str, Any
         ids = draw(st.permutations(ids))
     elif naming == "shared" and count > 1:
         ids[-1] = ids[0]
-    return [
-        {"name": f"dev_{i}", "memory": {"fraction": fractions[i]}, "logical_id": ids[i]}
-        for i in range(count)
-    ]
+    return ids
 
 
 @st.composite
-def latencies(draw: st.DrawFn, names: list[str]) -> dict[str, Any]:
-    """A latency rule over the operations ``names`` (see the module docstring)."""
+def devices(draw: st.DrawFn, *, equal: bool | None = None, ample: bool = False, several: bool = False,
+            failure: str | None = None) -> list[dict[str, Any]]:
+    """Device descriptions, memory relative to the module's size (see the module
+    docstring), logical ids usually 0..n-1 (sometimes offset, shuffled or shared by two).
+
+    By default the devices hold the module about 1.8 to 2.6 times over between them and
+    each holds the largest operation: enough for every mode's heuristic, as partitions
+    also hold the inputs they read from elsewhere. One device (the simplest draw) holds
+    the whole module.
+
+    Args:
+        equal: devices of one size (True), of different sizes (False), or drawn (None).
+        ample: every device holds the whole module (the single-partition path).
+        several: 3 to 5 equal devices, none holding the whole module, so that partitions
+            exchange data.
+        failure: devices that cannot work: ``no_devices``, ``too_small`` (together less
+            than the module), ``op_too_large`` (each smaller than the largest operation)
+            or ``unequal`` (different sizes, none holding the module).
+    """
+    if failure == "no_devices":
+        return []
+    if failure is not None or several:
+        count = draw(st.integers(3, 5)) if several else draw(st.integers(2, 5))
+    else:
+        count = draw(st.integers(1, 5))
+    if equal is None:
+        equal = draw(st.booleans())
+    memories: list[dict[str, Any]]
+    if failure == "too_small":
+        memories = [{"fraction": f} for f in _spread(draw, count, equal, draw(st.floats(0.2, 0.95)))]
+    elif failure == "op_too_large":
+        memories = [{"largest_fraction": draw(st.floats(0.1, 0.9))} for _ in range(count)]
+    elif failure == "unequal":
+        memories = [{"fraction": 0.95 - 0.1 * k} for k in range(count)]
+    elif ample:
+        size = draw(st.floats(1.0, 1.6))
+        memories = [{"fraction": size if equal else draw(st.floats(1.0, 1.6))} for _ in range(count)]
+    else:
+        fractions = _spread(draw, count, equal or several, draw(st.floats(1.8, 2.6)))
+        memories = [{"fraction": f, "fits_largest": True} for f in fractions]
+    ids = _logical_ids(draw, count)
+    return [{"name": f"dev_{i}", "memory": memories[i], "logical_id": ids[i]} for i in range(count)]
+
+
+@st.composite
+def latencies(draw: st.DrawFn, names: list[str], *, missing: bool = False) -> dict[str, Any]:
+    """A latency rule over the operations ``names`` (see the module docstring); with
+    ``missing``, one operation has no latency."""
     factors = st.one_of(st.just(1.0), st.floats(0.1, 10.0, allow_nan=False))
     scale = {}
     if draw(st.booleans()):
         scale = {name: [draw(factors), draw(factors)] for name in names}
-    missing: list[str] = []
-    if names and draw(st.sampled_from(["complete"] * 9 + ["missing"] + ["complete"] * 10)) == "missing":
-        missing = [draw(st.sampled_from(names))]
     return {
         "mem_sec_per_byte": draw(st.sampled_from([1e-6, 1e-5, 1e-3])),
         "compute_sec_per_byte": draw(st.sampled_from([1e-7, 1e-5, 1e-4])),
         "scale": scale,
-        "missing": missing,
+        "missing": [draw(st.sampled_from(names))] if missing and names else [],
     }
 
 
 @st.composite
-def aot_mappings(draw: st.DrawFn, names: list[str], logical_ids: list[int]) -> dict[str, Any]:
-    """A node-to-partition map (usually monotone in graph order, so acyclic) and each
-    partition's devices (rarely one left out, a config that must fail)."""
+def aot_mappings(draw: st.DrawFn, names: list[str], logical_ids: list[int], *,
+                 failure: str | None = None) -> dict[str, Any]:
+    """A node-to-partition map, partitions numbered 0, 1, ... in graph order (so acyclic),
+    and each partition's devices. ``failure``: ``homeless`` leaves one partition without
+    devices, ``scattered`` draws partition ids in any order from 1 (so there is no
+    partition 0, and the largest id is past the number of partitions)."""
     ids: dict[str, int] = {}
     current = 0
-    monotone = draw(st.sampled_from([True, True, False, True]))
     for name in names:
-        if monotone:
-            current += draw(st.sampled_from([0, 0, 1, 0]))
-            ids[name] = current
+        if failure == "scattered":
+            ids[name] = draw(st.integers(1, 3))
         else:
-            ids[name] = draw(st.integers(0, 3))
+            ids[name] = current
+            current += draw(st.sampled_from([0, 0, 1, 0]))
     used = sorted(set(ids.values()))
     choices = logical_ids or [0]
     to_devices = {str(p): [draw(st.sampled_from(choices))] for p in used}
-    if used and draw(st.sampled_from(["kept"] * 9 + ["dropped"] + ["kept"] * 10)) == "dropped":
+    if failure == "homeless" and used:
         del to_devices[str(draw(st.sampled_from(used)))]
     return {"node_to_partition": ids, "partition_to_logical_device": to_devices}
 
 
 @st.composite
-def _params(draw: st.DrawFn, graph_module: torch.fx.GraphModule, mode: str | None) -> dict[str, Any]:
+def _params(draw: st.DrawFn, graph_module: torch.fx.GraphModule, mode: str | None, fail: bool | None,
+            failure: str | None) -> dict[str, Any]:
     names = operation_names(graph_module)
     if mode is None:
         mode = draw(st.sampled_from(modes_for(graph_module)))
-    # sparse_nn requires equal devices; unequal ones (a config that must fail) now and then.
-    equal = True if mode == "sparse_nn" and draw(st.sampled_from([True, True, True, False])) else None
-    drawn_devices = draw(devices(equal=equal))
+    if fail is None:
+        fail = draw(st.sampled_from(INTENTS)) == "fail"
+    if not fail:
+        failure = None
+    elif failure is None:
+        failure = draw(st.sampled_from(FAILURES[mode]))
+    elif failure not in FAILURES[mode]:
+        raise ValueError(f"{mode} has no failure {failure!r}; choose one of {', '.join(FAILURES[mode])}")
+    memory_failure = failure if failure in ("no_devices", "too_small", "op_too_large", "unequal") else None
+    if mode == "sparse_nn":
+        # Without embedding operations sparse_nn has nothing to spread: only a module that
+        # fits one device partitions.
+        drawn_devices = draw(devices(equal=True, ample=not has_embeddings(graph_module), failure=memory_failure))
+    elif failure in ("zero_rate", "missing_latency"):
+        # Several partitions, so that data crosses devices and latencies are read.
+        drawn_devices = draw(devices(several=True))
+    else:
+        drawn_devices = draw(devices(failure=memory_failure))
+    rates = [0.0] if failure == "zero_rate" else [1e5, 1e2, 1e4, 1e6, 1e9]
     params: dict[str, Any] = {
         "mode": mode,
         "devices": drawn_devices,
-        "transfer_rate_bytes_per_sec": draw(st.sampled_from([1e5, 1e2, 1e4, 1e6, 0.0, 1e9])),
-        "latency": draw(latencies(names)),
+        "transfer_rate_bytes_per_sec": draw(st.sampled_from(rates)),
+        "latency": draw(latencies(names, missing=failure == "missing_latency")),
         "saturate_host": draw(st.sampled_from([False, False, True, False])),
     }
     if mode == "aot_based":
-        params.update(draw(aot_mappings(names, [d["logical_id"] for d in drawn_devices])))
+        aot_failure = failure if failure in ("homeless", "scattered") else None
+        params.update(draw(aot_mappings(names, [d["logical_id"] for d in drawn_devices], failure=aot_failure)))
     return params
 
 
 def partition_params(
-    graph_module: torch.fx.GraphModule, *, mode: str | None = None
+    graph_module: torch.fx.GraphModule, *, mode: str | None = None, fail: bool | None = None,
+    failure: str | None = None,
 ) -> st.SearchStrategy[dict[str, Any]]:
-    """Parameters of one ``Partitioner.partition_graph`` call on ``graph_module``, including
-    configs that must fail (no devices, devices too small, a zero transfer rate where data
-    moves, a missing latency, unequal devices in ``sparse_nn``, an aot partition without
-    devices).
+    """Parameters of one ``Partitioner.partition_graph`` call on ``graph_module``.
+
+    The simplest draw, and six in seven, is a configuration meant to partition; the rest
+    are drawn to fail (:data:`FAILURES`: no devices, devices too small for the module or
+    for its largest operation, a zero transfer rate where data moves, a missing latency,
+    unequal devices in ``sparse_nn``, aot partitions without devices or out of order).
 
     Args:
         graph_module: the traced module.
         mode: one of :data:`MODES`; None draws one of :func:`modes_for` the graph.
+        fail: whether the configuration is drawn to fail; None draws it (one in seven).
+        failure: when failing, which way (one of the mode's :data:`FAILURES`); None draws it.
     """
-    return _params(graph_module, mode)
+    return _params(graph_module, mode, fail, failure)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 
 from conform.adapters import NotApplicable, Subject
@@ -16,9 +16,18 @@ from conform.drivers.partition import drive
 from conform.engine import check
 from conform.fingerprints.partition import critical_split_is_unique
 from conform.implementations import Implementation
+from conform.oracles.partition_z3 import summarize_gaps
 from conform.outcome import Verdict
 from conform.registry import get
-from generators.params.partition import COST_AWARE_MAX_OPS, count_paths, modes_for, partition_params
+from conform.witnesses.partition import Steps
+from generators.params.partition import (
+    COST_AWARE_MAX_OPS,
+    FAILURES,
+    MODES,
+    count_paths,
+    modes_for,
+    partition_params,
+)
 
 CHAIN = [["lin", 0], ["relu", 1], ["add", 2, 0], ["lin", 3], ["relu", 4], ["add", 5, 3], ["lin", 6]]
 
@@ -119,3 +128,81 @@ def test_params_are_json_and_well_formed(data: st.DataObject) -> None:
         assert set(device) == {"name", "memory", "logical_id"}
     if params["mode"] == "aot_based":
         assert set(params["node_to_partition"]) == {"_0", "_1"}
+
+
+def _chain_module() -> torch.fx.GraphModule:
+    return torch.fx.symbolic_trace(Steps(CHAIN))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_simplest_params_partition(mode: str) -> None:
+    """Hypothesis starts every run from its simplest draw (every choice at its simplest
+    value): that draw must partition, or each campaign batch begins with a configuration
+    that cannot work."""
+    drawn: list[dict] = []
+
+    @settings(max_examples=1, phases=[Phase.generate], database=None)
+    @given(params=partition_params(_chain_module(), mode=mode))
+    def first(params: dict) -> None:
+        drawn.append(params)
+
+    first()
+    assert drawn[0]["devices"] and drawn[0]["transfer_rate_bytes_per_sec"] > 0
+    outcomes = check(_case(CHAIN), "partition", params=drawn[0])
+    assert [(o.verdict, o.message) for o in outcomes] == [(Verdict.PASS, "")], [o.describe() for o in outcomes]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_params_drawn_to_succeed_partition(mode: str) -> None:
+    @settings(max_examples=6, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(params=partition_params(_chain_module(), mode=mode, fail=False))
+    def partitions(params: dict) -> None:
+        outcomes = check(_case(CHAIN), "partition", params=params)
+        assert [(o.verdict, o.message) for o in outcomes] == [(Verdict.PASS, "")], [o.describe() for o in outcomes]
+
+    partitions()
+
+
+@pytest.mark.parametrize(("mode", "failure"), [(m, f) for m in MODES for f in FAILURES[m]])
+def test_params_drawn_to_fail_fail(mode: str, failure: str) -> None:
+    @settings(max_examples=4, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(params=partition_params(_chain_module(), mode=mode, fail=True, failure=failure))
+    def fails(params: dict) -> None:
+        outcomes = check(_case(CHAIN), "partition", params=params)
+        # Both sides raise (a known divergence may name different exception types).
+        assert all(o.message.startswith("both") and "raise" in o.message for o in outcomes), [
+            o.describe() for o in outcomes
+        ]
+
+    fails()
+
+
+def test_unknown_failure_is_refused() -> None:
+    with pytest.raises(ValueError, match="choose one of no_devices, too_small, op_too_large"):
+        find(partition_params(_chain_module(), mode="size_based", fail=True, failure="unequal"), lambda _: True)
+
+
+def test_outcome_notes_carry_the_optimality_gap() -> None:
+    """The driver leaves the z3 oracle's record in the reference side's notes; on a graph
+    of at most 12 operations the optimum, hence the gap, is computed."""
+    outcomes = check(_case(CHAIN), "partition", params=_params("size_based"))
+    assert [o.verdict for o in outcomes] == [Verdict.PASS]
+    record = outcomes[0].notes["reference"]["partition_oracle"]
+    assert record["status"] == "optimal" and record["violations"] == []
+    assert record["gap"] == record["heuristic_latency"] - record["optimal_latency"]
+    assert record["gap"] >= -1e-12 * record["optimal_latency"]
+    assert record["relative_gap"] == pytest.approx(record["gap"] / record["optimal_latency"])
+
+
+def test_gap_summary_per_mode() -> None:
+    outcomes = [o for mode in ("size_based", "cost_aware") for o in check(_case(CHAIN), "partition", params=_params(mode))]
+    failing = check(_case(CHAIN), "partition", params=_params("size_based", devices=[]))
+    rows = [o.to_json() for o in outcomes + failing] + [{"transform": "split_module", "notes": {}}]
+    summary = summarize_gaps(rows)
+    assert set(summary) == {"size_based", "cost_aware"}
+    for mode, outcome in zip(("size_based", "cost_aware"), outcomes):
+        gap = outcome.notes["reference"]["partition_oracle"]["relative_gap"]
+        assert summary[mode] == {
+            "checked": 1, "count": 1, "median_relative_gap": gap, "max_relative_gap": gap, "statuses": {"optimal": 1},
+        }
+    assert summarize_gaps(outcomes) == summary  # Outcome objects as well as their dicts
