@@ -731,22 +731,24 @@ KNOWN: tuple[KnownDivergence, ...] = (
         witness="conform.witnesses.optimization:uneven_pool_witness",
     ),
     KnownDivergence(
-        id="optimize-for-inference-zero-dim-region",
+        id="optimize-for-inference-unconvertible-region-input",
         transform="optimize_for_inference",
         kind=Kind.BY_DESIGN,
         reason=(
-            "MKLDNN layout has no 0-dim tensors, so a region that a 0-dim value enters "
-            "(torch.relu(x.min())) makes the optimized module raise RuntimeError ('could not "
-            "create a primitive descriptor for the reorder primitive') at its to_mkldnn "
-            "conversion, upstream's and the reference's alike. Shapes are unknown when the pass "
-            "runs; guarding the conversions at run time would replace upstream's to_mkldnn/"
-            "to_dense nodes on every graph, so the reference keeps upstream's conversions."
+            "MKLDNN layout holds neither 0-dim tensors nor integer, bool or float64 ones, so a "
+            "region that such a value enters (torch.relu(x.min()), F.relu(x.argmax(1))) makes the "
+            "optimized module raise RuntimeError at its to_mkldnn conversion ('could not create a "
+            "primitive descriptor for the reorder primitive', 'dense_to_mkldnn expects float, "
+            "...'), upstream's and the reference's alike. Shapes and dtypes are unknown when the "
+            "pass runs; guarding the conversions at run time would replace upstream's "
+            "to_mkldnn/to_dense nodes on every graph, so the reference keeps upstream's "
+            "conversions."
         ),
         match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="RuntimeError",
-                    message=r"module (reference|upstream) produced raises RuntimeError: could not create a "
-                            r"primitive descriptor for the reorder primitive",
-                    case="conform.traits.optimization:zero_dim_value_in_layout"),
-        witness="conform.witnesses.optimization:zero_dim_witness",
+                    message=r"module (reference|upstream) produced raises RuntimeError: (could not create a "
+                            r"primitive descriptor for the reorder primitive|dense_to_mkldnn expects)",
+                    case="conform.traits.optimization:unconvertible_value_in_layout"),
+        witness="conform.witnesses.optimization:unconvertible_input_witness",
     ),
     KnownDivergence(
         id="merge-matmul-second-group",

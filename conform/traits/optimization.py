@@ -266,9 +266,14 @@ def _runs_in_mkldnn(node: Node, modules: dict[str, nn.Module]) -> bool:
     return node.op == "call_function" and any(node.target is f for f in _MKLDNN_FUNCTIONS)
 
 
-def zero_dim_value_in_layout(graph_module: torch.fx.GraphModule, built: Built, params: dict[str, Any]) -> bool:
-    """A 0-dim tensor enters an MKLDNN-capable op (``torch.relu(x.min())``), or an add/mul
-    that one feeds, with the layout pass on: MKLDNN layout has no 0-dim tensors."""
+# The dtypes Tensor.to_mkldnn converts.
+_MKLDNN_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.uint8, torch.int8)
+
+
+def unconvertible_value_in_layout(graph_module: torch.fx.GraphModule, built: Built, params: dict[str, Any]) -> bool:
+    """A tensor MKLDNN layout cannot hold (0-dim, such as ``x.min()``, or of another dtype,
+    such as ``x.argmax(1)``) enters an MKLDNN-capable op, or an add/mul that one feeds, with
+    the layout pass on."""
     if not _layout_runs(params):
         return False
     modules = dict(graph_module.named_modules())
@@ -282,11 +287,11 @@ def zero_dim_value_in_layout(graph_module: torch.fx.GraphModule, built: Built, p
         return False
     values = _values(graph_module, built)
 
-    def zero_dim(node: Node) -> bool:
+    def unconvertible(node: Node) -> bool:
         value = values.get(node.name)
-        return isinstance(value, torch.Tensor) and value.dim() == 0
+        return isinstance(value, torch.Tensor) and (value.dim() == 0 or value.dtype not in _MKLDNN_DTYPES)
 
-    return any(zero_dim(i) for site in sites for i in site.all_input_nodes)
+    return any(unconvertible(i) for site in sites for i in site.all_input_nodes)
 
 
 def _pools_unevenly(size: Any) -> bool:

@@ -362,5 +362,5 @@ def gated_minimum() -> Built:
     return Built(GatedMinimum().eval(), (torch.randn(4),))
 
 
-def zero_dim_witness() -> Witness:
+def unconvertible_input_witness() -> Witness:
     return Witness(_factory("gated_minimum"), {"conv_bn_fuse": True, "remove_dropout": True, "mkldnn": "always"})

@@ -275,11 +275,11 @@ CASES = [
                            upstream_result_raises("input size is not divisible by the output size is not "
                                                   "supported yet")),
                  id="optimize-for-inference-uneven-adaptive-pool"),
-    pytest.param(Precision("optimize-for-inference-zero-dim-region", here("row_minimum"),
+    pytest.param(Precision("optimize-for-inference-unconvertible-region-input", here("row_minimum"),
                            {"conv_bn_fuse": True, "remove_dropout": True, "mkldnn": "always"},
                            upstream_result_raises("could not create a primitive descriptor for the reorder "
                                                   "primitive")),
-                 id="optimize-for-inference-zero-dim-region"),
+                 id="optimize-for-inference-unconvertible-region-input"),
     pytest.param(Precision("merge-matmul-second-group", here("one_group"), {},
                            upstream_raises(UPSTREAM_MERGE, "legalize_graph",
                                            RuntimeError("Attempting to remove matmul from wrong graph"))),
@@ -402,3 +402,20 @@ def vectors_with_keywords() -> Built:
 def test_value_traits_run_a_forward_taking_keywords() -> None:
     """Traits that run the case bind ``**kwargs`` (and named keywords) as the call does."""
     assert trait_holds("merge-matmul-vector-left-operand", here("vectors_with_keywords"), {})
+
+
+class ReluOfIndices(nn.Module):
+    def forward(self, x):
+        return torch.relu(x.argmax(1))
+
+
+def relu_of_indices() -> Built:
+    return Built(ReluOfIndices().eval(), (torch.randn(3, 4),))
+
+
+def test_integer_values_in_a_region_are_unconvertible_too() -> None:
+    entry = "optimize-for-inference-unconvertible-region-input"
+    params = {"conv_bn_fuse": True, "remove_dropout": True, "mkldnn": "always"}
+    assert trait_holds(entry, here("relu_of_indices"), params)
+    outcomes = run(here("relu_of_indices"), "optimize_for_inference", params)
+    assert {o.known_id for o in outcomes} == {entry}, "; ".join(o.describe() for o in outcomes)
