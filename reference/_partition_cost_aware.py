@@ -399,7 +399,9 @@ class CostAwareSearch:
             isinstance(size, int) for sizes in (ix._out, ix._total) for size in sizes if size is not None
         ) and all(isinstance(d.available_mem_bytes, int) for d in self.devices)
         # Bounds assume that no latency or transfer shortens a path.
-        bounded = self.rate > 0 and all(x >= 0 for cost in ix._latency.values() for x in cost)
+        bounded = isinstance(self.rate, (int, float)) and self.rate > 0 and all(
+            isinstance(x, (int, float)) and x >= 0 for cost in ix._latency.values() for x in cost
+        )
         while True:
             current = self._critical(placed)
             if len(units) == 1:
