@@ -652,8 +652,10 @@ KNOWN: tuple[KnownDivergence, ...] = (
         reason=(
             "to decide whether add/mul joins an MKLDNN region upstream reads .target of every "
             "argument, and a Python number argument (x * 2, x + 1 where x is not an MKLDNN value) "
-            "raises AttributeError. The reference only looks at node arguments, and keeps add "
-            "with a number in dense layout (MKLDNN add rejects numbers)."
+            "raises AttributeError; when an MKLDNN operand comes first (torch.relu(x) + 2) the add "
+            "joins the region and the optimized module raises RuntimeError ('itensor_from_mkldnn "
+            "expects MKL-DNN tensor input'), since MKLDNN add rejects numbers. The reference only "
+            "looks at node arguments and keeps add with a number in dense layout."
         ),
         # Also when the reference refuses the model with one of the pass's own AssertionErrors
         # (a float64 module, a batch norm without running statistics), which upstream would
@@ -661,7 +663,9 @@ KNOWN: tuple[KnownDivergence, ...] = (
         match=Match(message=(
             r"upstream raises AttributeError: '(int|float|bool|NoneType)' object has no attribute "
             r"'target'|reference AssertionError, upstream AttributeError.*'(int|float|bool|NoneType)' "
-            r"object has no attribute 'target'"), case="conform.traits.optimization:arithmetic_with_a_number"),
+            r"object has no attribute 'target'|module upstream produced raises RuntimeError: "
+            r"itensor_from_mkldnn expects MKL-DNN tensor input"),
+            case="conform.traits.optimization:arithmetic_with_a_number"),
         witness="conform.witnesses.optimization:scalar_operand_witness",
     ),
     KnownDivergence(
@@ -701,13 +705,16 @@ KNOWN: tuple[KnownDivergence, ...] = (
         reason=(
             "upstream runs add/mul in MKLDNN layout whenever an operand comes from an MKLDNN "
             "region, but MKLDNN's kernels do not broadcast: a channel gate (x * sigmoid(pool(x))) "
-            "or any add/mul of differently shaped tensors makes the optimized module raise. The "
+            "or any add/mul of differently shaped tensors makes the optimized module raise "
+            "('currently mkldnn not support broadcasting', or oneDNN's 'could not create a "
+            "primitive descriptor for the sum primitive' when an operand has fewer dims). The "
             "reference checks the shapes when the module runs and computes mismatched ones in "
             "dense layout."
         ),
         match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="RuntimeError",
-                    message=r"module upstream produced raises RuntimeError: mkldnn_\w+: currently "
-                            r"mkldnn not support broadcasting",
+                    message=r"module upstream produced raises RuntimeError: (mkldnn_\w+: currently "
+                            r"mkldnn not support broadcasting|could not create a primitive descriptor for "
+                            r"the sum primitive)",
                     case="conform.traits.optimization:broadcasting_arithmetic"),
         witness="conform.witnesses.optimization:broadcasting_witness",
     ),

@@ -483,10 +483,8 @@ def _return_to_dense(
     graph: fx.Graph,
     gm: fx.GraphModule,
     rejected: list[MklSubgraph],
-    kept: list[MklSubgraph],
     originals: dict[nn.Module, nn.Module],
 ) -> None:
-    kept_targets = {n.target for region in kept for n in region.nodes if n.op == "call_module"}
     modules = dict(gm.named_modules())
     for region in rejected:
         for conversion in region.start_nodes + region.end_nodes:
@@ -500,15 +498,10 @@ def _return_to_dense(
                 continue
             if node.op != "call_module" or modules[node.target] not in originals:
                 continue
-            dense = originals[modules[node.target]]
-            if node.target in kept_targets:
-                # The same module also runs in a kept MKLDNN region: this call gets its own
-                # dense copy instead of switching the shared one back.
-                name = fresh_name(node.target, lambda n: hasattr(gm, n))
-                setattr(gm, name, copy.deepcopy(dense))
-                node.target = name
-            else:
-                replace_node_module(node, modules, dense)
+            # A module also called from a kept region goes back to dense layout too: dense
+            # Conv2d, Linear and BatchNorm2d take MKLDNN inputs (and return MKLDNN outputs),
+            # so the kept region still computes the same, with the module upstream leaves.
+            replace_node_module(node, modules, originals[modules[node.target]])
 
 
 def layout_optimize(
@@ -538,9 +531,8 @@ def layout_optimize(
     graph.old_modules = originals  # type: ignore[attr-defined]
     regions = _mkldnn_regions(graph)
     verdicts = [bool(heuristic(region)) for region in regions]
-    kept = [r for r, keep in zip(regions, verdicts) if keep]
     rejected = [r for r, keep in zip(regions, verdicts) if not keep]
-    _return_to_dense(graph, gm, rejected, kept, originals)
+    _return_to_dense(graph, gm, rejected, originals)
 
     conversions = sum(1 for n in graph.nodes if n.target in ("to_mkldnn", "to_dense"))
     log.info("mkldnn conversions: %s", conversions)

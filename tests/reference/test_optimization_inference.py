@@ -164,6 +164,46 @@ def test_arithmetic_with_python_numbers(impl: Implementation, request: pytest.Fi
         close(out(x), model(x))
 
 
+def test_a_number_added_to_a_region_value(impl: Implementation, request: pytest.FixtureRequest) -> None:
+    upstream_bug(request, impl, "optimize-for-inference-scalar-operand")
+
+    class PlusTwo(nn.Module):
+        def forward(self, x):
+            return torch.relu(x) + 2.0
+
+    model = PlusTwo().eval()
+    out = impl.optimization.optimize_for_inference(
+        model, {"mkldnn_layout_optimize": {"heuristic": lambda region: True}})
+    x = torch.randn(2, 3)
+    with torch.no_grad():
+        close(out(x), model(x))
+
+
+def test_a_module_called_from_a_kept_and_a_rejected_region_goes_back_to_dense(impl: Implementation) -> None:
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1)
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x, y):
+            # relu-module-relu-relu is a region long enough for the default heuristic; the
+            # second call of each module is a region of one node, which it refuses
+            kept_conv = torch.relu(torch.relu(self.conv(torch.relu(x))))
+            kept_fc = torch.relu(torch.relu(self.fc(torch.relu(x))))
+            return kept_conv, self.conv(y.tanh()), kept_fc, self.fc(y.tanh())
+
+    model = Shared().eval()
+    out = impl.optimization.optimize_for_inference(model, {"conv_bn_fuse": False, "remove_dropout": False})
+    calls = [(n.target, type(out.get_submodule(n.target)).__name__) for n in out.graph.nodes if n.op == "call_module"]
+    assert calls == [("conv", "Conv2d"), ("fc", "Linear"), ("conv", "Conv2d"), ("fc", "Linear")]
+    assert conversions(out) == ["to_mkldnn", "to_dense", "to_mkldnn", "to_dense"]
+    x, y = torch.randn(1, 3, 4, 4), torch.randn(1, 3, 4, 4)
+    with torch.no_grad():
+        for got, want in zip(out(x, y), model(x, y)):
+            close(got, want)
+
+
 @pytest.mark.parametrize("op", ["add", "mul"])
 def test_broadcasting_arithmetic_in_a_rejected_region_stays_dense(impl: Implementation, op: str) -> None:
     class Broadcast(nn.Module):
