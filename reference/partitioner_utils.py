@@ -94,57 +94,68 @@ class Partition:
 
 
 class Device(NamedTuple):
-    """An accelerator: a name, the bytes it offers and the id partitions refer to it by
-    (equal devices count as one)."""
+    """An accelerator the partitioner may place partitions on."""
 
     name: str
+    """What the device is called (for messages only)."""
     available_mem_bytes: int
+    """Bytes a partition placed on it may use."""
     logical_id: int
+    """The id partitions refer to it by; devices with equal ids count as one."""
 
 
 class NodeLatency(NamedTuple):
     """Cost of one operation, in seconds."""
 
-    # Moving the node's data through memory.
     mem_latency_sec: float
-    # Computing it.
+    """Moving the node's data through memory."""
     computer_latency_sec: float
+    """Computing it."""
 
 
 class PartitionLatency(NamedTuple):
     """Cost of a partition's critical path, in seconds."""
 
-    # The path's memory latencies summed.
     mem_latency_sec: float
-    # Its compute latencies summed.
+    """The memory latencies along the path, summed."""
     computer_latency_sec: float
-    # Its length: per node the larger of the two.
+    """Its compute latencies, summed."""
     overall_latency_sec: float
+    """Its length: per node the larger of the two."""
 
 
 class PartitionMode(Enum):
     """How :class:`Partitioner` splits a module (see ``accelerator_partitioner``)."""
 
     size_based = 0
+    """Fill one device after another, in graph order."""
     sparse_nn = 1
+    """Embedding tables apart from the dense layers (recommendation models)."""
     cost_aware = 2
+    """Merge partitions while the critical-path latency falls."""
     kl_based = 3
+    """Swap nodes between partitions while the latency falls."""
     aot_based = 4
+    """Use the partitioning given in the config."""
 
 
 class PartitionerConfig(NamedTuple):
     """What to partition for and how."""
 
     devices: list[Device]
+    """The accelerators available."""
     mode: PartitionMode = PartitionMode.size_based
-    # Link bandwidth and per-operation costs: cost_aware and kl_based.
+    """The partitioning strategy."""
     transfer_rate_bytes_per_sec: float = 0.0
+    """Link bandwidth between devices (cost_aware, kl_based)."""
     node_to_latency_mapping: dict[Node, NodeLatency] = {}
-    # A partitioning decided ahead of time: aot_based.
+    """Per-operation costs (cost_aware, kl_based)."""
     node_to_partition_mapping: dict[Node, int] = {}
+    """A partitioning decided ahead of time (aot_based)."""
     partition_to_logical_device_mapping: dict[int, list[int]] = {}
-    # Replicate the partitions onto devices that would otherwise stay idle.
+    """Where each ahead-of-time partition goes (aot_based)."""
     saturate_host: bool = False
+    """Replicate the partitions onto devices that would otherwise stay idle."""
 
 
 def _size_bytes_of(node: Node) -> tuple[int, int]:

@@ -292,16 +292,10 @@ class _Parent:
 
 
 def split_module(
-    m: GraphModule,
-    root_m: torch.nn.Module,
-    split_callback: Callable[[Node], int],
-    qualname_map: dict[str, str] | None = None,
-    keep_original_order: bool | None = False,
-    keep_original_node_name: bool | None = False,
-    keep_original_input_name: bool = True,
-    *,
-    partition_affix: str | None = None,
-    tuple_return: bool = False,
+    m: GraphModule, root_m: torch.nn.Module, split_callback: Callable[[Node], int],
+    qualname_map: dict[str, str] | None = None, keep_original_order: bool | None = False,
+    keep_original_node_name: bool | None = False, keep_original_input_name: bool = True,
+    *, partition_affix: str | None = None, tuple_return: bool = False,
 ) -> GraphModule:
     """Split ``m`` into a parent module calling one child ``GraphModule`` per partition.
 
