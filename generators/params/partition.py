@@ -24,11 +24,12 @@ A params dict::
      "partition_to_logical_device": {"0": [0], ...},   # aot_based
      "saturate_host": false}
 
-Configurations are meant to partition unless drawn to fail: the simplest draw is one
-device that holds the whole module, and six draws in seven give devices that hold the
-module about twice over between them, each able to hold the largest operation, which
-every mode's heuristic manages with. The seventh fails on purpose, in a way the mode
-can fail (:data:`FAILURES`).
+Configurations are mostly meant to partition: the simplest draw is one device that holds
+the whole module, and six draws in eight give devices that hold the module about twice
+over between them, each able to hold the largest operation, which every mode's heuristic
+manages with. One in eight puts the heuristics on tight devices, where they may fail to
+place partitions; one in eight fails on purpose, in a way the mode can fail
+(:data:`FAILURES`).
 
 The cost-aware and KL searches are slow upstream (whole-graph latency inside nested
 loops, and a per-partition latency that walks every path), so those modes are drawn only
@@ -82,9 +83,12 @@ def modes_for(graph_module: torch.fx.GraphModule) -> list[str]:
     return modes
 
 
-#: One draw in ``len(INTENTS)`` is a configuration drawn to fail; the first (and so the
-#: simplest) intent succeeds.
-INTENTS = ("succeed",) * 6 + ("fail",)
+#: What a draw is meant to do: partition (the first intent, so the simplest draw, and six in
+#: eight), partition on tight devices (``tight``: the heuristics may fail to place every
+#: partition, where upstream's cost-aware and KL searches misbehave), or fail on purpose.
+INTENTS = ("succeed",) * 6 + ("tight", "fail")
+#: Modes whose heuristics tight devices exercise.
+TIGHT_MODES = ("size_based", "cost_aware", "kl_based")
 #: Ways a configuration fails, per mode: ``no_devices``; ``too_small`` (all devices
 #: together hold less than the module); ``op_too_large`` (no device holds the largest
 #: operation); ``zero_rate`` (a transfer rate of zero where data crosses devices);
@@ -135,46 +139,56 @@ def _logical_ids(draw: st.DrawFn, count: int) -> list[int]:
     return ids
 
 
+#: Device layouts (see :func:`devices`); the last four cannot work.
+LAYOUTS = ("spread", "ample", "several", "tight", "no_devices", "too_small", "op_too_large", "unequal")
+
+
 @st.composite
-def devices(draw: st.DrawFn, *, equal: bool | None = None, ample: bool = False, several: bool = False,
-            failure: str | None = None) -> list[dict[str, Any]]:
+def devices(draw: st.DrawFn, *, layout: str = "spread", equal: bool | None = None) -> list[dict[str, Any]]:
     """Device descriptions, memory relative to the module's size (see the module
     docstring), logical ids usually 0..n-1 (sometimes offset, shuffled or shared by two).
 
-    By default the devices hold the module about 1.8 to 2.6 times over between them and
-    each holds the largest operation: enough for every mode's heuristic, as partitions
-    also hold the inputs they read from elsewhere. One device (the simplest draw) holds
-    the whole module.
+    Layouts:
+
+    * ``spread``: the devices hold the module about 1.8 to 2.6 times over between them and
+      each holds the largest operation, which every mode's heuristic manages with
+      (partitions also hold the inputs they read from elsewhere); one device, the simplest
+      draw, holds the whole module;
+    * ``ample``: every device holds the whole module (the single-partition path);
+    * ``several``: 3 to 5 equal devices as in ``spread``, none holding the whole module,
+      so that partitions exchange data;
+    * ``tight``: 2 to 5 devices holding the module only 1.05 to 1.5 times over;
+    * ``no_devices``; ``too_small`` (together less than the module); ``op_too_large``
+      (each smaller than the largest operation); ``unequal`` (different sizes, none
+      holding the module).
 
     Args:
+        layout: one of :data:`LAYOUTS`.
         equal: devices of one size (True), of different sizes (False), or drawn (None).
-        ample: every device holds the whole module (the single-partition path).
-        several: 3 to 5 equal devices, none holding the whole module, so that partitions
-            exchange data.
-        failure: devices that cannot work: ``no_devices``, ``too_small`` (together less
-            than the module), ``op_too_large`` (each smaller than the largest operation)
-            or ``unequal`` (different sizes, none holding the module).
     """
-    if failure == "no_devices":
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown device layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    if layout == "no_devices":
         return []
-    if failure is not None or several:
-        count = draw(st.integers(3, 5)) if several else draw(st.integers(2, 5))
-    else:
+    if layout == "spread" or layout == "ample":
         count = draw(st.integers(1, 5))
+    else:
+        count = draw(st.integers(3, 5)) if layout == "several" else draw(st.integers(2, 5))
     if equal is None:
         equal = draw(st.booleans())
     memories: list[dict[str, Any]]
-    if failure == "too_small":
+    if layout == "too_small":
         memories = [{"fraction": f} for f in _spread(draw, count, equal, draw(st.floats(0.2, 0.95)))]
-    elif failure == "op_too_large":
+    elif layout == "op_too_large":
         memories = [{"largest_fraction": draw(st.floats(0.1, 0.9))} for _ in range(count)]
-    elif failure == "unequal":
+    elif layout == "unequal":
         memories = [{"fraction": 0.95 - 0.1 * k} for k in range(count)]
-    elif ample:
+    elif layout == "ample":
         size = draw(st.floats(1.0, 1.6))
         memories = [{"fraction": size if equal else draw(st.floats(1.0, 1.6))} for _ in range(count)]
     else:
-        fractions = _spread(draw, count, equal or several, draw(st.floats(1.8, 2.6)))
+        over = draw(st.floats(1.05, 1.5)) if layout == "tight" else draw(st.floats(1.8, 2.6))
+        fractions = _spread(draw, count, equal or layout == "several", over)
         memories = [{"fraction": f, "fits_largest": True} for f in fractions]
     ids = _logical_ids(draw, count)
     return [{"name": f"dev_{i}", "memory": memories[i], "logical_id": ids[i]} for i in range(count)]
@@ -225,24 +239,24 @@ def _params(draw: st.DrawFn, graph_module: torch.fx.GraphModule, mode: str | Non
     names = operation_names(graph_module)
     if mode is None:
         mode = draw(st.sampled_from(modes_for(graph_module)))
-    if fail is None:
-        fail = draw(st.sampled_from(INTENTS)) == "fail"
-    if not fail:
+    intent = draw(st.sampled_from(INTENTS)) if fail is None else "fail" if fail else "succeed"
+    if intent != "fail":
         failure = None
     elif failure is None:
         failure = draw(st.sampled_from(FAILURES[mode]))
     elif failure not in FAILURES[mode]:
         raise ValueError(f"{mode} has no failure {failure!r}; choose one of {', '.join(FAILURES[mode])}")
-    memory_failure = failure if failure in ("no_devices", "too_small", "op_too_large", "unequal") else None
-    if mode == "sparse_nn":
-        # Without embedding operations sparse_nn has nothing to spread: only a module that
-        # fits one device partitions.
-        drawn_devices = draw(devices(equal=True, ample=not has_embeddings(graph_module), failure=memory_failure))
+    if failure in ("no_devices", "too_small", "op_too_large", "unequal"):
+        layout = failure
     elif failure in ("zero_rate", "missing_latency"):
-        # Several partitions, so that data crosses devices and latencies are read.
-        drawn_devices = draw(devices(several=True))
+        layout = "several"  # partitions exchange data and read latencies
+    elif intent == "tight" and mode in TIGHT_MODES:
+        layout = "tight"
+    elif mode == "sparse_nn" and not has_embeddings(graph_module):
+        layout = "ample"  # without embedding operations only a module that fits one device partitions
     else:
-        drawn_devices = draw(devices(failure=memory_failure))
+        layout = "spread"
+    drawn_devices = draw(devices(layout=layout, equal=True if mode == "sparse_nn" else None))
     rates = [0.0] if failure == "zero_rate" else [1e5, 1e2, 1e4, 1e6, 1e9]
     params: dict[str, Any] = {
         "mode": mode,
@@ -263,15 +277,17 @@ def partition_params(
 ) -> st.SearchStrategy[dict[str, Any]]:
     """Parameters of one ``Partitioner.partition_graph`` call on ``graph_module``.
 
-    The simplest draw, and six in seven, is a configuration meant to partition; the rest
-    are drawn to fail (:data:`FAILURES`: no devices, devices too small for the module or
-    for its largest operation, a zero transfer rate where data moves, a missing latency,
-    unequal devices in ``sparse_nn``, aot partitions without devices or out of order).
+    The simplest draw, and six in eight, is a configuration meant to partition; one in
+    eight has tight devices (:data:`TIGHT_MODES`), and one in eight is drawn to fail
+    (:data:`FAILURES`: no devices, devices too small for the module or for its largest
+    operation, a zero transfer rate where data moves, a missing latency, unequal devices
+    in ``sparse_nn``, aot partitions without devices or out of order).
 
     Args:
         graph_module: the traced module.
         mode: one of :data:`MODES`; None draws one of :func:`modes_for` the graph.
-        fail: whether the configuration is drawn to fail; None draws it (one in seven).
+        fail: whether the configuration is drawn to fail (False: meant to partition, on
+            devices that are not tight); None draws the intent (:data:`INTENTS`).
         failure: when failing, which way (one of the mode's :data:`FAILURES`); None draws it.
     """
     return _params(graph_module, mode, fail, failure)
