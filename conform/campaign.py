@@ -27,6 +27,7 @@ from conform import known, record, report
 from conform.case import Case
 from conform.engine import Prepared, check, finish_outcome, prepare
 from conform.errors import UsageError
+from conform.oracles import partition_z3
 from conform.outcome import Outcome, Verdict, stable_key
 from conform.registry import TransformSpec, select
 from generators.sources import configured_source, source_names
@@ -305,6 +306,9 @@ def finish(report_dir: Path, *, meta: dict[str, Any],
     outcomes = record.read_parts(report_dir)
     record.write_results(report_dir, outcomes)
     summary = record.summarize(outcomes, meta=meta, known_status=known_status(outcomes, witnesses))
+    gaps = partition_z3.summarize_gaps(outcomes)
+    if gaps:
+        summary["partition_gaps"] = gaps
     record.write_summary(report_dir, summary)
     report.write(report_dir, outcomes, summary)
     return summary

@@ -93,3 +93,14 @@ def test_clear_removes_only_generated_files(tmp_path: Path) -> None:
     assert not (tmp_path / "results.jsonl").exists()
     assert not (tmp_path / "parts" / "results-w0.jsonl").exists()
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_report_shows_partition_optimality(tmp_path: Path) -> None:
+    from conform import campaign
+
+    summary = campaign.run(campaign.CampaignConfig(
+        transforms=("partition",), sources=("samples",), devices=("cpu",), budget_s=60.0, max_cases=6,
+        report_dir=str(tmp_path), workers=1))
+    assert summary["partition_gaps"], "successful partitions of small graphs carry the z3 oracle's gap"
+    html = (tmp_path / "index.html").read_text()
+    assert "Partition optimality (z3 oracle)" in html
