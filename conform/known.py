@@ -607,25 +607,6 @@ KNOWN: tuple[KnownDivergence, ...] = (
         for transform, prefix, suffix in (
             ("fuse", "fuse", ""), ("optimize_for_inference", "optimize-for-inference", "_inference"))
     ),
-    KnownDivergence(
-        id="fuse-low-precision-rounding",
-        transform="fuse",
-        kind=Kind.BY_DESIGN,
-        reason=(
-            "folding a batch norm into a float16/bfloat16 conv or Linear rounds the folded "
-            "weights once instead of rounding the conv's output and then the norm's: the results "
-            "differ from the eager module's by about one unit in the last place of the "
-            "intermediates, far beyond the dtype's default absolute tolerance (1e-5) wherever an "
-            "output is near zero, on both implementations, and the reference (which folds in "
-            "float32) differs from upstream (which folds in the norm's dtype) by as much. Neither "
-            "is wrong; the eager oracle cannot judge folds at these precisions with its default "
-            "tolerances. (optimize_for_inference is checked on float32 models only.)"
-        ),
-        match=Match(stage=Stage.COMPARE, message=(
-            r"module (reference|upstream) produced computes different outputs|transformed modules "
-            r"compute different outputs"), case="conform.traits.optimization:fold_at_low_precision"),
-        witness="conform.witnesses.optimization:conv_bn_bfloat16_witness",
-    ),
     *(
         KnownDivergence(
             id=f"{prefix}-keyword-input",

@@ -131,16 +131,6 @@ def fold_into_shared_module(graph_module: torch.fx.GraphModule, built: Built, pa
     return False
 
 
-def fold_at_low_precision(graph_module: torch.fx.GraphModule, built: Built, params: dict[str, Any]) -> bool:
-    """An eval-mode foldable pair whose conv/Linear computes in float16 or bfloat16."""
-    if not _fusion_runs(params):
-        return False
-    return any(
-        _evaluating(first, norm) and first.weight.dtype in (torch.float16, torch.bfloat16)
-        for _, _, first, norm in _fold_pairs(graph_module)
-    )
-
-
 def _linear_pairs(graph_module: torch.fx.GraphModule, params: dict[str, Any]) -> Iterator[tuple[Node, nn.Linear, nn.Module]]:
     if not _fusion_runs(params):
         return

@@ -125,10 +125,6 @@ def conv_bn_bfloat16() -> Built:
     return Built(module.eval().to(torch.bfloat16), (x.to(torch.bfloat16),))
 
 
-def conv_bn_bfloat16_witness() -> Witness:
-    return Witness(_factory("conv_bn_bfloat16"), {"inplace": False})
-
-
 # --- remove_dropout ----------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from conform.case import Case
 from conform.engine import check, prepare
@@ -119,3 +120,36 @@ def test_prepare_is_reusable_across_transforms() -> None:
     first = check(TWO_ADDS, "shape_prop", prepared=prepared)
     second = check(TWO_ADDS, "split_module", params=SPLIT_IN_TWO, prepared=prepared)
     assert first[0].verdict is Verdict.PASS and second[0].verdict is Verdict.PASS
+
+
+BF16_CONV_BN = Case("factory", {"factory": "conform.witnesses.optimization:conv_bn_bfloat16"})
+
+
+def test_low_precision_fold_is_judged_against_float64() -> None:
+    """Folding rounds once where eager rounds twice: in bfloat16 the fused module is a few
+    ulps from eager, but no further from the float64 result than eager is."""
+    from conform.compare import compare_values
+    from conform.engine import Prepared
+
+    prepared = prepare(BF16_CONV_BN)
+    assert isinstance(prepared, Prepared)
+    outcomes = check(BF16_CONV_BN, "fuse", params={"inplace": False}, prepared=prepared)
+    assert [o.verdict for o in outcomes] == [Verdict.PASS], [o.describe() for o in outcomes]
+    assert compare_values(prepared.expected.outputs, prepared.golden().to(torch.bfloat16)) is not None
+
+
+def test_low_precision_fold_bug_is_still_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    import reference.optimization as reference
+
+    original = reference._fold
+
+    def planted(first, norm):
+        folded = original(first, norm)
+        with torch.no_grad():
+            folded.bias += 0.5
+        return folded
+
+    monkeypatch.setattr(reference, "_fold", planted)
+    outcomes = check(BF16_CONV_BN, "fuse", params={"inplace": False})
+    eager = _only(outcomes, symptom=Symptom.EAGER_MISMATCH)
+    assert eager.verdict is Verdict.FAIL and eager.place.startswith("reference")

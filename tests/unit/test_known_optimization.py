@@ -252,8 +252,6 @@ CASES = [
     *_each_fusing_row("linear-bn-channel-mismatch", here("linear_bn_rows"),
                       upstream_raises(UPSTREAM, "fuse_linear_bn_eval", _LINEAR_BN_ASSERTION)),
     *_each_fusing_row("linear-bn-sequence-channels", here("linear_bn_rows"), fold_off_by_one),
-    pytest.param(Precision("fuse-low-precision-rounding", here("conv_bn"), FUSE, fold_off_by_one),
-                 id="fuse-low-precision-rounding"),
     pytest.param(Precision("remove-dropout-keyword-input", here("positional_dropout"), {},
                            upstream_raises(UPSTREAM, "remove_dropout", _DROPOUT_ASSERTION)),
                  id="remove-dropout-keyword-input"),
