@@ -7,6 +7,11 @@ partition or the final output reads. The parent calls the children in an order t
 those data dependencies (or in the order partitions first appear, when asked) and unpacks
 their results with ``getitem``.
 
+In-place ops add dependencies of their own: a partition that reads memory before another
+partition writes it in place runs first, and one that reads it afterwards runs later, so every
+child sees the values it would see in the unsplit module (see :mod:`reference._split_effects`).
+Upstream orders by data dependencies alone and can call the writer first.
+
 Global-state calls (autocast enter/exit, ``_set_grad_enabled``) are not values: a partition
 that runs inside such a region re-enters it at its start (and leaves autocast at its end), so
 each child is correct on its own.
@@ -24,6 +29,7 @@ from torch.fx import GraphModule
 from torch.fx.graph import Graph
 from torch.fx.node import Node, map_arg
 
+from reference._split_effects import partition_order_edges
 from reference._split_regions import (
     Regions,
     binding_symbol,
@@ -114,22 +120,89 @@ def _record_uses(nodes: list[Node], owner: dict[Node, Partition], bindings: dict
                     _link(binder.name, owner.get(binder), user)
 
 
-def _topological_order(partitions: dict[str, Partition]) -> list[str]:
-    # Kahn's algorithm with a stack: ready partitions are taken last-in first-out.
-    waiting = {name: len(p.dependencies) for name, p in partitions.items()}
+def _topological_order(
+    partitions: dict[str, Partition],
+    writes: dict[tuple[str, str], tuple[Node, Node]] | None = None,
+    *,
+    first_appearance: bool = False,
+) -> list[str]:
+    """Partition names in an order where every partition follows those it depends on.
+
+    Without ``writes`` this is Kahn's algorithm with a stack (ready partitions are taken
+    last-in first-out), the order callers of split_module get when nothing is mutated.
+    ``writes`` adds the pairs an in-place op fixes; ``first_appearance`` then takes the ready
+    partition that appears first in the graph instead of the last one made ready.
+    """
+    after: dict[str, dict[str, None]] = {name: dict(p.dependents) for name, p in partitions.items()}
+    for earlier, later in writes or ():
+        after[earlier].setdefault(later)
+    waiting = dict.fromkeys(partitions, 0)
+    for successors in after.values():
+        for name in successors:
+            waiting[name] += 1
     ready = [name for name, count in waiting.items() if count == 0]
+    rank = {name: index for index, name in enumerate(partitions)}
     order: list[str] = []
     while ready:
+        if first_appearance:
+            ready.sort(key=rank.__getitem__, reverse=True)
         name = ready.pop()
         order.append(name)
-        for dependent in partitions[name].dependents:
+        for dependent in after[name]:
             waiting[dependent] -= 1
             if waiting[dependent] == 0:
                 ready.append(dependent)
     if len(order) != len(partitions):
         stuck = sorted(name for name in partitions if name not in set(order))
-        raise RuntimeError(f"cycle exists between partitions! (partitions {stuck} wait on each other)")
+        reason = f"partitions {stuck} wait on each other"
+        for (earlier, later), (first, second) in (writes or {}).items():
+            if earlier in stuck and later in stuck:
+                reason += (
+                    f"; {first.name} (partition {earlier}) and {second.name} (partition {later}) "
+                    "touch the same memory and one of them writes it in place"
+                )
+                break
+        raise RuntimeError(f"cycle exists between partitions! ({reason})")
     return order
+
+
+def _keeps_data_flow(order: list[str], partitions: dict[str, Partition]) -> bool:
+    position = {name: index for index, name in enumerate(order)}
+    return all(position[d] < position[name] for name in order for d in partitions[name].dependencies)
+
+
+def _keeps_writes_in_place(order: list[str], writes: dict[tuple[str, str], tuple[Node, Node]]) -> bool:
+    position = {name: index for index, name in enumerate(order)}
+    return all(position[earlier] < position[later] for earlier, later in writes)
+
+
+def _call_order(
+    m: GraphModule, nodes: list[Node], partitions: dict[str, Partition], owner: dict[Node, Partition],
+    keep_original_order: bool | None,
+) -> list[str]:
+    """The order the parent calls the children in.
+
+    Dependency order (or first appearance with ``keep_original_order``), as long as every
+    in-place write stays on the same side of every other partition's access of that memory
+    as in the graph; otherwise an order that also follows those writes. Without the second
+    step a partition holding ``a.relu_()`` may run before the one holding an earlier
+    ``softmax(a)``, which then reads the updated values.
+
+    Raises:
+        RuntimeError: no order of the partitions satisfies both kinds of dependencies.
+    """
+    order = _topological_order(partitions)
+    chosen = list(partitions) if keep_original_order else order
+    if keep_original_order and not _keeps_data_flow(chosen, partitions):
+        # a child would be called before one it reads from: building the parent fails on
+        # the missing value, as it does for a first-appearance order without any writes
+        return chosen
+    # global-state calls are replayed in every partition of their region, not ordered
+    names = {node: part.name for node, part in owner.items() if not is_state_call(node)}
+    writes = partition_order_edges(nodes, names, m)
+    if writes and not _keeps_writes_in_place(chosen, writes):
+        chosen = _topological_order(partitions, writes, first_appearance=bool(keep_original_order))
+    return chosen
 
 
 def _unique_target(targets: dict[str, Any], wanted: str, value: Any) -> str:
@@ -308,7 +381,8 @@ def split_module(
         qualname_map (Optional[Dict[str, str]]): when given, filled with
             ``"submod_<id>.<flattened>" -> original target`` for every called submodule.
         keep_original_order (bool): call the children in the order their partitions first
-            appear in ``m`` instead of a dependency order.
+            appear in ``m`` instead of a dependency order (moving a partition later only
+            where an in-place write needs it).
         keep_original_node_name (bool): children's nodes (and the parent's inputs) keep the
             names they have in ``m``.
         keep_original_input_name (bool): children's placeholders are named after the values
@@ -320,7 +394,9 @@ def split_module(
         GraphModule: the parent module; ``meta["partition_names"]`` holds the children's names.
 
     Raises:
-        RuntimeError: the partitions depend on each other in a cycle.
+        RuntimeError: the partitions depend on each other in a cycle, through values or
+            through in-place writes (a partition reading memory both before and after
+            another partition writes it).
         AssertionError: autocast or grad-mode regions with partition ids that decrease along
             the graph, or malformed region calls.
 
@@ -359,7 +435,7 @@ def split_module(
     if regions:
         check_monotonic(compute, pid_of)
     _record_uses(nodes, owner, bindings)
-    order = _topological_order(partitions)
+    order = _call_order(m, nodes, partitions, owner, keep_original_order)
 
     by_name = {n.name: n for n in nodes}
     _build_partition_graphs(
@@ -375,7 +451,8 @@ def split_module(
         for node in nodes:
             if node.op == "placeholder":
                 parent.bring_in(node)
-        for part in partitions.values():
+        for name in order:
+            part = partitions[name]
             # attributes appear just before the first child that reads them
             for name in part.inputs:
                 if by_name[name].op == "get_attr":
