@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import torch
 import torch.fx
 from hypothesis import strategies as st
 
-from generators.sources import Built, Source
+from generators.sources import Built, Source, load_or_build_index
 
 INDEX_FORMAT = "fx-conform.nn-modules-index/1"
 PACKAGED_INDEX = Path(__file__).with_name("data") / "nn_modules_index.json"
@@ -99,25 +98,10 @@ def build_index() -> dict[str, Any]:
     return {"format": INDEX_FORMAT, "torch": torch.__version__, "cases": cases, "excluded": excluded}
 
 
-def _cache_path() -> Path:
-    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return root / "fx-conform" / f"nn_modules_index-{torch.__version__}.json"
-
-
 @functools.cache
 def load_index() -> dict[str, Any]:
-    """The packaged index when it matches the running torch, else the per-user cache
-    (built on first use)."""
-    for path in (PACKAGED_INDEX, _cache_path()):
-        if path.exists():
-            data = json.loads(path.read_text())
-            if data.get("format") == INDEX_FORMAT and data.get("torch") == torch.__version__:
-                return data
-    data = build_index()
-    path = _cache_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1, sort_keys=True))
-    return data
+    """The nn-module index for the running torch (see :func:`~generators.sources.load_or_build_index`)."""
+    return load_or_build_index(PACKAGED_INDEX, "nn_modules_index", {"format": INDEX_FORMAT, "torch": torch.__version__}, build_index)
 
 
 class NNModuleSource(Source):

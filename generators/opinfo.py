@@ -19,7 +19,6 @@ import hashlib
 import itertools
 import json
 import linecache
-import os
 import signal
 import sys
 import time
@@ -31,7 +30,7 @@ import torch
 import torch.fx
 from hypothesis import strategies as st
 
-from generators.sources import Built, Source
+from generators.sources import Built, Source, load_or_build_index
 
 INDEX_FORMAT = "fx-conform.opinfo-index/1"
 PACKAGED_INDEX = Path(__file__).with_name("data") / "opinfo_index.json"
@@ -249,25 +248,10 @@ def build_index(verbose: bool = False) -> dict[str, Any]:
     return {"format": INDEX_FORMAT, "torch": torch.__version__, "max_samples": MAX_SAMPLES, "cases": cases, "excluded": excluded}
 
 
-def _cache_path() -> Path:
-    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return root / "fx-conform" / f"opinfo_index-{torch.__version__}.json"
-
-
 @functools.cache
 def load_index() -> dict[str, Any]:
-    """The index for the running torch: the packaged one when it matches, else the
-    per-user cache, built on first use."""
-    for path in (PACKAGED_INDEX, _cache_path()):
-        if path.exists():
-            data = json.loads(path.read_text())
-            if data.get("format") == INDEX_FORMAT and data.get("torch") == torch.__version__:
-                return data
-    data = build_index()
-    path = _cache_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1, sort_keys=True))
-    return data
+    """The op_db index for the running torch (see :func:`~generators.sources.load_or_build_index`)."""
+    return load_or_build_index(PACKAGED_INDEX, "opinfo_index", {"format": INDEX_FORMAT, "torch": torch.__version__}, build_index)
 
 
 class OpInfoSource(Source):

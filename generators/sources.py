@@ -11,11 +11,32 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 from hypothesis import strategies as st
+
+
+def load_or_build_index(packaged: Path, stem: str, stamp: dict[str, Any],
+                        build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """An index of cases for a catalogue source: the file shipped in ``packaged`` when its
+    ``stamp`` fields (format, versions) match ``stamp``, else the per-user cache
+    ``$XDG_CACHE_HOME/fx-conform/<stem>-<torch version>.json``, else ``build()`` (written to
+    that cache). ``build()`` must return a dict holding ``stamp``'s keys."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fx-conform"
+    cache /= f"{stem}-{torch.__version__}.json"
+    for path in (packaged, cache):
+        if path.exists():
+            data = json.loads(path.read_text())
+            if all(data.get(key) == value for key, value in stamp.items()):
+                return data
+    data = build()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(data, indent=1, sort_keys=True))
+    return data
 
 
 @dataclasses.dataclass

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import torch
 import torch.fx
 from hypothesis import strategies as st
 
-from generators.sources import Built, Source
+from generators.sources import Built, Source, load_or_build_index
 
 INDEX_FORMAT = "fx-conform.torchvision-index/1"
 PACKAGED_INDEX = Path(__file__).with_name("data") / "torchvision_index.json"
@@ -130,26 +129,11 @@ def build_index(verbose: bool = False) -> dict[str, Any]:
     return {"format": INDEX_FORMAT, "versions": _versions(), "cases": cases, "rejected": rejected}
 
 
-def _cache_path() -> Path:
-    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return root / "fx-conform" / f"torchvision_index-{torch.__version__}.json"
-
-
 @functools.cache
 def load_index() -> dict[str, Any]:
-    """The packaged index when it matches the installed versions, else the per-user cache
-    (built on first use, minutes)."""
-    versions = _versions()
-    for path in (PACKAGED_INDEX, _cache_path()):
-        if path.exists():
-            data = json.loads(path.read_text())
-            if data.get("format") == INDEX_FORMAT and data.get("versions") == versions:
-                return data
-    data = build_index()
-    path = _cache_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1, sort_keys=True))
-    return data
+    """The model index for the installed torch and torchvision (see
+    :func:`~generators.sources.load_or_build_index`)."""
+    return load_or_build_index(PACKAGED_INDEX, "torchvision_index", {"format": INDEX_FORMAT, "versions": _versions()}, build_index)
 
 
 class TorchvisionSource(Source):
