@@ -223,6 +223,31 @@ KNOWN: tuple[KnownDivergence, ...] = (
         witness="conform.witnesses.split:symbol_bound_in_partition_witness",
     ),
     KnownDivergence(
+        id="split-module-inplace-order",
+        transform="split_module",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "upstream orders partitions by data flow alone (or by first appearance with "
+            "keep_original_order=True) and calls each partition's nodes together, so a partition "
+            "holding an in-place write (y.relu_(), x[i] = v, an inplace=True module) can be called "
+            "before a partition that reads the same memory earlier in the graph, or after one that "
+            "reads it later: the split module silently computes something else than eager. The "
+            "reference also orders by in-place writes: a partition accessing the memory before "
+            "the write runs first, one accessing it after runs later; when no order satisfies "
+            "both (a partition on both sides of the write, or a value flowing against the write's "
+            "order) it raises RuntimeError 'cycle exists between partitions!' naming the two "
+            "nodes that touch the same memory."
+        ),
+        # upstream's module goes wrong or the reference refuses; structurally only the parent's
+        # order of calls differs (every diff line is under fingerprint.parent)
+        match=Match(case="conform.traits.split:inplace_write_across_partitions", message=(
+            r"module upstream produced computes different|transformed modules compute different "
+            r"outputs|reference raises RuntimeError: cycle exists between partitions! \(.*touch the "
+            r"same memory and one of them writes it in place|structural fingerprints differ\n"
+            r"fingerprint: upstream vs reference(\nfingerprint\.parent\.[^\n]*)+\Z")),
+        witness="conform.witnesses.split:inplace_across_partitions_witness",
+    ),
+    KnownDivergence(
         id="graph-manipulation-multi-tensor-node-size",
         transform="graph_manipulation",
         kind=Kind.UPSTREAM_BUG,

@@ -12,6 +12,8 @@ import torch
 import torch.fx
 
 from generators.sources import Built
+from reference._split_effects import partition_order_edges
+from reference._split_regions import is_state_call
 
 _UNPARTITIONED = ("placeholder", "get_attr", "output")
 
@@ -114,3 +116,49 @@ def symbol_bound_in_reading_partition(graph_module: torch.fx.GraphModule, built:
                 if bound_by is not None and bound_by.op != "placeholder" and owner.get(bound_by) == pid:
                     return True
     return False
+
+
+# --- an in-place write that upstream's order of partitions may move -----------------------------
+
+
+def _first_appearance(graph_module: torch.fx.GraphModule, params: dict[str, Any]) -> dict[int, int]:
+    return {pid: rank for rank, pid in enumerate(dict.fromkeys(_partition_ids(graph_module, params).values()))}
+
+
+def _downstream_by_values(owner: dict[torch.fx.Node, int]) -> dict[int, set[int]]:
+    """Partition id -> the partitions that read its values, directly or through others."""
+    feeds: dict[int, set[int]] = defaultdict(set)
+    for node, pid in owner.items():
+        for source in node.all_input_nodes:
+            if source in owner and owner[source] != pid:
+                feeds[owner[source]].add(pid)
+    reach: dict[int, set[int]] = {}
+    for start in set(owner.values()):
+        seen: set[int] = set()
+        pending = [start]
+        while pending:
+            for after in feeds[pending.pop()] - seen:
+                seen.add(after)
+                pending.append(after)
+        reach[start] = seen
+    return reach
+
+
+def inplace_write_across_partitions(graph_module: torch.fx.GraphModule, built: Built,
+                                    params: dict[str, Any]) -> bool:
+    """Memory written in place by one partition and read or written by another (the conflicts
+    of :func:`reference._split_effects.partition_order_edges`), where upstream's order of the
+    two partitions is not fixed the graph's way: with ``keep_original_order`` the later access's
+    partition appears first; otherwise it does not read the earlier one's values (directly or
+    through other partitions), so upstream's data-flow order is free to call it first."""
+    owner = {node: pid for node, pid in _partition_ids(graph_module, params).items() if not is_state_call(node)}
+    if len(set(owner.values())) < 2:
+        return False
+    edges = partition_order_edges(list(graph_module.graph.nodes), owner, graph_module)
+    if not edges:
+        return False
+    if params.get("keep_original_order"):
+        rank = _first_appearance(graph_module, params)
+        return any(rank[later] < rank[earlier] for earlier, later in edges)
+    reach = _downstream_by_values(owner)
+    return any(later not in reach[earlier] for earlier, later in edges)

@@ -146,3 +146,26 @@ def symbol_bound_in_partition() -> Built:
 
 def symbol_bound_in_partition_witness() -> Witness:
     return Witness(_factory("symbol_bound_in_partition"), {"partition": {"sum_1": 1, "add": 1}})
+
+
+# --- an in-place write in one partition, a read of the same memory in another -------------------
+
+
+class ReadThenWrite(torch.nn.Module):
+    """``sigmoid`` reads ``y`` before ``relu_`` overwrites it; the two meet only in ``add``."""
+
+    def forward(self, x):
+        y = x * 1
+        s = torch.sigmoid(y)
+        y.relu_()
+        return s + y
+
+
+def read_then_write() -> Built:
+    return Built(ReadThenWrite(), (torch.linspace(-1.5, 1.0, 6),))
+
+
+def inplace_across_partitions_witness() -> Witness:
+    # partitions 1 (relu_) and 2 (sigmoid) are both ready once partition 0 (mul) has run:
+    # upstream takes the last one made ready, the writer
+    return Witness(_factory("read_then_write"), {"partition": {"sigmoid": 2, "relu_": 1, "add": 3}})

@@ -554,3 +554,73 @@ def test_symbol_bound_next_to_its_use(request, impl: Implementation) -> None:
 
     x = torch.randn(5)
     torch.testing.assert_close(parts(x), f(x))
+
+
+# --- in-place writes fix the order of the partitions that touch the same memory --------------
+
+
+def mixed_signs() -> torch.Tensor:
+    # relu_ changes the negative half: a read on the wrong side of it shows
+    return torch.linspace(-1.5, 1.0, 6)
+
+
+def test_read_before_an_inplace_write_in_another_partition(request, impl: Implementation) -> None:
+    upstream_bug(request, impl, "split-module-inplace-order")
+    from conform.witnesses.split import ReadThenWrite
+
+    mod = ReadThenWrite()
+    gm = torch.fx.symbolic_trace(mod)
+
+    # sigmoid and relu_ are both ready once mul has run; sigmoid must see y before relu_
+    parts = split(impl, gm, mod, by_map({"sigmoid": 2, "relu_": 1, "add": 3}))
+
+    x = mixed_signs()
+    torch.testing.assert_close(parts(x), mod(x))
+
+
+def test_read_after_an_inplace_write_in_another_partition(request, impl: Implementation) -> None:
+    upstream_bug(request, impl, "split-module-inplace-order")
+
+    def f(x):
+        y = x * 1
+        y.relu_()
+        return torch.sigmoid(y)
+
+    gm = torch.fx.symbolic_trace(f)
+
+    # relu_ returns nothing anyone reads: only the write orders it before sigmoid
+    parts = split(impl, gm, None, by_map({"relu_": 1, "sigmoid": 2}))
+
+    x = mixed_signs()
+    torch.testing.assert_close(parts(x), f(x))
+
+
+def test_inplace_write_with_original_order(request, impl: Implementation) -> None:
+    upstream_bug(request, impl, "split-module-inplace-order")
+
+    def f(x):
+        c = torch.cos(x)
+        s = torch.sigmoid(x)
+        x.relu_()
+        return c + s + x
+
+    gm = torch.fx.symbolic_trace(f)
+
+    # partition 1 appears first (cos) but holds relu_, which sigmoid must precede
+    parts = split(impl, gm, None, by_map({"cos": 1, "sigmoid": 0, "relu_": 1}, default=2),
+                  keep_original_order=True)
+
+    x = mixed_signs()
+    torch.testing.assert_close(parts(x.clone()), f(x.clone()))
+
+
+def test_partition_on_both_sides_of_an_inplace_write_raises(request, impl: Implementation) -> None:
+    # upstream does not look at writes and returns a module that computes something else
+    upstream_bug(request, impl, "split-module-inplace-order")
+    from conform.witnesses.split import ReadThenWrite
+
+    gm = torch.fx.symbolic_trace(ReadThenWrite())
+
+    # partition 1 reads y before relu_ (sigmoid) and after it (add)
+    with pytest.raises(RuntimeError, match=r"cycle exists between partitions!.*relu_.*in place"):
+        split(impl, gm, None, by_map({"sigmoid": 1, "relu_": 2, "add": 1}))

@@ -77,6 +77,36 @@ def symbol_from_input() -> Built:
     return Built(SymbolFromInput(), (4, torch.randn(4)))
 
 
+class WriteInOnePartition(torch.nn.Module):
+    """Every access of the memory relu_ writes is in the writer's partition; the next
+    partition reads only a fresh value."""
+
+    def forward(self, x):
+        y = x * 1
+        s = torch.sigmoid(y)
+        y.relu_()
+        return torch.cos(s + y)
+
+
+def write_in_one_partition() -> Built:
+    return Built(WriteInOnePartition(), (torch.linspace(-1.5, 1.0, 6),))
+
+
+class WriterAppearsFirst(torch.nn.Module):
+    """Split with cos and relu_ together, their partition appears before sigmoid's but
+    sigmoid must read x before relu_ writes it."""
+
+    def forward(self, x):
+        c = torch.cos(x)
+        s = torch.sigmoid(x)
+        x.relu_()
+        return c + s + x
+
+
+def writer_appears_first() -> Built:
+    return Built(WriterAppearsFirst(), (torch.linspace(-1.5, 1.0, 6),))
+
+
 _NO_GRAD_SPLIT = {"_set_grad_enabled": 0, "sigmoid": 0, "relu": 1, "_set_grad_enabled_1": 1, "mul": 1}
 
 
@@ -108,6 +138,8 @@ NEARBY: dict[str, tuple[Any, dict[str, Any]]] = {
     # the symbol is bound by an input, which no partition computes
     "split-module-symbol-bound-in-same-partition": (
         _here("symbol_from_input"), {"partition": {"sum_1": 1, "add": 1}}),
+    # the in-place write and every access of its memory stay in partition 0
+    "split-module-inplace-order": (_here("write_in_one_partition"), {"partition": {"cos": 1}}),
 }
 
 
@@ -141,6 +173,7 @@ PLANTED: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], str | None]] = {
         None),
     "split-module-symbol-bound-in-same-partition": (
         _upstream_raises(RuntimeError("cycle exists between partitions!")), None),
+    "split-module-inplace-order": (_miscompiling_split, "transformed modules compute different outputs"),
 }
 
 ENTRIES = sorted(NEARBY)
@@ -197,3 +230,40 @@ def test_reference_miscompile_on_a_collision_is_not_claimed(monkeypatch: pytest.
     outcomes = run(_witness_case("flatten_collision"), "split_module", {"partition": {}})
     wrong = [o for o in outcomes if o.symptom and o.symptom.value == "eager-mismatch" and "reference" in o.message]
     assert wrong and all(o.verdict.value == "fail" for o in wrong), [o.describe() for o in outcomes]
+
+
+@pytest.mark.parametrize("params", [
+    # add reads y after relu_ but also reads mul's partition: data flow already orders them
+    pytest.param({"partition": {"add": 1}}, id="order-fixed-by-data-flow"),
+    # first appearance (0, 1, 2) is the graph's order of the accesses
+    pytest.param({"partition": {"sigmoid": 1, "relu_": 2, "add": 3}, "keep_original_order": True},
+                 id="original-order-follows-the-write"),
+])
+def test_inplace_order_trait_skips_orders_upstream_keeps(params: dict[str, Any]) -> None:
+    assert not trait_holds("split-module-inplace-order", _witness_case("read_then_write"), params)
+
+
+@pytest.mark.parametrize("params", [
+    pytest.param({"partition": {"relu_": 1, "sigmoid": 2}}, id="reader-after-write-unordered"),
+    pytest.param({"partition": {"sigmoid": 1, "relu_": 2, "add": 1}}, id="partition-on-both-sides"),
+])
+def test_inplace_order_trait_holds_where_upstream_may_reorder(params: dict[str, Any]) -> None:
+    assert trait_holds("split-module-inplace-order", _witness_case("read_then_write"), params)
+
+
+def test_inplace_order_with_original_order_is_claimed() -> None:
+    params = {"partition": {"cos": 1, "sigmoid": 0, "relu_": 1, "add": 2, "add_1": 2},
+              "keep_original_order": True, "partition_affix": "p"}
+    assert trait_holds("split-module-inplace-order", _here("writer_appears_first"), params)
+    outcomes = run(_here("writer_appears_first"), "split_module", params)
+    assert {o.symptom.value for o in outcomes} >= {"eager-mismatch", "impl-divergence"}
+    assert all(o.known_id == "split-module-inplace-order" for o in outcomes), [o.describe() for o in outcomes]
+
+
+def test_inplace_order_claims_the_reference_refusal_and_upstream_miscompile() -> None:
+    # partition 1 reads y before relu_ (sigmoid) and after it (add): the reference refuses,
+    # upstream silently reads the updated y in sigmoid
+    outcomes = run(_witness_case("read_then_write"), "split_module",
+                   {"partition": {"sigmoid": 1, "relu_": 2, "add": 1}})
+    assert {o.stage.value for o in outcomes} >= {"transform-reference", "compare"}
+    assert all(o.known_id == "split-module-inplace-order" for o in outcomes), [o.describe() for o in outcomes]
