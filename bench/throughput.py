@@ -24,6 +24,7 @@ from conform import campaign
 from conform.adapters import Subject
 from conform.case import Case
 from conform.engine import trace
+from conform.execute import seed_everything
 from conform.registry import select
 
 
@@ -38,7 +39,7 @@ def _bare(records: list[dict[str, Any]]) -> float:
     for case, checks in by_case.values():
         try:
             built = case.build()
-            torch.manual_seed(case.seed)
+            seed_everything(case.seed)
             expected = built.module(*built.args, **built.kwargs)
             gm = trace(built, seed=case.seed)
         except Exception:
@@ -53,7 +54,7 @@ def _bare(records: list[dict[str, Any]]) -> float:
                 try:
                     applied = row.load(impl)(subject, dict(params))
                     if applied.runnable is not None:
-                        torch.manual_seed(case.seed)
+                        seed_everything(case.seed)
                         results.append(applied.runnable(*subject.inputs, **subject.kwargs))
                 except Exception:
                     results.append(None)
