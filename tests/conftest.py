@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+import os
 import zlib
 
 import pytest
+import torch
 
 from conform.execute import seed_everything
 from conform.implementations import IMPLEMENTATIONS, Implementation
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # An xdist worker is one of as many processes as there are cores: torch's intra-op
+    # threads on top of that only make the workers wait on each other.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -234,7 +234,7 @@ class Permute(OpKind):
             perm[i], perm[j] = perm[j], perm[i]
         shape = tuple(x.shape[k] for k in perm)
         attrs = {"style": style, "perm": perm, "i": i, "j": j}
-        return p.add(self.name, [x], attrs, shape, x.dtype, x.bound, view_of=x, contiguous=perm == sorted(perm), nonneg=x.nonneg)
+        return p.add(self.name, [x], attrs, shape, x.dtype, x.bound, view_of=x, contiguous=x.contiguous and perm == sorted(perm), nonneg=x.nonneg)
 
     def emit(self, node: dict[str, Any], w: Writer) -> None:
         a = node["attrs"]
