@@ -248,14 +248,14 @@ def _shares_right_operand(spec: dict) -> bool:
 
 @pytest.mark.slow
 def test_shrinking_a_shared_matmul_operand_gives_at_most_three_ops() -> None:
-    spec = _shrink(_shares_right_operand, max_nodes=60)
+    spec = _shrink(_shares_right_operand, max_nodes=30)
     assert spec_mod.op_count(spec) <= 3
     _check_spec(spec, 0)
 
 
 @pytest.mark.slow
 def test_shrinking_reduces_shapes_to_size_one() -> None:
-    spec = _shrink(lambda s: any(n["op"] == "matmul" for n in s["nodes"]), max_nodes=60)
+    spec = _shrink(lambda s: any(n["op"] == "matmul" for n in s["nodes"]), max_nodes=30)
     assert spec_mod.op_count(spec) == 1
     assert all(math.prod(i["shape"]) == 1 for i in spec["inputs"])
 
@@ -266,7 +266,7 @@ def test_a_failing_given_reports_a_small_module() -> None:
     failures: list[dict] = []
 
     @settings(max_examples=2000, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(modules(max_nodes=60))
+    @given(modules(max_nodes=30))
     def prop(spec: dict) -> None:
         if _shares_right_operand(spec):
             failures.append(spec)
