@@ -258,13 +258,15 @@ def run_worker(config: CampaignConfig, index: int) -> dict[str, Any]:
     names = {row.name for row in state.rows}
     share = [e for e in known.KNOWN if e.transform in names][index::config.workers]
     witnesses = check_witnesses(share)
+    witness_seconds = round(time.monotonic() - started, 3)
     rng = random.Random(f"{config.seed}:{index}")
     batches = 0
     while not state.exhausted():
         _run_batch(state, rng.getrandbits(63))
         batches += 1
     return {"worker": index, "cases": state.cases, "outcomes": state.recorder.count,
-            "batches": batches, "seconds": round(time.monotonic() - started, 3), "witnesses": witnesses}
+            "batches": batches, "seconds": round(time.monotonic() - started, 3),
+            "witness_seconds": witness_seconds, "witnesses": witnesses}
 
 
 def check_witnesses(entries: list[known.KnownDivergence]) -> dict[str, dict[str, Any]]:

@@ -51,6 +51,9 @@ def compare_tensors(
     if actual.layout != torch.strided:
         actual = actual.to_dense()
     actual = actual.to(expected.device)
+    if expected.device.type != "meta" and torch.equal(actual, expected):
+        # identical values pass at any tolerance; assert_close's bookkeeping is not needed
+        return None
     if rtol is None and atol is None and tolerance_scale != 1.0:
         from torch.testing._comparison import default_tolerances
 

@@ -128,7 +128,10 @@ class Outcome:
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        """A JSON-able view of the outcome. Containers (params, notes) are shared with the
+        outcome rather than copied: serialize the result, do not edit it."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["diffs"] = [dataclasses.asdict(d) for d in self.diffs]
         data["verdict"] = self.verdict.value
         data["stage"] = self.stage.value if self.stage else None
         data["symptom"] = self.symptom.value if self.symptom else None
