@@ -689,6 +689,23 @@ KNOWN: tuple[KnownDivergence, ...] = (
         witness="conform.witnesses.optimization:mutated_model_witness",
     ),
     KnownDivergence(
+        id="optimize-for-inference-trace-time-constants",
+        transform="optimize_for_inference",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "upstream traces a copy of the model but builds the optimized GraphModule on the "
+            "original model, so attributes that only the tracer's root has are missing: a tensor "
+            "made in forward from no traced value (torch.ones(3), torch.rand(2)) is stored as "
+            "_tensor_constant<N> on the root, and building the result raises AttributeError. "
+            "(With conv_bn_fuse or remove_dropout on, the model is first replaced by a GraphModule "
+            "that holds the constants, and the bug is hidden.) The reference builds the result on "
+            "the traced root."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AttributeError",
+                    message=r"has no attribute '_tensor_constant\d+'"),
+        witness="conform.witnesses.optimization:trace_time_constant_witness",
+    ),
+    KnownDivergence(
         id="gen-mkl-autotuner-broken",
         transform="optimize_for_inference",
         kind=Kind.UPSTREAM_BUG,
@@ -900,6 +917,25 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     message=r"fingerprint\.term: .*BitwiseFn_bitwise_",
                     case="conform.traits.optimization:bitwise_in_expression"),
         witness="conform.witnesses.optimization:bitwise_term_witness",
+    ),
+    KnownDivergence(
+        id="partition-inplace-order",
+        transform="partition",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "the partitioner builds module_with_submodules with split_module, and upstream's "
+            "split_module orders partitions by data flow alone (split-module-inplace-order): a "
+            "partition holding an in-place write can be called before a partition that reads the "
+            "same memory earlier in the graph, and the partitioned module silently computes "
+            "something else than eager. The reference's split also follows in-place writes, so "
+            "its DAG lists the partitions in another order (or, when no order works, it raises "
+            "RuntimeError 'cycle exists between partitions!')."
+        ),
+        match=Match(case="conform.traits.partition:inplace_write_across_partitions", message=(
+            r"module upstream produced computes different|transformed modules compute different "
+            r"outputs|structural fingerprints differ|reference raises RuntimeError: cycle exists "
+            r"between partitions! \(.*touch the same memory")),
+        witness="conform.witnesses.partition:inplace_order_witness",
     ),
     KnownDivergence(
         id="partition-sparse-nn-dense-only",

@@ -360,3 +360,21 @@ def gated_minimum() -> Built:
 
 def unconvertible_input_witness() -> Witness:
     return Witness(_factory("gated_minimum"), {"conv_bn_fuse": True, "remove_dropout": True, "mkldnn": "always"})
+
+
+# --- optimize_for_inference: trace-time constants -------------------------------------------------
+
+
+class TraceTimeConstant(nn.Module):
+    """``torch.ones(3)`` takes no traced value: tracing stores it as ``_tensor_constant0``."""
+
+    def forward(self, x):
+        return x + torch.ones(3)
+
+
+def trace_time_constant() -> Built:
+    return Built(TraceTimeConstant().eval(), (torch.randn(2, 3),))
+
+
+def trace_time_constant_witness() -> Witness:
+    return Witness(_factory("trace_time_constant"), {"conv_bn_fuse": False, "remove_dropout": False, "mkldnn": "always"})

@@ -131,3 +131,17 @@ def kl_unplaced_witness() -> Witness:
     without a device."""
     chain = [["mul", 0, 0], ["relu", 0], ["mul", 0, 1]]
     return Witness(_factory("steps", steps=chain), _params("kl_based", _devices(0.6, 0.65, 0.75)))
+
+
+# --- the order of partitions around an in-place write ---------------------------------------------
+
+
+def inplace_order_witness() -> Witness:
+    """split_module's witness (``sigmoid`` reads ``y`` before ``relu_`` overwrites it) as an
+    aot_based partition: the two partitions are both ready once the ``mul`` one has run."""
+    case = Case(source="factory", spec={"factory": "conform.witnesses.split:read_then_write"})
+    return Witness(case, _params(
+        "aot_based", _devices(1.0, 1.0),
+        node_to_partition={"mul": 0, "sigmoid": 2, "relu_": 1, "add": 3},
+        partition_to_logical_device={"0": [0], "1": [1], "2": [0], "3": [1]},
+    ))

@@ -290,3 +290,30 @@ def test_too_large_function_in_sparse_nn_raises_runtime_error(
     gm = sized(impl, module, inputs)
     with pytest.raises(RuntimeError, match="too large"):
         partition(impl, module, gm, devices=devices(impl, [60, 60, 60]), mode="sparse_nn")
+
+
+def test_aot_partitions_around_an_in_place_write_keep_the_eager_order(
+    impl: Implementation, request: pytest.FixtureRequest
+) -> None:
+    upstream_bug(request, impl, "partition-inplace-order")
+
+    class ReadThenWrite(torch.nn.Module):
+        def forward(self, x):
+            y = x * 1
+            s = torch.sigmoid(y)
+            y.relu_()
+            return s + y
+
+    module = ReadThenWrite()
+    x = torch.linspace(-1.5, 1.0, 6)
+    gm = torch.fx.symbolic_trace(module)
+    impl.graph_manipulation.get_size_of_all_nodes(gm, [x])
+    by_name = {n.name: n for n in gm.graph.nodes}
+    # sigmoid's partition and relu_'s are both ready once mul's has run; sigmoid's must run first
+    mapping = {"mul": 0, "sigmoid": 2, "relu_": 1, "add": 3}
+    _, result = partition(
+        impl, module, gm, devices=devices(impl, [1000, 1000]), mode="aot_based",
+        node_to_partition_mapping={by_name[k]: v for k, v in mapping.items()},
+        partition_to_logical_device_mapping={0: [0], 1: [1], 2: [0], 3: [1]},
+    )
+    torch.testing.assert_close(result.module_with_submodules(x.clone()), module(x.clone()))

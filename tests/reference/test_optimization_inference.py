@@ -291,3 +291,17 @@ def test_torchvision_models(impl: Implementation, name: str) -> None:
     with torch.no_grad():
         expected = model(x)
         close(out(x), expected, tol=2e-3 * max(1.0, expected.abs().max().item()))
+
+
+def test_trace_time_constants_reach_the_result(impl: Implementation, request: pytest.FixtureRequest) -> None:
+    upstream_bug(request, impl, "optimize-for-inference-trace-time-constants")
+
+    class PlusOnes(nn.Module):
+        def forward(self, x):
+            return x + torch.ones(3)  # made at trace time: a _tensor_constant of the traced root
+
+    model = PlusOnes().eval()
+    out = impl.optimization.optimize_for_inference(model, {"conv_bn_fuse": False, "remove_dropout": False})
+    x = torch.randn(2, 3)
+    with torch.no_grad():
+        close(out(x), model(x))
