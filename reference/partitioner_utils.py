@@ -14,8 +14,9 @@ floating-point addition is monotone, the maximum over paths is the same number e
 
 from __future__ import annotations
 
+import collections
 from enum import Enum
-from typing import NamedTuple
+from typing import Any
 
 from torch.fx.node import Node, map_arg
 
@@ -93,69 +94,52 @@ class Partition:
         self.recalculate_mem_size()
 
 
-class Device(NamedTuple):
-    """An accelerator the partitioner may place partitions on."""
-
-    name: str
-    """What the device is called (for messages only)."""
-    available_mem_bytes: int
-    """Bytes a partition placed on it may use."""
-    logical_id: int
-    """The id partitions refer to it by; devices with equal ids count as one."""
+def _record(name: str, summary: str, fields: list[tuple[str, Any, str]], defaults: tuple[Any, ...] = ()) -> Any:
+    """A tuple type ``name`` whose fields are given as ``(field, type, meaning)``; the last
+    ``len(defaults)`` fields are optional."""
+    record = collections.namedtuple(name, [field for field, _, _ in fields], defaults=defaults, module=__name__)
+    record.__annotations__ = {field: kind for field, kind, _ in fields}
+    record.__doc__ = summary + "\n\nFields:\n" + "\n".join(f"    {field}: {meaning}" for field, _, meaning in fields)
+    return record
 
 
-class NodeLatency(NamedTuple):
-    """Cost of one operation, in seconds."""
+Device = _record("Device", "An accelerator the partitioner may place partitions on.", [
+    ("name", str, "what the device is called (for messages only)"),
+    ("available_mem_bytes", int, "bytes a partition placed on it may use"),
+    ("logical_id", int, "the id partitions refer to it by; devices with equal ids count as one"),
+])
 
-    mem_latency_sec: float
-    """Moving the node's data through memory."""
-    computer_latency_sec: float
-    """Computing it."""
+NodeLatency = _record("NodeLatency", "Cost of one operation, in seconds.", [
+    ("mem_latency_sec", float, "moving the node's data through memory"),
+    ("computer_latency_sec", float, "computing it"),
+])
 
+PartitionLatency = _record("PartitionLatency", "Cost of a partition's critical path, in seconds.", [
+    ("mem_latency_sec", float, "the memory latencies along the path, summed"),
+    ("computer_latency_sec", float, "its compute latencies, summed"),
+    ("overall_latency_sec", float, "its length: per node the larger of the two"),
+])
 
-class PartitionLatency(NamedTuple):
-    """Cost of a partition's critical path, in seconds."""
+# How Partitioner splits a module, numbered in this order from 0 (see accelerator_partitioner).
+_MODES = {
+    "size_based": "fill one device after another, in graph order",
+    "sparse_nn": "embedding tables apart from the dense layers (recommendation models)",
+    "cost_aware": "merge partitions while the critical-path latency falls",
+    "kl_based": "swap nodes between partitions while the latency falls",
+    "aot_based": "use the partitioning given in the config",
+}
+PartitionMode = Enum("PartitionMode", [(mode, number) for number, mode in enumerate(_MODES)], module=__name__)
+PartitionMode.__doc__ = "How Partitioner splits a module:\n" + "\n".join(f"    {m}: {d}" for m, d in _MODES.items())
 
-    mem_latency_sec: float
-    """The memory latencies along the path, summed."""
-    computer_latency_sec: float
-    """Its compute latencies, summed."""
-    overall_latency_sec: float
-    """Its length: per node the larger of the two."""
-
-
-class PartitionMode(Enum):
-    """How :class:`Partitioner` splits a module (see ``accelerator_partitioner``)."""
-
-    size_based = 0
-    """Fill one device after another, in graph order."""
-    sparse_nn = 1
-    """Embedding tables apart from the dense layers (recommendation models)."""
-    cost_aware = 2
-    """Merge partitions while the critical-path latency falls."""
-    kl_based = 3
-    """Swap nodes between partitions while the latency falls."""
-    aot_based = 4
-    """Use the partitioning given in the config."""
-
-
-class PartitionerConfig(NamedTuple):
-    """What to partition for and how."""
-
-    devices: list[Device]
-    """The accelerators available."""
-    mode: PartitionMode = PartitionMode.size_based
-    """The partitioning strategy."""
-    transfer_rate_bytes_per_sec: float = 0.0
-    """Link bandwidth between devices (cost_aware, kl_based)."""
-    node_to_latency_mapping: dict[Node, NodeLatency] = {}
-    """Per-operation costs (cost_aware, kl_based)."""
-    node_to_partition_mapping: dict[Node, int] = {}
-    """A partitioning decided ahead of time (aot_based)."""
-    partition_to_logical_device_mapping: dict[int, list[int]] = {}
-    """Where each ahead-of-time partition goes (aot_based)."""
-    saturate_host: bool = False
-    """Replicate the partitions onto devices that would otherwise stay idle."""
+PartitionerConfig = _record("PartitionerConfig", "What to partition for and how.", [
+    ("devices", list[Device], "the accelerators available"),
+    ("mode", PartitionMode, "the partitioning strategy"),
+    ("transfer_rate_bytes_per_sec", float, "link bandwidth between devices (cost_aware, kl_based)"),
+    ("node_to_latency_mapping", dict[Node, NodeLatency], "per-operation costs (cost_aware, kl_based)"),
+    ("node_to_partition_mapping", dict[Node, int], "a partitioning decided ahead of time (aot_based)"),
+    ("partition_to_logical_device_mapping", dict[int, list[int]], "where each ahead-of-time partition goes (aot_based)"),
+    ("saturate_host", bool, "replicate the partitions onto devices that would otherwise stay idle"),
+], defaults=(PartitionMode.size_based, 0.0, {}, {}, {}, False))
 
 
 def _size_bytes_of(node: Node) -> tuple[int, int]:

@@ -23,6 +23,7 @@ import torch.nn as nn
 from conform.adapters import clone_values
 from conform.execute import seed_everything
 from generators.sources import Built
+from reference.merge_matmul import _mutated, _storage_roots
 
 Node = torch.fx.Node
 
@@ -386,44 +387,6 @@ def matmul_with_keyword_operand(graph_module: torch.fx.GraphModule, built: Built
     )
 
 
-_AUGMENTED = {getattr(operator, f"i{name}") for name in (
-    "add", "sub", "mul", "matmul", "truediv", "floordiv", "mod", "pow", "and", "or", "xor", "lshift", "rshift")}
-# Results that may share memory with their first argument.
-_VIEWS = {
-    "view", "view_as", "reshape", "reshape_as", "transpose", "permute", "t", "expand", "expand_as",
-    "squeeze", "unsqueeze", "flatten", "unflatten", "narrow", "select", "detach", "as_strided",
-    "contiguous", "chunk", "split", "unbind", "movedim", "swapaxes", "swapdims", "diagonal",
-    "getitem", "real", "imag",
-}
-
-
-def _writes(node: Node, modules: dict[str, nn.Module]) -> Node | None:
-    """The node whose memory ``node`` updates in place, if any."""
-    if isinstance(node.kwargs.get("out"), Node):
-        return node.kwargs["out"]
-    first = node.args[0] if node.args and isinstance(node.args[0], Node) else None
-    if node.op == "call_method":
-        in_place = node.target.endswith("_") and not node.target.endswith("__")
-    elif node.op == "call_function":
-        name = getattr(node.target, "__name__", "")
-        in_place = node.target in _AUGMENTED or (name.endswith("_") and not name.endswith("__"))
-    elif node.op == "call_module":
-        in_place = bool(getattr(modules.get(node.target), "inplace", False))
-    else:
-        in_place = False
-    return first if in_place else None
-
-
-def _memory(node: Node, modules: dict[str, nn.Module]) -> Node:
-    """The node whose memory ``node``'s value lives in, through views and in-place results."""
-    while node.args and isinstance(node.args[0], Node):
-        name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
-        if not (name in _VIEWS or node.op == "call_module" or _writes(node, modules) is not None):
-            break
-        node = node.args[0]
-    return node
-
-
 def in_place_update_in_merged_graph(graph_module: torch.fx.GraphModule, built: Built,
                                     params: dict[str, Any]) -> bool:
     """A group upstream merges, in a graph that updates in place memory another node reads.
@@ -433,15 +396,14 @@ def in_place_update_in_merged_graph(graph_module: torch.fx.GraphModule, built: B
     other side of the update."""
     if not _matmul_groups(graph_module):
         return False
-    modules = dict(graph_module.named_modules())
-    updated = {_memory(target, modules): node for node in graph_module.graph.nodes
-               if (target := _writes(node, modules)) is not None}
+    # what counts as an update and as shared memory is the reference merge's own judgement
+    updated = {root: node for node in graph_module.graph.nodes
+               if (target := _mutated(node)) is not None for root in _storage_roots(target)}
     if not updated:
         return False
     for node in graph_module.graph.nodes:
         for value in node.all_input_nodes:
-            writer = updated.get(_memory(value, modules))
-            if writer is not None and node is not writer:
+            if any(updated.get(root, node) is not node for root in _storage_roots(value)):
                 return True
     return False
 

@@ -27,6 +27,7 @@ from _partition_cases import (
 )
 
 from conform.implementations import Implementation
+from conform.witnesses.split import ReadThenWrite
 
 UPSTREAM = Implementation("upstream")
 REFERENCE = Implementation("reference")
@@ -296,15 +297,7 @@ def test_aot_partitions_around_an_in_place_write_keep_the_eager_order(
     impl: Implementation, request: pytest.FixtureRequest
 ) -> None:
     upstream_bug(request, impl, "partition-inplace-order")
-
-    class ReadThenWrite(torch.nn.Module):
-        def forward(self, x):
-            y = x * 1
-            s = torch.sigmoid(y)
-            y.relu_()
-            return s + y
-
-    module = ReadThenWrite()
+    module = ReadThenWrite()  # sigmoid reads y before relu_ overwrites it
     x = torch.linspace(-1.5, 1.0, 6)
     gm = torch.fx.symbolic_trace(module)
     impl.graph_manipulation.get_size_of_all_nodes(gm, [x])

@@ -27,7 +27,7 @@ from _known_traits import (
 from conform import known
 from conform.case import Case
 from conform.outcome import Verdict
-from conform.witnesses.optimization import LinearBatchNorm, _with_stats
+from conform.witnesses.optimization import ConvBatchNorm, LinearBatchNorm, _with_stats
 from generators.sources import Built
 
 UPSTREAM = "torch.fx.experimental.optimization"
@@ -40,16 +40,6 @@ LAYOUT: dict[str, Any] = {"conv_bn_fuse": True, "remove_dropout": True, "mkldnn"
 
 
 # --- nearby cases ------------------------------------------------------------------------------
-
-
-class ConvBatchNorm(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3)
-        self.bn = nn.BatchNorm2d(4)
-
-    def forward(self, x):
-        return self.bn(self.conv(x))
 
 
 def conv_bn() -> Built:
