@@ -1,8 +1,14 @@
 """The ``conform`` command line: ``run``, ``fuzz``, ``replay``, ``report`` and ``list``.
 
-Exit status: 0 when there is no new divergence, 1 when there is, 2 on bad usage (an unknown
-transform or source, an impossible option, an unreadable results file). Bad usage is
-reported on one line and writes nothing.
+Exit status:
+  0    nothing new
+  1    new divergences, or a known entry went stale
+  2    usage or bad input (an unknown transform or source, an impossible option, a malformed
+       record file); reported on one line, nothing already recorded is lost
+  3    the campaign could not finish (every worker lost, or a harness error, whose traceback
+       is printed)
+  130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM. The report is still written and
+       marked interrupted.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from typing import NoReturn
 
 from conform.errors import ConformError, UsageError
 
-EXIT_OK, EXIT_DIVERGENCE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_DIVERGENCE, EXIT_USAGE, EXIT_UNFINISHED = 0, 1, 2, 3
+EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,6 +73,17 @@ def _seed(text: str) -> int:
     return value
 
 
+def _shard(text: str) -> tuple[int, int]:
+    i, sep, n = text.partition("/")
+    try:
+        shard = (int(i), int(n))
+    except ValueError:
+        shard = (0, 0)
+    if not sep or not (1 <= shard[0] <= shard[1]):
+        raise argparse.ArgumentTypeError(f"shard must be I/N with 1 <= I <= N (e.g. 2/4), got {text!r}")
+    return shard
+
+
 def _add_campaign_options(p: argparse.ArgumentParser, *, budget_default: str) -> None:
     p.add_argument("--transform", action="append", default=[], metavar="NAME",
                    help="a registered transform (repeatable; default: all; see `conform list transforms`)")
@@ -86,14 +104,33 @@ def _add_campaign_options(p: argparse.ArgumentParser, *, budget_default: str) ->
                    help="random source: draw only these op kinds (repeatable)")
     p.add_argument("--exclude-op", action="append", default=[], metavar="KIND",
                    help="random source: never draw these op kinds (repeatable)")
+    p.add_argument("--case", action="append", default=[], metavar="MODULE:FUNCTION",
+                   help="a hand-written case factory to check (repeatable); it returns a "
+                        "generators.sources.Built (module and example inputs)")
+    p.add_argument("--stage-timeout", type=_positive_seconds, default=None, metavar="SECONDS",
+                   help="cap every stage's time limit (default: 60 s per stage, or the transform's own)")
+    p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                   help="check only shard I of N (1 <= I <= N) of the case space, disjoint from the others")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="load a plugin module (transforms, sources, known divergences) here and in every worker")
+    p.add_argument("--database", default=".hypothesis", metavar="DIR",
+                   help="hypothesis example database; earlier failures are replayed first (default .hypothesis/)")
+    p.add_argument("--memory-mb", type=_positive_int, default=None, metavar="MB",
+                   help="address-space limit per worker (default: an equal share of 80%% of memory)")
+    p.add_argument("--quiet", action="store_true", help="no live progress display")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="conform", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="conform", description=__doc__.splitlines()[0],
+                     epilog="\n".join(__doc__.splitlines()[2:]),
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = sub.add_parser("run", help="run a conformance campaign and write the report")
+    epilog = "\n".join(__doc__.splitlines()[2:])
+    run = sub.add_parser("run", help="run a conformance campaign and write the report", epilog=epilog,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_campaign_options(run, budget_default="default 60 s unless --max-cases is given")
-    fuzz = sub.add_parser("fuzz", help="like run, but with no time limit unless --budget is given")
+    fuzz = sub.add_parser("fuzz", help="like run, but with no time limit unless --budget is given",
+                          epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_campaign_options(fuzz, budget_default="default: until interrupted or --max-cases")
     replay = sub.add_parser("replay", help="re-run one recorded outcome and print what it gives now")
     replay.add_argument("key", help="an outcome key (or a unique prefix) from results.jsonl")
@@ -106,18 +143,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _campaign(args: argparse.Namespace, *, fuzz: bool) -> int:
-    from conform import campaign
+    from conform import campaign, plugins
 
+    plugins.load(args.plugin, cases=args.case)
     budget = args.budget
     if budget is None and not fuzz and args.max_cases is None:
         budget = campaign.DEFAULT_BUDGET_S
-    options = {}
+    options: dict[str, dict[str, object]] = {}
     if args.include_op or args.exclude_op:
         options["random"] = {k: v for k, v in (("include", tuple(args.include_op) or None),
                                                 ("exclude", tuple(args.exclude_op) or None)) if v}
+    sources = tuple(args.source) or (("factory",) if args.case else ("random",))
+    if args.case:
+        options["factory"] = {"names": tuple(args.case)}
     config = campaign.CampaignConfig(
         transforms=tuple(args.transform),
-        sources=tuple(args.source) or ("random",),
+        sources=sources,
         devices=campaign.resolve_devices(args.device),
         budget_s=budget,
         max_cases=args.max_cases,
@@ -126,12 +167,33 @@ def _campaign(args: argparse.Namespace, *, fuzz: bool) -> int:
         report_dir=args.report,
         shrink=not args.no_shrink,
         source_options=options,
+        cases=tuple(args.case),
+        shard=args.shard,
+        stage_timeout_s=args.stage_timeout,
+        database=args.database or None,
+        plugins=tuple(args.plugin),
+        memory_mb=args.memory_mb,
     )
     config.validate()
     _validate_source_options(options)
-    summary = campaign.run(config)
+    config, note = config.capped()
+    if note:
+        print(note, file=sys.stderr)
+    progress = None
+    if not args.quiet:
+        from conform.progress import Progress
+
+        progress = Progress(budget_s=config.budget_s, workers=config.workers, stream=sys.stderr)
+        progress.start()
+    summary = campaign.run(config, progress=progress)
     _print_summary(summary, Path(args.report))
-    return EXIT_DIVERGENCE if summary["new_divergences"] else EXIT_OK
+    if summary.get("error"):
+        print(f"conform: the campaign could not finish:\n{summary['error']}", file=sys.stderr)
+        return EXIT_UNFINISHED
+    if summary.get("interrupted"):
+        return EXIT_SIGNAL.get(summary["interrupted"], 130)
+    stale = any(v.get("stale") for v in summary.get("known", {}).values())
+    return EXIT_DIVERGENCE if summary["new_divergences"] or stale else EXIT_OK
 
 
 def _validate_source_options(options: dict[str, dict[str, object]]) -> None:
@@ -145,6 +207,8 @@ def _validate_source_options(options: dict[str, dict[str, object]]) -> None:
 
 
 def _print_summary(summary: dict, report_dir: Path) -> None:
+    if summary.get("interrupted"):
+        print(f"INTERRUPTED by {summary['interrupted']}: the report holds what was checked before the stop")
     counts = summary.get("counts", {})
     print(f"{summary['cases']} cases, {summary['outcomes']} outcomes in {summary.get('duration_s', 0):.1f} s: "
           + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
@@ -223,11 +287,11 @@ def _list(args: argparse.Namespace) -> int:
             count = src.count()
             print(f"{name:14} {'unbounded' if count is None else count:>10}  {src.description}")
     else:
-        from conform.known import KNOWN
+        from conform.known import entries
 
-        if not KNOWN:
+        if not entries():
             print("no known divergences are registered")
-        for entry in KNOWN:
+        for entry in entries():
             print(f"{entry.id}  [{entry.transform}, {entry.kind.value}]  {entry.reason}"
                   + (f"  ({entry.issue})" if entry.issue else ""))
     return EXIT_OK

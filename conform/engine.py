@@ -36,7 +36,7 @@ from conform.execute import (
     first_divergent_node,
     quiet,
     seed_everything,
-    time_limit,
+    stage,
 )
 from conform.implementations import Implementation
 from conform.outcome import Mismatch, Outcome, Stage, Symptom, Verdict, stable_key
@@ -68,7 +68,7 @@ class Prepared:
             args = torch.utils._pytree.tree_map(widen, self.built.args)
             kwargs = torch.utils._pytree.tree_map(widen, self.built.kwargs)
             with quiet():
-                run = execute(module, args, kwargs, seed=self.case.seed)
+                run = execute(module, args, kwargs, seed=self.case.seed, stage_name="golden")
             if run.ok:
                 self._golden = (run.outputs,)
         return self._golden[0] if self._golden else None
@@ -103,19 +103,33 @@ def prepare(case: Case) -> Prepared | Outcome:
 
 def _prepare(case: Case) -> Prepared | Outcome:
     try:
-        built = case.build()
+        with stage("build"):
+            built = case.build()
+    except Timeout as exc:
+        return _case_outcome(case, Stage.GENERATE, Symptom.TIMEOUT, Verdict.FAIL, Failure.capture(exc),
+                             prefix="building the case ran past its time limit: ", place="build")
     except Exception as exc:
         return _case_outcome(case, Stage.GENERATE, Symptom.CRASH, Verdict.FAIL, Failure.capture(exc))
-    expected = execute(built.module, built.args, built.kwargs, seed=case.seed)
+    expected = execute(built.module, built.args, built.kwargs, seed=case.seed, stage_name="eager")
+    if expected.timed_out:
+        return _case_outcome(case, Stage.GENERATE, Symptom.TIMEOUT, Verdict.FAIL, expected.failure,
+                             prefix="the eager module ran past its time limit: ", place="eager")
     if not expected.ok:
         return _case_outcome(case, Stage.GENERATE, Symptom.CRASH, Verdict.FAIL, expected.failure,
                              prefix="the eager module raised: ")
     try:
-        graph_module = trace(built, seed=case.seed)
+        with stage("trace"):
+            graph_module = trace(built, seed=case.seed)
+    except Timeout as exc:
+        return _case_outcome(case, Stage.TRACE, Symptom.TIMEOUT, Verdict.FAIL, Failure.capture(exc),
+                             prefix="symbolic_trace ran past its time limit: ", place="trace")
     except Exception as exc:
         return _case_outcome(case, Stage.TRACE, Symptom.UNSUPPORTED, Verdict.SKIP, Failure.capture(exc),
                              prefix="symbolic_trace rejects the module: ")
-    traced = execute(graph_module, built.args, built.kwargs, seed=case.seed)
+    traced = execute(graph_module, built.args, built.kwargs, seed=case.seed, stage_name="traced")
+    if traced.timed_out:
+        return _case_outcome(case, Stage.TRACE, Symptom.TIMEOUT, Verdict.FAIL, traced.failure,
+                             prefix="the traced module ran past its time limit: ", place="traced")
     if not traced.ok:
         return _case_outcome(case, Stage.TRACE, Symptom.UNSUPPORTED, Verdict.SKIP, traced.failure,
                              prefix="the traced module raised: ")
@@ -128,14 +142,14 @@ def _prepare(case: Case) -> Prepared | Outcome:
 
 
 def _case_outcome(case: Case, stage: Stage, symptom: Symptom, verdict: Verdict,
-                  failure: Failure | None, *, prefix: str = "") -> Outcome:
+                  failure: Failure | None, *, prefix: str = "", place: str | None = None) -> Outcome:
     return Outcome(
         key=stable_key(case.source, case.spec, case.seed, stage.value),
         case_id=case.id, source=case.source, transform="-", device=case.device,
         verdict=verdict, stage=stage, symptom=symptom,
         message=prefix + (f"{failure.exception}: {failure.message}" if failure else ""),
         exception=failure.exception if failure else None,
-        place=failure.place if failure else None,
+        place=place if place is not None else (failure.place if failure else None),
         spec=case.spec, seed=case.seed,
     )
 
@@ -172,7 +186,7 @@ def apply(row: TransformSpec, impl: str, prepared: Prepared, params: dict[str, A
     started = time.perf_counter()
     seed_everything(prepared.case.seed)
     try:
-        with quiet(side.printed), time_limit(row.timeout_s):
+        with quiet(side.printed), stage(f"transform-{impl}", row.timeout_s):
             side.applied = transform(subject, dict(params))
     except NotApplicable as exc:
         side.not_applicable = str(exc)
@@ -194,13 +208,18 @@ def apply(row: TransformSpec, impl: str, prepared: Prepared, params: dict[str, A
     fingerprint = row.load_fingerprint()
     if fingerprint is not None:
         try:
-            side.fingerprint = fingerprint(side.applied)
+            with stage(f"fingerprint-{impl}"):
+                side.fingerprint = fingerprint(side.applied)
+        except Timeout:
+            side.fingerprint_failure = Failure("Timeout", "fingerprinting ran past its time limit",
+                                               "fingerprint", "")
         except Exception as exc:
             side.fingerprint_failure = Failure.capture(exc)
     if run and side.applied.runnable is not None and side.lint is None:
         with quiet(side.printed):
             side.execution = execute(side.applied.runnable, pristine_args, pristine_kwargs,
-                                     seed=prepared.case.seed, timeout_s=row.timeout_s)
+                                     seed=prepared.case.seed, timeout_s=row.timeout_s,
+                                     stage_name=f"execute-{impl}")
     return side
 
 
@@ -292,10 +311,10 @@ def _traits(row: TransformSpec, prepared: Prepared, params: dict[str, Any]) -> l
     held = []
     for path in known.traits_for(row.name):
         try:
-            with quiet():
+            with quiet(), stage("traits"):
                 if load(path)(prepared.graph_module, prepared.built, params):
                     held.append(path)
-        except Exception:  # a predicate that cannot decide does not hold
+        except (Exception, Timeout):  # a predicate that cannot decide does not hold
             continue
     return held
 
@@ -326,7 +345,10 @@ def _judge(f: _Findings, sides: dict[str, Side]) -> None:
     failed = {name: s for name, s in sides.items() if s.failure or s.timed_out}
     for name, side in sides.items():
         if side.timed_out:
-            f.add(_STAGE_OF[name], Symptom.TIMEOUT, f"{name} ran past {row.timeout_s:g} s", place=name)
+            others = [f"{o} raises {s.failure.exception}" if s.failure else f"{o} times out too" if s.timed_out
+                      else f"{o} finishes" for o, s in sides.items() if o != name]
+            f.add(_STAGE_OF[name], Symptom.TIMEOUT,
+                  f"{name} ran past its time limit" + (f" ({'; '.join(others)})" if others else ""), place=name)
     if len(sides) == 2 and len(failed) == 2:
         ref, up = sides["reference"].failure, sides["upstream"].failure
         if ref and up and ref.exception != up.exception:
@@ -360,6 +382,10 @@ def _judge(f: _Findings, sides: dict[str, Side]) -> None:
     executed = {name: s for name, s in ok.items() if s.execution is not None}
     for name, side in executed.items():
         ex = side.execution
+        if ex.timed_out:
+            f.add(Stage.EXECUTE, Symptom.TIMEOUT, f"the module {name} produced ran past its time limit",
+                  failure=ex.failure, place=f"{name}@timeout")
+            continue
         if not ex.ok:
             f.add(Stage.EXECUTE, Symptom.CRASH,
                   f"the module {name} produced raises {ex.failure.exception}: {ex.failure.message}",

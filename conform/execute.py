@@ -8,6 +8,7 @@ import dataclasses
 import io
 import signal
 import threading
+import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
@@ -48,14 +49,61 @@ def quiet(sink: list[str] | None = None) -> Iterator[None]:
                     sink.append(text[-2000:])
 
 
-class Timeout(Exception):
-    """A stage ran past its time limit."""
+class Timeout(BaseException):
+    """A stage ran past its time limit.
+
+    A ``BaseException``, like ``KeyboardInterrupt``: code under test that catches
+    ``Exception`` (ShapeProp wraps every node error in a RuntimeError, say) must not turn
+    a timeout into an ordinary error, which the engine would then compare as "both raise".
+    """
+
+
+#: Seconds a case stage (build, eager run, trace) may take unless the caller says otherwise.
+DEFAULT_STAGE_LIMIT_S = 60.0
+
+_limits: dict[str, float | None] = {"cap": None, "default": DEFAULT_STAGE_LIMIT_S}
+_listener: list[Callable[[str, float | None], None]] = []
+
+
+def configure_limits(*, cap: float | None = None, default: float = DEFAULT_STAGE_LIMIT_S) -> None:
+    """Set the per-stage time limits of this process: ``default`` for stages that name none,
+    ``cap`` (when given) as an upper bound on every stage's limit."""
+    _limits["cap"], _limits["default"] = cap, default
+
+
+def set_stage_listener(listener: Callable[[str, float | None], None] | None) -> None:
+    """Call ``listener(stage, limit_s)`` before every stage starts (a campaign worker tells
+    its supervisor, which kills the worker when the stage overruns by far)."""
+    _listener[:] = [listener] if listener is not None else []
+
+
+def stage_limit(seconds: float | None = None) -> float | None:
+    """The limit a stage gets: its own (or the default), capped."""
+    limit = _limits["default"] if seconds is None else seconds
+    cap = _limits["cap"]
+    if cap is not None:
+        limit = cap if limit is None else min(limit, cap)
+    return limit
+
+
+@contextlib.contextmanager
+def stage(name: str, seconds: float | None = None) -> Iterator[None]:
+    """Run the body as the stage ``name``: announce it, then bound it by its time limit."""
+    limit = stage_limit(seconds)
+    for listener in _listener:
+        listener(name, limit)
+    with time_limit(limit):
+        yield
 
 
 @contextlib.contextmanager
 def time_limit(seconds: float | None) -> Iterator[None]:
     """Raise :class:`Timeout` in the body after ``seconds`` (main thread on POSIX only;
-    elsewhere the body runs unbounded)."""
+    elsewhere the body runs unbounded, and a campaign's supervisor is the only watchdog).
+
+    Limits nest: an inner limit never extends an outer one, and the outer one is restored
+    when the body ends.
+    """
     usable = (
         seconds is not None
         and seconds > 0
@@ -69,13 +117,18 @@ def time_limit(seconds: float | None) -> Iterator[None]:
     def _raise(signum: int, frame: Any) -> None:
         raise Timeout(f"ran past {seconds:g} s")
 
+    outer_left, _ = signal.getitimer(signal.ITIMER_REAL)
+    started = time.monotonic()
     previous = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, min(seconds, outer_left) if outer_left > 0 else seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer_left > 0:
+            # the outer limit keeps running; when it is already spent it fires at once
+            signal.setitimer(signal.ITIMER_REAL, max(outer_left - (time.monotonic() - started), 1e-3))
 
 
 @dataclasses.dataclass
@@ -120,10 +173,11 @@ class Execution:
     args_after: tuple[Any, ...] = ()
     kwargs_after: dict[str, Any] = dataclasses.field(default_factory=dict)
     failure: Failure | None = None
+    timed_out: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.failure is None
+        return self.failure is None and not self.timed_out
 
 
 def execute(
@@ -133,13 +187,17 @@ def execute(
     *,
     seed: int,
     timeout_s: float | None = None,
+    stage_name: str = "execute",
 ) -> Execution:
-    """Call ``runnable`` on private copies of the inputs with the RNG seeded by ``seed``."""
+    """Call ``runnable`` on private copies of the inputs with the RNG seeded by ``seed``, as
+    the stage ``stage_name`` bounded by ``timeout_s`` (the default stage limit when None)."""
     args_c, kwargs_c = clone_values(args), clone_values(kwargs)
     seed_everything(seed)
     try:
-        with time_limit(timeout_s), torch.no_grad():
+        with stage(stage_name, timeout_s), torch.no_grad():
             outputs = runnable(*args_c, **kwargs_c)
+    except Timeout as exc:
+        return Execution(failure=Failure.capture(exc), timed_out=True)
     except Exception as exc:
         return Execution(failure=Failure.capture(exc))
     return Execution(outputs=outputs, args_after=args_c, kwargs_after=kwargs_c)
@@ -186,9 +244,9 @@ def record_values(module: torch.fx.GraphModule, args: tuple[Any, ...], *, seed: 
     interp = RecordingInterpreter(module)
     seed_everything(seed)
     try:
-        with torch.no_grad():
+        with stage("locate"), torch.no_grad():
             interp.run(*clone_values(args))
-    except Exception:
+    except (Exception, Timeout):  # what was recorded before the failure still names a node
         pass
     return interp.record, interp.order
 

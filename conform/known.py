@@ -1025,21 +1025,35 @@ KNOWN: tuple[KnownDivergence, ...] = (
 )
 
 
+_CACHE: dict[str, Any] = {}
+
+
+def entries() -> tuple[KnownDivergence, ...]:
+    """Every registered entry: the built-in :data:`KNOWN` and the entries plugins add."""
+    from conform import plugins
+
+    stamp = (plugins.generation(), id(KNOWN))
+    if _CACHE.get("stamp") != stamp:
+        _CACHE["entries"] = tuple(plugins.collect("conform_known"))
+        _CACHE["stamp"] = stamp
+    return _CACHE["entries"]
+
+
 def traits_for(transform: str) -> list[str]:
     """The trait predicates that entries for ``transform`` name, in registry order."""
-    return list(dict.fromkeys(e.match.case for e in KNOWN if e.transform == transform and e.match.case))
+    return list(dict.fromkeys(e.match.case for e in entries() if e.transform == transform and e.match.case))
 
 
 def classify(outcome: Outcome) -> KnownDivergence | None:
     """The first registry entry matching ``outcome``, or None."""
-    for entry in KNOWN:
+    for entry in entries():
         if entry.matches(outcome):
             return entry
     return None
 
 
 def by_id() -> dict[str, KnownDivergence]:
-    return {entry.id: entry for entry in KNOWN}
+    return {entry.id: entry for entry in entries()}
 
 
 def load_witness(entry: KnownDivergence) -> Witness:

@@ -242,8 +242,19 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
 )
 
 
+_CACHE: dict[str, Any] = {}
+
+
 def transforms() -> dict[str, TransformSpec]:
-    return {row.name: row for row in TRANSFORMS}
+    """Every registered row by name: the built-in :data:`TRANSFORMS` and the rows plugins
+    add (:mod:`conform.plugins`)."""
+    from conform import plugins
+
+    stamp = (plugins.generation(), id(TRANSFORMS))
+    if _CACHE.get("stamp") != stamp:
+        _CACHE["rows"] = {row.name: row for row in plugins.collect("conform_transforms")}
+        _CACHE["stamp"] = stamp
+    return _CACHE["rows"]
 
 
 def get(name: str) -> TransformSpec:
@@ -257,6 +268,6 @@ def select(names: list[str] | None) -> list[TransformSpec]:
     """Rows named by ``names`` (all rows when empty), in registry order; unknown names raise
     a :class:`~conform.errors.UsageError` listing the valid ones."""
     if not names:
-        return list(TRANSFORMS)
+        return list(transforms().values())
     chosen = [get(n) for n in names]
     return list(dict.fromkeys(chosen))

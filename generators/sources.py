@@ -101,8 +101,14 @@ class FactorySource(Source):
     name = "factory"
     description = "hand-written case factories named by 'module:function'"
 
+    def __init__(self, *, names: tuple[str, ...] = ()) -> None:
+        self.names = tuple(names)
+
     def specs(self) -> st.SearchStrategy[Any]:
-        return st.nothing()
+        """The factories named with ``--case``, each called without arguments."""
+        if not self.names:
+            return st.nothing()
+        return st.sampled_from([{"factory": name} for name in self.names])
 
     def build(self, spec: Any, seed: int) -> Built:
         torch.random.default_generator.manual_seed(seed)
@@ -125,7 +131,7 @@ class FactorySource(Source):
         return spec["factory"].rpartition(":")[2]
 
 
-_FACTORIES: dict[str, Callable[[], Source]] = {
+BUILTIN_SOURCES: dict[str, Callable[[], Source]] = {
     "factory": FactorySource,
     "samples": lambda: _load("generators.samples:SamplesSource")(),
     "random": lambda: _load("generators.random_modules:RandomSource")(),
@@ -134,7 +140,21 @@ _FACTORIES: dict[str, Callable[[], Source]] = {
     "torchvision": lambda: _load("generators.torchvision_models:TorchvisionSource")(),
 }
 
+_FACTORIES: dict[str, Callable[[], Source]] = dict(BUILTIN_SOURCES)
 _INSTANCES: dict[str, Source] = {}
+
+
+_TRUSTED: set[str] = set()
+
+
+def trust_factory(path: str) -> None:
+    """Allow the factory source to build ``"module:function"`` (named by a person with
+    ``--case``, or vouched for by a plugin)."""
+    _TRUSTED.add(path)
+
+
+def trusted_factories() -> list[str]:
+    return sorted(_TRUSTED)
 
 
 def source_names() -> list[str]:

@@ -1,0 +1,384 @@
+"""A campaign worker: a process that draws cases, checks them and tells its supervisor.
+
+The worker owns nothing that must survive it. Before every stage (build, eager run, trace,
+each implementation's transform, each execution, ...) it tells the supervisor which case and
+stage it is about to run, so that when it dies or hangs the supervisor can record that case
+as a crash or a timeout of that stage. Outcomes travel to the supervisor, the only writer of
+the record store.
+
+Messages, worker to supervisor (tuples, first item the kind)::
+
+    ("ready", pid)                           started
+    ("witnesses", {entry id: status})        the known entries' witnesses replayed
+    ("begin", case json, transform, params)  about to check this case
+    ("stage", name, limit_s)                 about to run this stage
+    ("claim", identity)                      may this (case, transform, params) be checked?
+    ("outcomes", case json, [outcome json])  what checking it found
+    ("state", "running" | "shrinking")
+    ("batch", transform, seconds, checks, new origins)
+    ("done", stats)                          the share is spent
+    ("error", traceback text)                a bug in the harness itself
+
+and supervisor to worker: ``("claim", bool)`` answering a claim, ``("stop",)``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import os
+import random
+import resource
+import signal
+import sys
+import threading
+import time
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.errors import HypothesisException
+
+from conform.case import Case
+from conform.outcome import Outcome, Verdict, stable_key
+
+BATCH_EXAMPLES = 100
+BATCH_SECONDS = 20.0
+
+
+class Stopped(BaseException):
+    """The supervisor asked this worker to stop; unwinds out of a hypothesis batch."""
+
+
+class Channel:
+    """The worker's end of its pipe to the supervisor."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.stop_requested = False
+        self._lock = threading.Lock()
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        with self._lock:
+            self.conn.send(message)
+
+    def stage(self, name: str, limit: float | None) -> None:
+        self.send(("stage", name, limit))
+
+    def _drain(self, *, block: bool) -> tuple[Any, ...] | None:
+        while block or self.conn.poll():
+            message = self.conn.recv()
+            if message[0] == "stop":
+                self.stop_requested = True
+                return None
+            return message
+        return None
+
+    def stopping(self) -> bool:
+        if not self.stop_requested:
+            self._drain(block=False)
+        return self.stop_requested
+
+    def claim(self, identity: str) -> bool:
+        """Ask the supervisor whether this check is new to the campaign."""
+        if self.stop_requested:
+            return False
+        self.send(("claim", identity))
+        while True:
+            reply = self._drain(block=True)
+            if reply is None:
+                return False
+            if reply[0] == "claim":
+                return bool(reply[1])
+
+
+def _die_with_parent(parent: int) -> None:
+    """Never outlive the supervisor: the kernel kills this process when its parent dies
+    (Linux), and a watcher thread exits when the parent is gone (elsewhere)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(3)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _limit_memory(limit_bytes: int | None) -> None:
+    """Bound the address space, so a huge allocation fails at once with an error rather
+    than pushing the machine into swap or the out-of-memory killer."""
+    if not limit_bytes:
+        return
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            limit_bytes = min(limit_bytes, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, hard))
+    except (ValueError, OSError):
+        pass
+
+
+@dataclasses.dataclass
+class _Batch:
+    """What one hypothesis batch needs; lives while the batch runs."""
+
+    row: Any
+    config: Any
+    channel: Channel
+    owns: Any
+    deadline: float
+    quota: list[int]  # checks this worker may still start (shared across batches)
+    seen: set[str]
+    seen_origins: set[str]
+    quarantine: frozenset[str] = frozenset()
+    checks: int = 0
+    new_origins: int = 0
+    target: str | None = None  # origin being shrunk
+    shrink_deadline: float = 0.0
+    smallest: tuple[Case, Outcome] | None = None
+    original_key: str | None = None
+
+    def over(self) -> bool:
+        return time.monotonic() >= self.deadline or self.quota[0] <= 0 or self.channel.stopping()
+
+
+def _draw(data: st.DataObject, batch: _Batch) -> tuple[Case, Any, dict[str, Any]]:
+    """A case for the batch's transform, built and traced, and its parameters."""
+    from conform.engine import Prepared, prepare
+    from generators.sources import configured_source
+
+    config = batch.config
+    name = data.draw(st.sampled_from(config.sources), label="source")
+    source = configured_source(name, **config.source_options.get(name, {}))
+    spec = data.draw(source.specs(), label="spec")
+    case = Case(source=name, spec=spec, seed=data.draw(st.integers(0, 2**31 - 1), label="seed"))
+    if case.key in batch.quarantine or (batch.target is None and not batch.owns(case.key)):
+        return case, None, {}
+    batch.channel.send(("begin", case.to_json(), batch.row.name, None))
+    prepared = prepare(case)
+    params: dict[str, Any] = {}
+    factory = batch.row.load_params()
+    if factory is not None and isinstance(prepared, Prepared):
+        params = data.draw(factory(prepared.graph_module), label=f"params[{batch.row.name}]")
+    return case, prepared, params
+
+
+def _body(batch: _Batch, data: st.DataObject) -> None:
+    from conform.engine import check
+
+    if batch.target is None and batch.over():
+        return
+    if batch.target is not None and (time.monotonic() > batch.shrink_deadline or batch.channel.stopping()):
+        return  # shrinking ran out of time; the smallest failure seen so far stands
+    case, prepared, params = _draw(data, batch)
+    if prepared is None:
+        return  # not this worker's case, or one that already killed a worker
+    identity = stable_key(case.key, batch.row.name, params)
+    if batch.target is None:
+        if identity in batch.seen:
+            return
+        batch.seen.add(identity)
+        if not batch.channel.claim(identity):
+            return
+        batch.quota[0] -= 1
+    batch.channel.send(("begin", case.to_json(), batch.row.name, params))
+    outcomes = check(case, batch.row, params=params, devices=batch.config.devices, prepared=prepared)
+    batch.channel.send(("idle",))
+    failing = _failing(batch, case, outcomes)
+    if failing is not None:
+        # one raise site: hypothesis tells failures apart by exception type and raise line
+        raise _divergence_type(failing.origin)(failing.describe())
+
+
+def _failing(batch: _Batch, case: Case, outcomes: list[Outcome]) -> Outcome | None:
+    """While shrinking, the outcome with the target origin; otherwise record the outcomes
+    and return the first new divergence of an origin this worker has not shrunk yet."""
+    if batch.target is not None:
+        match = [o for o in outcomes if o.origin == batch.target]
+        if match:
+            batch.smallest = (case, match[0])
+            return match[0]
+        return None
+    batch.checks += 1
+    batch.channel.send(("outcomes", case.to_json(), [o.to_json() for o in outcomes]))
+    fresh = [o for o in outcomes if o.verdict is Verdict.FAIL and o.origin not in batch.seen_origins]
+    batch.seen_origins.update(o.origin for o in fresh)
+    batch.new_origins += len(fresh)
+    if not fresh or not batch.config.shrink:
+        return None
+    first = fresh[0]
+    batch.target = first.origin
+    batch.shrink_deadline = time.monotonic() + batch.config.shrink_budget_s
+    batch.smallest = (case, first)
+    batch.original_key = first.key
+    batch.channel.send(("state", "shrinking"))
+    return first
+
+
+class _Divergence(Exception):
+    """Raised inside the hypothesis body to make it shrink a new divergence."""
+
+
+_DIVERGENCE_TYPES: dict[str, type[_Divergence]] = {}
+
+
+def _divergence_type(origin: str) -> type[_Divergence]:
+    # one exception type per origin, so distinct bugs are never shrunk into one another
+    if origin not in _DIVERGENCE_TYPES:
+        _DIVERGENCE_TYPES[origin] = type(f"Divergence_{stable_key(origin)}", (_Divergence,), {"origin": origin})
+    return _DIVERGENCE_TYPES[origin]
+
+
+def _run_batch(batch: _Batch, batch_seed: int, database: Any) -> None:
+    config = batch.config
+
+    @settings(
+        max_examples=BATCH_EXAMPLES,
+        deadline=None,
+        database=database,
+        phases=(Phase.reuse, Phase.generate, Phase.shrink) if config.shrink else (Phase.reuse, Phase.generate),
+        suppress_health_check=list(HealthCheck),
+        report_multiple_bugs=False,
+        print_blob=False,
+        verbosity=settings.default.verbosity.quiet,
+    )
+    @hypothesis_seed(batch_seed)
+    @given(data=st.data())
+    def campaign_batch(data: st.DataObject) -> None:
+        _body(batch, data)
+
+    # one example database entry per transform, whatever the batch: the next campaign replays
+    # the failures this one found first
+    campaign_batch._hypothesis_internal_database_key = f"fx-conform/{batch.row.name}".encode()
+    try:
+        campaign_batch()
+    except (_Divergence, HypothesisException, ExceptionGroup):
+        pass
+    finally:
+        _record_shrunk(batch)
+
+
+def _record_shrunk(batch: _Batch) -> None:
+    if batch.target is None:
+        return
+    if batch.smallest is not None:
+        case, outcome = batch.smallest
+        if outcome.key != batch.original_key:
+            outcome.notes["shrunk_from"] = batch.original_key
+            batch.channel.send(("outcomes", case.to_json(), [outcome.to_json()]))
+    batch.target = None
+    batch.smallest = None
+    batch.original_key = None
+    batch.channel.send(("state", "running"))
+
+
+def _owner(index: int, workers: int, shard: tuple[int, int] | None) -> Any:
+    """The share of the case space this worker checks: disjoint from the other workers'
+    (and the other shards'), so no two of them ever check the same case."""
+    from conform.outcome import stable_key as key_of
+
+    def owns(case_key: str) -> bool:
+        if shard is not None and int(key_of("shard", case_key), 16) % shard[1] != shard[0] - 1:
+            return False
+        return workers == 1 or int(key_of("worker", case_key), 16) % workers == index
+
+    return owns
+
+
+def run_share(channel: Channel, payload: dict[str, Any]) -> dict[str, Any]:
+    """The worker's loop: replay its witnesses, then batches of draws, one transform per
+    batch, until the budget, its quota or a stop."""
+    from conform import campaign, execute
+    from conform.registry import select
+
+    config = campaign.CampaignConfig.from_json(payload["config"])
+    index, generation = payload["index"], payload.get("generation", 0)
+    started = time.monotonic()
+    deadline = started + payload["seconds"] if payload.get("seconds") is not None else float("inf")
+    execute.configure_limits(cap=config.stage_timeout_s)
+    execute.set_stage_listener(channel.stage)
+    rows = select(list(config.transforms))
+    witnesses = {}
+    if payload.get("witnesses"):
+        from conform import known
+
+        entries = known.by_id()
+        witnesses = campaign.check_witnesses([entries[i] for i in payload["witnesses"] if i in entries])
+        channel.send(("witnesses", witnesses))
+    quota = [payload["quota"] if payload.get("quota") is not None else sys.maxsize]
+    database = DirectoryBasedExampleDatabase(config.database) if config.database else None
+    rng = random.Random(f"{config.seed}:{index}:{generation}")
+    owns = _owner(index, config.workers, config.shard)
+    seen: set[str] = set()
+    seen_origins: set[str] = set()
+    quarantine = frozenset(payload.get("quarantine", ()))
+    batches = checks = 0
+    order = list(rows)
+    rng.shuffle(order)
+    while time.monotonic() < deadline and quota[0] > 0 and not channel.stopping():
+        row = order[batches % len(order)]
+        batch = _Batch(row=row, config=config, channel=channel, owns=owns,
+                       deadline=min(deadline, time.monotonic() + BATCH_SECONDS), quota=quota,
+                       seen=seen, seen_origins=seen_origins, quarantine=quarantine)
+        batch_started = time.monotonic()
+        _run_batch(batch, rng.getrandbits(63), database)
+        batches += 1
+        checks += batch.checks
+        channel.send(("batch", row.name, round(time.monotonic() - batch_started, 3), batch.checks,
+                      batch.new_origins))
+    return {"worker": index, "generation": generation, "checks": checks, "batches": batches,
+            "seconds": round(time.monotonic() - started, 3)}
+
+
+def replay_one(channel: Channel, payload: dict[str, Any]) -> dict[str, Any]:
+    """Check one recorded case again (a case that killed a worker), nothing else."""
+    from conform import execute
+    from conform.engine import check
+
+    job = payload["replay"]
+    execute.set_stage_listener(channel.stage)
+    case = Case.from_json(job["case"])
+    channel.send(("begin", job["case"], job["transform"], job["params"]))
+    outcomes = check(case, job["transform"], params=job["params"] or {})
+    channel.send(("replayed", [o.to_json() for o in outcomes]))
+    return {"worker": payload["index"], "replay": True}
+
+
+def worker_main(conn: Connection, payload: dict[str, Any]) -> None:
+    """Entry point of a worker process (spawned by the supervisor)."""
+    channel = Channel(conn)
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _die_with_parent(payload["parent"])
+        _limit_memory(payload.get("memory_bytes"))
+        import torch
+
+        torch.set_num_threads(payload.get("threads", 1))
+        from conform import plugins
+
+        plugins.load(payload.get("plugins", ()), cases=payload.get("cases", ()))
+        channel.send(("ready", os.getpid()))
+        stats = replay_one(channel, payload) if payload.get("replay") else run_share(channel, payload)
+        channel.send(("done", stats))
+    except Stopped:
+        channel.send(("done", {"worker": payload.get("index"), "stopped": True}))
+    except BaseException:
+        try:
+            channel.send(("error", traceback.format_exc()))
+        except OSError:
+            pass
+    finally:
+        conn.close()
