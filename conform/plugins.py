@@ -135,6 +135,14 @@ def load(modules: Iterable[str], *, cases: Iterable[str] = ()) -> None:
             trust_factory(path)
 
 
+def reset() -> None:
+    """Forget every plugin loaded in this process (the next call starts from the built-in
+    and entry-point plugins again); for tests."""
+    _state["manager"] = None
+    _state["loaded"] = []
+    _state["generation"] += 1
+
+
 def loaded() -> list[str]:
     """Modules loaded with :func:`load`, in order (workers and repros load the same)."""
     return list(_state["loaded"])

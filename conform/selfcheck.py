@@ -22,6 +22,7 @@ import torch.fx
 
 from conform.adapters import Applied, Subject, drive_split
 from conform.implementations import Implementation
+from conform.plugins import hookimpl
 from conform.registry import TransformSpec
 from generators.sources import Built
 
@@ -190,3 +191,9 @@ def demo() -> None:
     for row in PLANTED.values():
         for outcome in check(case, row, params={"partition": {}}):
             print(outcome.describe(), end="\n\n")
+
+
+@hookimpl
+def conform_transforms() -> list[TransformSpec]:
+    """As a plugin (``--plugin conform.selfcheck``), this module adds the planted rows."""
+    return list(PLANTED.values())

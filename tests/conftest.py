@@ -24,6 +24,17 @@ def _seeded(request: pytest.FixtureRequest) -> None:
     seed_everything(zlib.crc32(request.node.nodeid.encode()))
 
 
+@pytest.fixture(autouse=True)
+def _plugins_restored() -> None:
+    """A test that loads a plugin (``--plugin``, ``plugins.load``) leaves no rows behind."""
+    from conform import plugins
+
+    before = plugins.loaded()
+    yield
+    if plugins.loaded() != before:
+        plugins.reset()
+
+
 @pytest.fixture(params=IMPLEMENTATIONS)
 def impl(request: pytest.FixtureRequest) -> Implementation:
     """Each test that takes ``impl`` runs once against upstream torch.fx and once against

@@ -68,7 +68,7 @@ def test_cuda_without_gpu_is_a_usage_error(capsys: pytest.CaptureFixture[str], t
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     report = tmp_path_factory.mktemp("report")
     code = main(["run", "--source", "samples", "--transform", "shape_prop", "--max-cases", "4",
-                 "--report", str(report), "--device", "cpu"])
+                 "--report", str(report), "--device", "cpu", "--quiet"])
     assert code == 0
     return report
 
@@ -115,13 +115,9 @@ def test_report_rebuilds_from_parts(recorded: Path, capsys: pytest.CaptureFixtur
     assert (recorded / "index.html").exists() and (recorded / "results.jsonl").exists()
 
 
-def test_run_with_a_divergence_exits_1(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
-    import conform.registry as registry
-    from conform.selfcheck import PLANTED
-
-    monkeypatch.setattr(registry, "TRANSFORMS", (*registry.TRANSFORMS, PLANTED["planted_upstream_crash"]))
+def test_run_with_a_divergence_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(capsys, "run", "--source", "samples", "--transform", "planted_upstream_crash",
+                        "--plugin", "conform.selfcheck", "--quiet",
                         "--max-cases", "3", "--report", str(tmp_path), "--device", "cpu", "--no-shrink")
     assert code == 1
     assert "NEW  planted_upstream_crash|transform-upstream|crash|KeyError" in out
