@@ -2,8 +2,9 @@
 record the outcomes, shrink each new divergence, and write the report.
 
 Parallelism comes from the standard library's process pool: each worker process runs its
-own hypothesis-driven loop (its own seeds, its own JSONL part) until the budget or its
-share of ``max_cases`` is spent; the parent merges the parts.
+own hypothesis-driven loop (its own seeds) until the budget or its share of ``max_cases``
+is spent, recording into the report directory's store (conform/store.py) under the run the
+parent began; the parent closes the run and writes the report.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from hypothesis.errors import HypothesisException
 
-from conform import known, record, report
+from conform import known, record, report, shards
 from conform.case import Case
 from conform.engine import Prepared, check, finish_outcome, prepare
 from conform.errors import UsageError
 from conform.oracles import partition_z3
 from conform.outcome import Outcome, Verdict, stable_key
 from conform.registry import TransformSpec, select
+from conform.store import Store
 from generators.sources import configured_source, source_names
 
 DEFAULT_BUDGET_S = 60.0
@@ -51,6 +53,8 @@ class CampaignConfig:
     shrink: bool = True
     shrink_budget_s: float = 30.0
     source_options: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    shard: tuple[int, int] | None = None  # (index, count), 1-based: this run checks only its shard's cases
+    force: bool = False  # write into a non-empty directory fx-conform did not create
 
     def validate(self) -> CampaignConfig:
         """Check every field; raise :class:`UsageError` on the first bad one."""
@@ -70,6 +74,8 @@ class CampaignConfig:
             raise UsageError(f"max-cases must be a positive integer, got {self.max_cases!r}")
         if self.workers <= 0:
             raise UsageError(f"workers must be a positive integer or 'auto', got {self.workers!r}")
+        if self.shard is not None:
+            shards.Shard(*self.shard)
         report_dir = Path(self.report_dir)
         if report_dir.exists() and not report_dir.is_dir():
             raise UsageError(f"report path {report_dir} exists and is not a directory")
@@ -118,6 +124,7 @@ class _WorkerState:
     cases: int = 0
     seen_origins: set[str] = dataclasses.field(default_factory=set)
     seen_cases: set[str] = dataclasses.field(default_factory=set)
+    shard: shards.Shard | None = None
     target: tuple[str, str] | None = None  # (transform, origin) while shrinking
     shrink_deadline: float = 0.0
     smallest: tuple[Case, Outcome] | None = None
@@ -150,6 +157,8 @@ def _body(state: _WorkerState, data: st.DataObject) -> None:
     if state.target is not None and time.monotonic() > state.shrink_deadline:
         return  # shrinking ran out of time; the smallest failure seen so far stands
     case = _draw_case(data, state.config)
+    if state.target is None and state.shard is not None and not state.shard.owns(case.key):
+        return  # another shard checks this case (shrinking may leave the shard: keys dedupe on merge)
     prepared = prepare(case)
     drawn = [(row, _draw_params(data, row, prepared)) for row in state.rows]
     if state.target is None:
@@ -235,8 +244,9 @@ def _record_shrunk(state: _WorkerState) -> None:
     state.original_key = None
 
 
-def run_worker(config: CampaignConfig, index: int) -> dict[str, Any]:
-    """One worker's loop; returns its counters. Runs in a pool process or in-process."""
+def run_worker(config: CampaignConfig, index: int, run_id: int | None = None) -> dict[str, Any]:
+    """One worker's loop, recording into run ``run_id`` of the report directory's store (a
+    run of its own when None); returns its counters. Runs in a pool process or in-process."""
     import torch
 
     if config.workers > 1:
@@ -250,9 +260,10 @@ def run_worker(config: CampaignConfig, index: int) -> dict[str, Any]:
     state = _WorkerState(
         config=config,
         rows=select(list(config.transforms)),
-        recorder=record.Recorder(config.report_dir, f"w{index}"),
+        recorder=record.Recorder(config.report_dir, f"w{index}", run_id=run_id),
         deadline=started + budget,
         case_limit=limit,
+        shard=shards.Shard(*config.shard) if config.shard else None,
     )
     # each worker replays its share of the known divergences' witnesses (stale detection)
     names = {row.name for row in state.rows}
@@ -261,9 +272,12 @@ def run_worker(config: CampaignConfig, index: int) -> dict[str, Any]:
     witness_seconds = round(time.monotonic() - started, 3)
     rng = random.Random(f"{config.seed}:{index}")
     batches = 0
-    while not state.exhausted():
-        _run_batch(state, rng.getrandbits(63))
-        batches += 1
+    try:
+        while not state.exhausted():
+            _run_batch(state, rng.getrandbits(63))
+            batches += 1
+    finally:
+        state.recorder.close()
     return {"worker": index, "cases": state.cases, "outcomes": state.recorder.count,
             "batches": batches, "seconds": round(time.monotonic() - started, 3),
             "witness_seconds": witness_seconds, "witnesses": witnesses}
@@ -302,53 +316,87 @@ def known_status(outcomes: list[Outcome], witnesses: dict[str, dict[str, Any]] |
     return status
 
 
-def finish(report_dir: Path, *, meta: dict[str, Any],
-           witnesses: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Merge the parts into results.jsonl, summary.json and index.html; return the summary."""
-    outcomes = record.read_parts(report_dir)
-    record.write_results(report_dir, outcomes)
-    summary = record.summarize(outcomes, meta=meta, known_status=known_status(outcomes, witnesses))
+def finish(report_dir: Path | str, *, meta: dict[str, Any],
+           witnesses: dict[str, dict[str, Any]] | None = None,
+           run_ids: list[int] | None = None) -> dict[str, Any]:
+    """Write summary.json and index.html for the latest run in the store (or for the runs
+    ``run_ids``, e.g. the shards a merge brought in); return the summary.
+
+    The summary counts what those runs saw (outcomes they recorded first and outcomes
+    they saw again); ``history`` lists every run in the store with its counts. A run still
+    open (a :class:`~conform.record.Recorder` that began its own) is closed with ``meta``
+    and the known-divergence status.
+    """
+    report_dir = Path(report_dir)
+    with Store.open(report_dir) as store:
+        latest = store.latest_run()
+        ids = list(run_ids) if run_ids is not None else ([] if latest is None else [latest])
+        outcomes: list[Outcome] = []
+        keys: set[str] = set()
+        for run_id in ids:
+            for o in store.outcomes(run_id):
+                if o.key not in keys:
+                    keys.add(o.key)
+                    outcomes.append(o)
+        status = known_status(outcomes, witnesses)
+        for run_id in ids:
+            if store.run(run_id)["status"] == "running":
+                store.end_run(run_id, meta, status)
+        history = [{"id": r["id"], "started": r["started"], "finished": r["finished"], "status": r["status"],
+                    "seed": r["meta"].get("seed"), "shard": r["meta"].get("shard"), "counts": r["counts"]}
+                   for r in store.runs()]
+    summary = record.summarize(outcomes, meta=meta, known_status=status)
+    summary["run_ids"] = ids
+    summary["history"] = history
     gaps = partition_z3.summarize_gaps(outcomes)
     if gaps:
         summary["partition_gaps"] = gaps
     record.write_summary(report_dir, summary)
     report.write(report_dir, outcomes, summary)
+    record.add_generated(report_dir, [record.SUMMARY, record.INDEX])
     return summary
 
 
 def run(config: CampaignConfig) -> dict[str, Any]:
-    """Run a campaign and write its report; returns the summary document."""
+    """Run a campaign and write its report; returns the summary document.
+
+    The report directory's store is appended to (one more run); a directory fx-conform
+    did not create is refused unless ``config.force``.
+    """
     config.validate()
     report_dir = Path(config.report_dir)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    record.clear(report_dir)
-    started = time.monotonic()
-    stats: list[dict[str, Any]] = []
-    interrupted = False
-    try:
-        if config.workers == 1:
-            stats.append(run_worker(config, 0))
-        else:
-            context = multiprocessing.get_context("spawn")
-            with concurrent.futures.ProcessPoolExecutor(config.workers, mp_context=context) as pool:
-                futures = [pool.submit(run_worker, config, i) for i in range(config.workers)]
-                stats.extend(f.result() for f in futures)
-    except KeyboardInterrupt:
-        interrupted = True
+    record.prepare_report_dir(report_dir, force=config.force)
     rows = select(list(config.transforms))
-    meta = {
-        "duration_s": round(time.monotonic() - started, 3),
+    plan = {
         "seed": config.seed,
         "budget_s": config.budget_s,
         "max_cases": config.max_cases,
         "workers": config.workers,
         "transforms": [r.name for r in rows],
         "sources": list(config.sources),
-        "worker_stats": stats,
-        "interrupted": interrupted,
+        "shard": shards.Shard(*config.shard).label if config.shard else None,
         "environment": record.environment(config.devices),
     }
+    with Store.open(report_dir) as store:
+        run_id = store.begin_run(plan)
+    started = time.monotonic()
+    stats: list[dict[str, Any]] = []
+    interrupted = False
+    try:
+        if config.workers == 1:
+            stats.append(run_worker(config, 0, run_id))
+        else:
+            context = multiprocessing.get_context("spawn")
+            with concurrent.futures.ProcessPoolExecutor(config.workers, mp_context=context) as pool:
+                futures = [pool.submit(run_worker, config, i, run_id) for i in range(config.workers)]
+                stats.extend(f.result() for f in futures)
+    except KeyboardInterrupt:
+        interrupted = True
     witnesses = {k: v for stat in stats for k, v in stat.pop("witnesses", {}).items()}
+    meta = {**plan, "duration_s": round(time.monotonic() - started, 3), "worker_stats": stats,
+            "interrupted": interrupted}
+    with Store.open(report_dir) as store:
+        store.end_run(run_id, meta, known_status(store.outcomes(run_id), witnesses))
     return finish(report_dir, meta=meta, witnesses=witnesses)
 
 
