@@ -170,7 +170,6 @@ class _Session:
         report_dir = self.config.getoption("conform_report")
         if report_dir and not self.is_worker:
             from conform import record
-
             from conform.errors import UsageError
 
             try:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +8,7 @@ import conform.registry as registry
 from conform import campaign
 from conform.errors import UsageError
 from conform.selfcheck import PLANTED
+from conform.store import Store
 
 
 @pytest.fixture
@@ -55,8 +55,7 @@ def test_max_cases_is_shared_between_workers(tmp_path: Path) -> None:
 def test_same_seed_same_cases(tmp_path: Path) -> None:
     a = campaign.run(_config(tmp_path / "a", transforms=("shape_prop",), max_cases=6, seed=3))
     b = campaign.run(_config(tmp_path / "b", transforms=("shape_prop",), max_cases=6, seed=3))
-    keys = [[json.loads(line)["key"] for line in (tmp_path / d / "results.jsonl").read_text().splitlines()]
-            for d in ("a", "b")]
+    keys = [[o.key for o in Store.open(tmp_path / d).outcomes()] for d in ("a", "b")]
     assert keys[0] == keys[1]
     assert a["cases"] == b["cases"] == 6
 
@@ -64,7 +63,7 @@ def test_same_seed_same_cases(tmp_path: Path) -> None:
 def test_new_divergence_is_shrunk(tmp_path: Path, planted: None) -> None:
     summary = campaign.run(_config(tmp_path, transforms=("planted_crash_on_mul",), max_cases=12))
     assert summary["new_divergences"] > 0
-    outcomes = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    outcomes = [o.to_json() for o in Store.open(tmp_path).outcomes()]
     shrunk = [o for o in outcomes if o["notes"].get("shrunk_from")]
     assert len(shrunk) == 1, "the first divergence of each origin is shrunk, once"
     original = next(o for o in outcomes if o["key"] == shrunk[0]["notes"]["shrunk_from"])
@@ -82,13 +81,16 @@ def test_no_shrink_records_only_generated_cases(tmp_path: Path, planted: None) -
     origins = summary["new_origins"]
     assert all(origin.startswith("planted_upstream_crash|") for origin in origins)
     assert any(origin.startswith("planted_upstream_crash|transform-upstream|crash|KeyError|") for origin in origins)
-    assert not any(o["notes"].get("shrunk_from") for o in map(json.loads, (tmp_path / "results.jsonl").open()))
+    assert not any(o.notes.get("shrunk_from") for o in Store.open(tmp_path).outcomes())
 
 
 def test_two_workers_in_processes(tmp_path: Path) -> None:
     summary = campaign.run(_config(tmp_path, transforms=("shape_prop",), max_cases=6, workers=2))
     assert sum(w["cases"] for w in summary["worker_stats"]) == 6
-    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == ["results-w0.jsonl", "results-w1.jsonl"]
+    (run,) = Store.open(tmp_path).runs()  # both worker processes wrote into the one run
+    assert run["meta"]["workers"] == 2 and run["status"] == "finished"
+    # the samples source has 5 cases, so the workers overlap; an outcome key is stored once
+    assert 3 <= run["counts"]["outcomes"] == summary["outcomes"] <= 5
     assert [w["cases"] for w in summary["worker_stats"]] == [3, 3]
 
 
