@@ -142,9 +142,11 @@ def _report(args: argparse.Namespace) -> int:
     elif not (report_dir / FILENAME).exists() and not record.legacy_files(report_dir):
         raise UsageError(f"no results in {report_dir}: expected {FILENAME} (or an older {record.RESULTS}); "
                          f"run `conform run --report {report_dir}`")
-    else:
+    elif not (report_dir / FILENAME).exists():
         for path in record.legacy_files(report_dir):
             jsonl.read_jsonl(path)
+        if (report_dir / record.SUMMARY).exists():
+            jsonl.read_summary(report_dir / record.SUMMARY)
     if args.from_file is not None:
         record.prepare_report_dir(report_dir, force=False)
     run_ids: list[int] | None = None
@@ -157,7 +159,7 @@ def _report(args: argparse.Namespace) -> int:
             legacy = record.legacy_files(report_dir)
             print(f"conform: the record store {store.path} is empty; importing "
                   f"{', '.join(map(str, legacy)) or 'nothing'} (the files stay as they are)", file=sys.stderr)
-            run_ids = [record.import_jsonl(store, path)[0] for path in legacy]
+            run_ids = record.import_legacy(store, report_dir)
         run_id = args.run if args.run is not None else (run_ids[-1] if run_ids else store.latest_run())
         if run_id is None:
             raise UsageError(f"no runs recorded in {store.path}; run `conform run --report {report_dir}`")

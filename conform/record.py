@@ -82,7 +82,8 @@ def legacy_files(report_dir: Path) -> list[Path]:
     return sorted((report_dir / PARTS).glob("results-*.jsonl")) if (report_dir / PARTS).is_dir() else []
 
 
-def import_jsonl(store: Store, path: Path, *, warn: jsonl.Warn | None = None) -> tuple[int, int]:
+def import_jsonl(store: Store, path: Path, *, meta: dict[str, Any] | None = None,
+                 warn: jsonl.Warn | None = None) -> tuple[int, int]:
     """Import a JSONL results file into ``store`` as a run of its own; adds, never
     deletes. Importing the same content again adds nothing and returns the earlier run.
     Returns ``(run id, outcomes new to the store)``."""
@@ -92,10 +93,31 @@ def import_jsonl(store: Store, path: Path, *, warn: jsonl.Warn | None = None) ->
     for run in store.runs():
         if run["meta"].get("imported_from") == source and run["meta"].get("imported_sha256") == digest:
             return run["id"], 0
-    run_id = store.begin_run({"imported_from": source, "imported_sha256": digest})
+    run_id = store.begin_run({**(meta or {}), "imported_from": source, "imported_sha256": digest})
     new = store.record(run_id, outcomes, None, t=0.0)
     store.end_run(run_id, {"imported_outcomes": len(outcomes)}, {})
     return run_id, len(new)
+
+
+_LEGACY_META = ("duration_s", "seed", "budget_s", "max_cases", "workers", "transforms", "sources", "environment")
+
+
+def import_legacy(store: Store, report_dir: Path) -> list[int]:
+    """Import the JSONL results an older version left in ``report_dir`` (its summary.json
+    gives the run's metadata and witness status); the files stay. Returns the run ids."""
+    meta: dict[str, Any] = {}
+    known: dict[str, dict[str, Any]] = {}
+    if (report_dir / SUMMARY).exists():
+        summary = jsonl.read_summary(report_dir / SUMMARY)
+        meta = {k: summary[k] for k in _LEGACY_META if k in summary}
+        known = summary.get("known", {})
+    run_ids = []
+    for path in legacy_files(report_dir):
+        run_id, _ = import_jsonl(store, path, meta=meta)
+        if known and not store.known_status(run_id):
+            store.end_run(run_id, {}, known)
+        run_ids.append(run_id)
+    return run_ids
 
 
 def read_results(report_dir: Path | str) -> list[Outcome]:
@@ -196,8 +218,7 @@ def prepare_report_dir(path: Path | str, *, force: bool) -> None:
     legacy = legacy_files(report_dir)
     if legacy:
         with Store.open(report_dir) as store:
-            for file in legacy:
-                import_jsonl(store, file)
+            import_legacy(store, report_dir)
     clear(report_dir)
     if manifest is None:
         write_manifest(report_dir, [])
