@@ -172,6 +172,9 @@ class atomic_writer:  # noqa: N801 (used as a context manager, like open())
         except OSError as exc:
             raise UsageError(f"cannot write {self.path}: {exc.strerror or exc}") from None
         self.tmp = Path(name)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(fd, 0o666 & ~umask)  # mkstemp makes the file private; a report is not
         self.fh = os.fdopen(fd, "w", encoding="utf-8")
         return self.fh
 

@@ -302,10 +302,12 @@ class Store:
                     continue
                 if case is not None and outcome.is_divergence and outcome.repro is None:
                     self._write_repro(outcome, case)
+                case_row = _case_row(outcome, case)
                 db.execute("INSERT OR IGNORE INTO cases (key, source, case_id, spec, seed, device) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", _case_row(outcome, case))
+                           "VALUES (?, ?, ?, ?, ?, ?)", case_row)
                 db.execute(f"INSERT INTO outcomes ({', '.join(_OUTCOME_COLUMNS)}) "
-                           f"VALUES ({', '.join('?' * len(_OUTCOME_COLUMNS))})", _outcome_row(run_id, outcome, t))
+                           f"VALUES ({', '.join('?' * len(_OUTCOME_COLUMNS))})",
+                           _outcome_row(run_id, case_row[0], outcome, t))
                 new.append(outcome)
         return new
 
@@ -413,9 +415,16 @@ def _prepare_schema(db: sqlite3.Connection, path: Path) -> None:
         raise UsageError(f"{path} has schema version {version!r}; expected an integer (supported: {SCHEMA_VERSION})")
     while version < SCHEMA_VERSION and version in MIGRATIONS:
         db.execute("BEGIN IMMEDIATE")
-        MIGRATIONS[version](db)
-        version += 1
-        db.execute("UPDATE meta SET schema_version = ?", (version,))
+        try:
+            # another process may have migrated while this one waited for the lock
+            version = db.execute("SELECT schema_version FROM meta").fetchone()[0]
+            if version < SCHEMA_VERSION and version in MIGRATIONS:
+                MIGRATIONS[version](db)
+                version += 1
+                db.execute("UPDATE meta SET schema_version = ?", (version,))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
         db.execute("COMMIT")
     if version != SCHEMA_VERSION:
         newer = "a newer fx-conform wrote it" if version > SCHEMA_VERSION else "no migration from it exists"
@@ -430,8 +439,7 @@ def _case_row(outcome: Outcome, case: Case | None) -> tuple[Any, ...]:
             _dumps(outcome.spec), outcome.seed, "cpu")
 
 
-def _outcome_row(run_id: int, o: Outcome, t: float) -> tuple[Any, ...]:
-    case_key = stable_key(o.source, o.spec, o.seed)
+def _outcome_row(run_id: int, case_key: str, o: Outcome, t: float) -> tuple[Any, ...]:
     quiet = o.verdict is Verdict.PASS
     notes = o.notes
     if quiet and "seconds" in notes:
