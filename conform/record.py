@@ -215,6 +215,8 @@ def prepare_report_dir(path: Path | str, *, force: bool) -> None:
                          f"(no {MANIFEST} or {STORE}); pick a new or empty directory, or pass --force to "
                          "add the report next to what is there")
     manifest = read_manifest(report_dir)
+    if (report_dir / STORE).exists():
+        Store.open(report_dir).close()  # a store this version cannot read is refused before anything changes
     legacy = legacy_files(report_dir)
     if legacy:
         with Store.open(report_dir) as store:

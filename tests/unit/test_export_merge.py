@@ -336,3 +336,36 @@ def test_junit_marks_known_and_passing_origins() -> None:
     assert "known divergence k-1" in known.get("message") and "conform replay c --report out" in known.get("message")
     failure = cases["split_module|execute|crash|KeyError|-"].find("failure")
     assert "conform replay d --report out" in failure.get("message") and "<tag> & more" in failure.text
+
+
+def test_a_run_that_never_closed_is_reported_as_interrupted(exported: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from conform import jsonl
+
+    report = tmp_path / "r"
+    record.prepare_report_dir(report, force=False)
+    outcomes = jsonl.read_jsonl(exported)
+    with Store.open(report) as store:  # a campaign killed after recording two outcomes
+        run = store.begin_run({"seed": 3, "workers": 1})
+        store.record(run, outcomes[:2], None)
+    code, out, _ = _run(capsys, "report", "--report", str(report))
+    summary = json.loads((report / "summary.json").read_text())
+    assert code == 0 and summary["outcomes"] == 2 and summary["interrupted"] is True and summary["seed"] == 3
+    (row,) = Store.open(report).runs()
+    assert row["status"] == "interrupted" and row["counts"]["outcomes"] == 2
+
+
+def test_a_store_from_a_newer_version_stops_the_run_and_keeps_the_report(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import sqlite3
+
+    report = tmp_path / "r"
+    assert _run(capsys, *RUN, "--max-cases", "1", "--report", str(report))[0] == 0
+    db = sqlite3.connect(report / FILENAME)
+    db.execute("UPDATE meta SET schema_version = 7")
+    db.commit()
+    db.close()
+    before = _files(report)
+    code, _, err = _run(capsys, *RUN, "--max-cases", "1", "--report", str(report))
+    assert code == 2 and f"{report / FILENAME} has record-store schema version 7" in err
+    assert _files(report) == before
