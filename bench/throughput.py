@@ -17,7 +17,6 @@ last line gives them and the ratio without them. Target: <= 1.3x.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -32,6 +31,7 @@ from conform.case import Case
 from conform.engine import trace
 from conform.execute import seed_everything, time_limit
 from conform.registry import select
+from conform.store import Store
 
 
 def _bare(records: list[dict[str, Any]]) -> float:
@@ -98,7 +98,8 @@ def main() -> None:
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         one_s, one = _campaign(Path(tmp) / "one", workers=1, args=args)
-        records = [json.loads(line) for line in (Path(tmp) / "one" / "results.jsonl").open()]
+        with Store.open(Path(tmp) / "one", create=False) as store:
+            records = [o.to_json() for o in store.outcomes()]
         bare_s = _bare(records)
         all_s, every = _campaign(Path(tmp) / "all", workers=cores, args=args)
     executed = sum(w["cases"] for w in one["worker_stats"])

@@ -15,12 +15,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conform import known, record, report
+from conform import known, record, report, shards
 from conform.engine import check
 from conform.errors import UsageError
 from conform.oracles import partition_z3
 from conform.outcome import Outcome
 from conform.registry import select
+from conform.store import Store
 from generators.sources import source_names
 
 DEFAULT_BUDGET_S = 60.0
@@ -63,6 +64,7 @@ class CampaignConfig:
     database: str | None = None
     plugins: tuple[str, ...] = ()
     memory_mb: int | None = None
+    force: bool = False  # write into a non-empty directory fx-conform did not create
 
     def validate(self) -> CampaignConfig:
         """Check every field; raise :class:`UsageError` on the first bad one."""
@@ -86,8 +88,8 @@ class CampaignConfig:
             raise UsageError(f"workers must be a positive integer or 'auto', got {self.workers!r}")
         if self.stage_timeout_s is not None and not (self.stage_timeout_s > 0 and math.isfinite(self.stage_timeout_s)):
             raise UsageError(f"stage timeout must be a positive number of seconds, got {self.stage_timeout_s!r}")
-        if self.shard is not None and not (1 <= self.shard[0] <= self.shard[1]):
-            raise UsageError(f"shard must be I/N with 1 <= I <= N, got {self.shard[0]}/{self.shard[1]}")
+        if self.shard is not None:
+            shards.Shard(*self.shard)
         report_dir = Path(self.report_dir)
         if report_dir.exists() and not report_dir.is_dir():
             raise UsageError(f"report path {report_dir} exists and is not a directory")
@@ -174,17 +176,44 @@ def known_status(outcomes: list[Outcome], witnesses: dict[str, dict[str, Any]] |
     return status
 
 
-def finish(report_dir: Path, *, meta: dict[str, Any],
-           witnesses: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Merge the parts into results.jsonl, summary.json and index.html; return the summary."""
-    outcomes = record.read_parts(report_dir)
-    record.write_results(report_dir, outcomes)
-    summary = record.summarize(outcomes, meta=meta, known_status=known_status(outcomes, witnesses))
+def finish(report_dir: Path | str, *, meta: dict[str, Any],
+           witnesses: dict[str, dict[str, Any]] | None = None,
+           run_ids: list[int] | None = None) -> dict[str, Any]:
+    """Write summary.json and index.html for the latest run in the store (or for the runs
+    ``run_ids``, e.g. the shards a merge brought in); return the summary.
+
+    The summary counts what those runs saw (outcomes they recorded first and outcomes
+    they saw again); ``history`` lists every run in the store with its counts. A run still
+    open (a :class:`~conform.record.Recorder` that began its own) is closed with ``meta``
+    and the known-divergence status.
+    """
+    report_dir = Path(report_dir)
+    with Store.open(report_dir) as store:
+        latest = store.latest_run()
+        ids = list(run_ids) if run_ids is not None else ([] if latest is None else [latest])
+        outcomes: list[Outcome] = []
+        keys: set[str] = set()
+        for run_id in ids:
+            for o in store.outcomes(run_id):
+                if o.key not in keys:
+                    keys.add(o.key)
+                    outcomes.append(o)
+        status = known_status(outcomes, witnesses)
+        for run_id in ids:
+            if store.run(run_id)["status"] == "running":
+                store.end_run(run_id, meta, status)
+        history = [{"id": r["id"], "started": r["started"], "finished": r["finished"], "status": r["status"],
+                    "seed": r["meta"].get("seed"), "shard": r["meta"].get("shard"), "counts": r["counts"]}
+                   for r in store.runs()]
+    summary = record.summarize(outcomes, meta=meta, known_status=status)
+    summary["run_ids"] = ids
+    summary["history"] = history
     gaps = partition_z3.summarize_gaps(outcomes)
     if gaps:
         summary["partition_gaps"] = gaps
     record.write_summary(report_dir, summary)
     report.write(report_dir, outcomes, summary)
+    record.add_generated(report_dir, [record.SUMMARY, record.INDEX])
     return summary
 
 
@@ -199,33 +228,32 @@ def run(config: CampaignConfig, *, progress: Any = None) -> dict[str, Any]:
 
     config.validate()
     report_dir = Path(config.report_dir)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    record.clear(report_dir)
+    record.prepare_report_dir(report_dir, force=config.force)
     started = time.monotonic()
     rows = select(list(config.transforms))
     names = {row.name for row in rows}
     entries = [e for e in known.entries() if e.transform in names]
     shares = [entries[i::config.workers] for i in range(config.workers)]
-    recorder = record.Recorder(report_dir, "campaign")
-    supervisor = Supervisor(config, recorder.record, progress=progress, witnesses=shares,
-                            plugins=config.plugins)
-    result = supervisor.run()
-    meta = {
+    meta = {"seed": config.seed, "budget_s": config.budget_s, "max_cases": config.max_cases,
+            "workers": config.workers, "shard": list(config.shard) if config.shard else None,
+            "transforms": [r.name for r in rows], "sources": list(config.sources)}
+    with Store.open(report_dir) as store:
+        run_id = store.begin_run(meta)
+
+        def write(outcomes: list[Outcome], case: Any) -> None:
+            store.record(run_id, outcomes, case, t=outcomes[0].notes.get("t") if outcomes else None)
+
+        supervisor = Supervisor(config, write, progress=progress, witnesses=shares, plugins=config.plugins)
+        result = supervisor.run()
+    meta.update({
         "duration_s": round(time.monotonic() - started, 3),
-        "seed": config.seed,
-        "budget_s": config.budget_s,
-        "max_cases": config.max_cases,
-        "workers": config.workers,
-        "shard": list(config.shard) if config.shard else None,
-        "transforms": [r.name for r in rows],
-        "sources": list(config.sources),
         "worker_stats": result.stats,
         "checks": result.checks,
         "cut_at_stop": result.cut,
         "interrupted": result.interrupted,
         "error": result.error,
         "environment": record.environment(config.devices),
-    }
+    })
     return finish(report_dir, meta=meta, witnesses=result.witnesses)
 
 

@@ -1,4 +1,4 @@
-"""The ``conform`` command line: ``run``, ``fuzz``, ``replay``, ``report`` and ``list``.
+"""The ``conform`` command line: ``run``, ``fuzz``, ``replay``, ``report``, ``export``, ``merge`` and ``list``.
 
 Exit status:
   0    nothing new
@@ -14,13 +14,13 @@ Exit status:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from conform import cli_store
 from conform.errors import ConformError, UsageError
 
 EXIT_OK, EXIT_DIVERGENCE, EXIT_USAGE, EXIT_UNFINISHED = 0, 1, 2, 3
@@ -73,17 +73,6 @@ def _seed(text: str) -> int:
     return value
 
 
-def _shard(text: str) -> tuple[int, int]:
-    i, sep, n = text.partition("/")
-    try:
-        shard = (int(i), int(n))
-    except ValueError:
-        shard = (0, 0)
-    if not sep or not (1 <= shard[0] <= shard[1]):
-        raise argparse.ArgumentTypeError(f"shard must be I/N with 1 <= I <= N (e.g. 2/4), got {text!r}")
-    return shard
-
-
 def _add_campaign_options(p: argparse.ArgumentParser, *, budget_default: str) -> None:
     p.add_argument("--transform", action="append", default=[], metavar="NAME",
                    help="a registered transform (repeatable; default: all; see `conform list transforms`)")
@@ -109,8 +98,6 @@ def _add_campaign_options(p: argparse.ArgumentParser, *, budget_default: str) ->
                         "generators.sources.Built (module and example inputs)")
     p.add_argument("--stage-timeout", type=_positive_seconds, default=None, metavar="SECONDS",
                    help="cap every stage's time limit (default: 60 s per stage, or the transform's own)")
-    p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
-                   help="check only shard I of N (1 <= I <= N) of the case space, disjoint from the others")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                    help="load a plugin module (transforms, sources, known divergences) here and in every worker")
     p.add_argument("--database", default=".hypothesis", metavar="DIR",
@@ -118,6 +105,7 @@ def _add_campaign_options(p: argparse.ArgumentParser, *, budget_default: str) ->
     p.add_argument("--memory-mb", type=_positive_int, default=None, metavar="MB",
                    help="address-space limit per worker (default: an equal share of 80%% of memory)")
     p.add_argument("--quiet", action="store_true", help="no live progress display")
+    cli_store.add_campaign_options(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,11 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     fuzz = sub.add_parser("fuzz", help="like run, but with no time limit unless --budget is given",
                           epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_campaign_options(fuzz, budget_default="default: until interrupted or --max-cases")
-    replay = sub.add_parser("replay", help="re-run one recorded outcome and print what it gives now")
-    replay.add_argument("key", help="an outcome key (or a unique prefix) from results.jsonl")
-    replay.add_argument("--report", default="reports", metavar="DIR")
-    rep = sub.add_parser("report", help="merge recorded parts and render the HTML report again")
-    rep.add_argument("--report", default="reports", metavar="DIR")
+    cli_store.add_parsers(sub)
     lst = sub.add_parser("list", help="list transforms, sources or known divergences")
     lst.add_argument("what", choices=("transforms", "sources", "known"))
     return parser
@@ -168,11 +152,11 @@ def _campaign(args: argparse.Namespace, *, fuzz: bool) -> int:
         shrink=not args.no_shrink,
         source_options=options,
         cases=tuple(args.case),
-        shard=args.shard,
         stage_timeout_s=args.stage_timeout,
         database=args.database or None,
         plugins=tuple(args.plugin),
         memory_mb=args.memory_mb,
+        **cli_store.campaign_options(args),
     )
     config.validate()
     _validate_source_options(options)
@@ -187,6 +171,7 @@ def _campaign(args: argparse.Namespace, *, fuzz: bool) -> int:
         progress.start()
     summary = campaign.run(config, progress=progress)
     _print_summary(summary, Path(args.report))
+    cli_store.after_campaign(args, summary)
     if summary.get("error"):
         print(f"conform: the campaign could not finish:\n{summary['error']}", file=sys.stderr)
         return EXIT_UNFINISHED
@@ -220,58 +205,6 @@ def _print_summary(summary: dict, report_dir: Path) -> None:
     print(f"report: {report_dir / 'index.html'}")
 
 
-def _replay(args: argparse.Namespace) -> int:
-    from conform.case import Case
-    from conform.engine import check
-    from conform.record import read_results
-
-    outcomes = read_results(Path(args.report))
-    matches = [o for o in outcomes if o.key.startswith(args.key)]
-    keys = {o.key for o in matches}
-    if not matches:
-        raise UsageError(f"no recorded outcome has key {args.key!r} in {args.report}; "
-                         "keys are listed in results.jsonl and the report")
-    if len(keys) > 1:
-        raise UsageError(f"key prefix {args.key!r} is ambiguous", choices=sorted(keys)[:10])
-    recorded = matches[0]
-    case = Case(source=recorded.source, spec=recorded.spec, seed=recorded.seed)
-    if recorded.transform == "-":
-        from conform.engine import prepare
-        from conform.outcome import Outcome
-
-        result = prepare(case)
-        print(result.describe() if isinstance(result, Outcome) else f"{case.id}: builds and traces")
-        return EXIT_OK
-    devices = ("cpu", "cuda") if recorded.device == "cuda" else ("cpu",)
-    print(f"recorded: {recorded.verdict.value} {recorded.origin}")
-    now = check(case, recorded.transform, params=recorded.params, devices=devices)
-    for o in now:
-        print(o.describe())
-    return EXIT_DIVERGENCE if any(o.verdict.value == "fail" for o in now) else EXIT_OK
-
-
-def _report(args: argparse.Namespace) -> int:
-    from conform import campaign, record
-
-    report_dir = Path(args.report)
-    if not (report_dir / record.PARTS).is_dir():
-        raise UsageError(f"no recorded parts in {report_dir}/{record.PARTS}; run `conform run --report {report_dir}`")
-    previous = {}
-    summary_path = report_dir / record.SUMMARY
-    if summary_path.exists():
-        try:
-            previous = json.loads(summary_path.read_text())
-        except ValueError:
-            previous = {}
-    keep = ("duration_s", "seed", "budget_s", "max_cases", "workers", "transforms", "sources", "environment")
-    meta = {k: previous[k] for k in keep if k in previous}
-    witnesses = {k: {"stale": v["stale"], **({"stale_reason": v["stale_reason"]} if "stale_reason" in v else {})}
-                 for k, v in previous.get("known", {}).items() if v.get("stale") is not None}
-    summary = campaign.finish(report_dir, meta=meta, witnesses=witnesses)
-    _print_summary(summary, report_dir)
-    return EXIT_DIVERGENCE if summary["new_divergences"] else EXIT_OK
-
-
 def _list(args: argparse.Namespace) -> int:
     if args.what == "transforms":
         from conform.registry import TRANSFORMS
@@ -303,10 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in ("run", "fuzz"):
             return _campaign(args, fuzz=args.command == "fuzz")
-        if args.command == "replay":
-            return _replay(args)
-        if args.command == "report":
-            return _report(args)
+        if args.command in cli_store.HANDLERS:
+            return cli_store.HANDLERS[args.command](args)
         return _list(args)
     except UsageError as exc:
         print(f"conform: error: {exc}", file=sys.stderr)

@@ -37,7 +37,7 @@ PROFILES = ("pr", "nightly")
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conform", "fx-conform conformance testing")
     group.addoption("--conform-report", metavar="DIR", default=None,
-                    help="write the conformance report (index.html, summary.json, results.jsonl) to DIR")
+                    help="write the conformance report (index.html, summary.json, conform.sqlite) to DIR")
     group.addoption("--conform-seed", metavar="N", type=int, default=0, help="seed for conformance cases")
     group.addoption("--conform-profile", choices=PROFILES, default=None,
                     help="hypothesis settings: pr (small, fast, the same examples on every run) or nightly (thorough, new examples each run)")
@@ -170,12 +170,12 @@ class _Session:
         report_dir = self.config.getoption("conform_report")
         if report_dir and not self.is_worker:
             from conform import record
+            from conform.errors import UsageError
 
-            path = Path(report_dir)
-            if path.exists() and not path.is_dir():
-                raise pytest.UsageError(f"fx-conform: --conform-report {path} exists and is not a directory")
-            path.mkdir(parents=True, exist_ok=True)
-            record.clear(path)
+            try:
+                record.prepare_report_dir(Path(report_dir), force=False)
+            except UsageError as exc:
+                raise pytest.UsageError(f"fx-conform: --conform-report: {exc}") from None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call" or self.is_worker:
@@ -195,6 +195,7 @@ class _Session:
         path = Path(report_dir)
         recorder = record.Recorder(path, "pytest")
         recorder.record(self.outcomes)
+        recorder.close()
         meta = {
             "duration_s": round(time.monotonic() - self.started, 3),
             "seed": self.config.getoption("conform_seed"),

@@ -126,6 +126,29 @@ def wrong_on_cuda(impl: Implementation, row: TransformSpec, subject: Subject, pa
     return _split(impl, row, subject, params)
 
 
+def _pigeonhole(n: int) -> None:
+    """Ask z3 whether ``n`` pigeons fit in ``n - 1`` holes: unsatisfiable, and exponentially
+    hard for the solver, which stays in native code the whole time."""
+    import z3
+
+    p = [[z3.Bool(f"p{i}_{j}") for j in range(n - 1)] for i in range(n)]
+    solver = z3.Solver()
+    for i in range(n):
+        solver.add(z3.Or(p[i]))
+    for j in range(n - 1):
+        for i in range(n):
+            for k in range(i + 1, n):
+                solver.add(z3.Or(z3.Not(p[i][j]), z3.Not(p[k][j])))
+    solver.check()
+
+
+def solver_spins(impl: Implementation, row: TransformSpec, subject: Subject, params: dict[str, Any]) -> Applied:
+    """Reference side runs a z3 solve that takes minutes and never returns to Python."""
+    if impl.name == "reference":
+        _pigeonhole(13)
+    return _split(impl, row, subject, params)
+
+
 def tags_impl(impl: Implementation, row: TransformSpec, subject: Subject, params: dict[str, Any]) -> Applied:
     """Both sides correct, but the structural fingerprint names the implementation."""
     applied = _split(impl, row, subject, params)
@@ -163,6 +186,7 @@ PLANTED: dict[str, TransformSpec] = {
         _planted("mutates_input", "reference's module mutates its first input"),
         _planted("tags_impl", "fingerprints differ", fingerprint="conform.selfcheck:fingerprint_value"),
         _planted("wrong_on_cuda", "reference miscompiles only on CUDA"),
+        _planted("solver_spins", "reference spins in a z3 solve, in native code", timeout_s=2.0),
     )
 }
 

@@ -286,13 +286,15 @@ def _record_shrunk(batch: _Batch) -> None:
 
 def _owner(index: int, workers: int, shard: tuple[int, int] | None) -> Any:
     """The share of the case space this worker checks: disjoint from the other workers'
-    (and the other shards'), so no two of them ever check the same case."""
-    from conform.outcome import stable_key as key_of
+    (and, with ``--shard``, from the other shards'), so no two of them check the same case."""
+    from conform.shards import Shard
+
+    part = Shard(*shard) if shard is not None else None
 
     def owns(case_key: str) -> bool:
-        if shard is not None and int(key_of("shard", case_key), 16) % shard[1] != shard[0] - 1:
+        if part is not None and not part.owns(case_key):
             return False
-        return workers == 1 or int(key_of("worker", case_key), 16) % workers == index
+        return workers == 1 or int(stable_key("worker", case_key), 16) % workers == index
 
     return owns
 

@@ -277,7 +277,7 @@ def summarize_gaps(outcomes: Iterable[Mapping[str, Any] | Any]) -> dict[str, dic
     without a record are ignored.
 
     Args:
-        outcomes: outcome dicts (as written to ``results.jsonl``) or
+        outcomes: outcome dicts (as ``conform export --jsonl`` writes them) or
             :class:`~conform.outcome.Outcome` objects.
 
     Returns:

@@ -4,7 +4,6 @@ modules finds it, names it, and shrinks the case that shows it to a handful of o
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import types
 from pathlib import Path
@@ -51,7 +50,10 @@ def _plant(mutant: Mutant, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _results(report: Path) -> list[dict]:
-    return [json.loads(line) for line in (report / "results.jsonl").open()]
+    from conform.store import Store
+
+    with Store.open(report, create=False) as store:
+        return [o.to_json() for o in store.outcomes()]
 
 
 @pytest.mark.slow

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from conform import campaign, plugins
 from conform.errors import UsageError
+from conform.store import Store
 
 
 @pytest.fixture
@@ -54,8 +54,7 @@ def test_max_cases_is_shared_between_workers(tmp_path: Path) -> None:
 def test_same_seed_same_cases(tmp_path: Path) -> None:
     a = campaign.run(_config(tmp_path / "a", transforms=("shape_prop",), max_cases=6, seed=3))
     b = campaign.run(_config(tmp_path / "b", transforms=("shape_prop",), max_cases=6, seed=3))
-    keys = [[json.loads(line)["key"] for line in (tmp_path / d / "results.jsonl").read_text().splitlines()]
-            for d in ("a", "b")]
+    keys = [[o.key for o in Store.open(tmp_path / d).outcomes()] for d in ("a", "b")]
     assert keys[0] == keys[1]
     assert a["cases"] == b["cases"] == 6
 
@@ -67,7 +66,7 @@ def test_new_divergence_is_shrunk(tmp_path: Path, planted: None) -> None:
                                    max_cases=12, shrink_budget_s=20.0,
                                    source_options={"random": {"include": ("mul", "relu")}}))
     assert summary["new_divergences"] > 0
-    outcomes = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    outcomes = [o.to_json() for o in Store.open(tmp_path).outcomes()]
     shrunk = [o for o in outcomes if o["notes"].get("shrunk_from")]
     assert len(shrunk) == 1, "the first divergence of each origin is shrunk, once"
     original = next(o for o in outcomes if o["key"] == shrunk[0]["notes"]["shrunk_from"])
@@ -85,13 +84,16 @@ def test_no_shrink_records_only_generated_cases(tmp_path: Path, planted: None) -
     origins = summary["new_origins"]
     assert all(origin.startswith("planted_upstream_crash|") for origin in origins)
     assert any(origin.startswith("planted_upstream_crash|transform-upstream|crash|KeyError|") for origin in origins)
-    assert not any(o["notes"].get("shrunk_from") for o in map(json.loads, (tmp_path / "results.jsonl").open()))
+    assert not any(o.notes.get("shrunk_from") for o in Store.open(tmp_path).outcomes())
 
 
 def test_two_workers_in_processes(tmp_path: Path) -> None:
     summary = campaign.run(_config(tmp_path, transforms=("shape_prop",), max_cases=6, workers=2))
-    assert summary["cases"] == 6 and summary["checks"] == 6
+    assert summary["checks"] == 6 and summary["outcomes"] == 6
     assert [w["checks"] for w in summary["worker_stats"]] == [3, 3]
+    (run,) = Store.open(tmp_path).runs()  # the supervisor wrote both workers' outcomes into one run
+    assert run["meta"]["workers"] == 2 and run["status"] == "finished"
+    assert run["counts"]["outcomes"] == 6
 
 
 def test_campaign_flags_a_stale_known_divergence(tmp_path: Path, planted: None) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from conform.cli import main
+from conform.store import Store
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -79,14 +80,15 @@ def test_run_writes_the_three_files(recorded: Path) -> None:
     assert summary["counts"] == {"pass": 4}
     assert summary["per_source"] == {"samples": {"pass": 4}}
     assert summary["environment"]["torch"]
-    assert len((recorded / "results.jsonl").read_text().splitlines()) == 4
+    assert len(Store.open(recorded).outcomes()) == 4
+    assert not (recorded / "results.jsonl").exists() and not (recorded / "parts").exists()
     assert "fx-conform conformance report" in (recorded / "index.html").read_text()
 
 
 def test_replay_reproduces_a_recorded_outcome(recorded: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    first = json.loads((recorded / "results.jsonl").read_text().splitlines()[0])
+    first = Store.open(recorded).outcomes()[0]
     capsys.readouterr()
-    code, out, _ = _run(capsys, "replay", first["key"][:10], "--report", str(recorded))
+    code, out, _ = _run(capsys, "replay", first.key[:10], "--report", str(recorded))
     assert code == 0
     assert "recorded: pass" in out and "shape_prop" in out
 
@@ -98,6 +100,7 @@ def test_replay_unknown_key(recorded: Path, capsys: pytest.CaptureFixture[str]) 
 
 def test_corrupt_results_lose_nothing(recorded: Path, capsys: pytest.CaptureFixture[str]) -> None:
     results = recorded / "results.jsonl"
+    assert _run(capsys, "export", "--jsonl", str(results), "--report", str(recorded))[0] == 0
     results.write_text(results.read_text() + "garbage\n")
     before = {p: p.read_bytes() for p in recorded.rglob("*") if p.is_file()}
     code, _, err = _run(capsys, "replay", "abc", "--report", str(recorded))
@@ -107,12 +110,13 @@ def test_corrupt_results_lose_nothing(recorded: Path, capsys: pytest.CaptureFixt
     assert {p: p.read_bytes() for p in recorded.rglob("*") if p.is_file()} == before
 
 
-def test_report_rebuilds_from_parts(recorded: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_rebuilds_from_the_store(recorded: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (recorded / "index.html").unlink()
-    (recorded / "results.jsonl").unlink()
+    (recorded / "summary.json").unlink()
     code, out, _ = _run(capsys, "report", "--report", str(recorded))
     assert code == 0 and "4 cases" in out
-    assert (recorded / "index.html").exists() and (recorded / "results.jsonl").exists()
+    assert (recorded / "index.html").exists() and json.loads((recorded / "summary.json").read_text())["cases"] == 4
+    assert len(Store.open(recorded).outcomes()) == 4
 
 
 def test_run_with_a_divergence_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

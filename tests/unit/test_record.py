@@ -11,6 +11,7 @@ from conform.engine import check
 from conform.errors import UsageError
 from conform.outcome import Mismatch, Outcome, Stage, Symptom, Verdict
 from conform.selfcheck import PLANTED
+from conform.store import Store
 
 TWO_ADDS = Case("samples", {"sample": "two_adds"})
 
@@ -24,7 +25,8 @@ def test_recorder_appends_and_writes_repro(tmp_path: Path) -> None:
     outcomes = _divergence()
     rec.record(outcomes, TWO_ADDS)
     rec.record(check(TWO_ADDS, "shape_prop"), TWO_ADDS)
-    back = record.read_parts(tmp_path)
+    rec.close()
+    back = Store.open(tmp_path).outcomes()
     assert len(back) == len(outcomes) + 1
     assert all(o.repro and (tmp_path / o.repro).exists() for o in back if o.is_divergence)
     assert (back[0].source, back[0].spec, back[0].seed) == (TWO_ADDS.source, TWO_ADDS.spec, TWO_ADDS.seed)
@@ -85,14 +87,22 @@ def test_html_escapes_recorded_text() -> None:
 
 
 def test_clear_removes_only_generated_files(tmp_path: Path) -> None:
-    (tmp_path / "results.jsonl").write_text("")
+    record.prepare_report_dir(tmp_path, force=False)
+    rec = record.Recorder(tmp_path, "w0")
+    rec.record(_divergence(), TWO_ADDS)
+    rec.close()
+    (tmp_path / "index.html").write_text("old report")
+    (tmp_path / "summary.json").write_text("{}")
+    record.add_generated(tmp_path, ["index.html", "summary.json", "repro", "../outside.txt"])
     (tmp_path / "notes.txt").write_text("mine")
-    (tmp_path / "parts").mkdir()
-    (tmp_path / "parts" / "results-w0.jsonl").write_text("")
+    (tmp_path.parent / "outside.txt").write_text("not ours")
+    repros = sorted((tmp_path / "repro").iterdir())
     record.clear(tmp_path)
-    assert not (tmp_path / "results.jsonl").exists()
-    assert not (tmp_path / "parts" / "results-w0.jsonl").exists()
+    assert not (tmp_path / "index.html").exists() and not (tmp_path / "summary.json").exists()
     assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert (tmp_path.parent / "outside.txt").read_text() == "not ours"
+    assert repros and sorted((tmp_path / "repro").iterdir()) == repros
+    assert Store.open(tmp_path).count() == len(_divergence())
 
 
 def test_report_shows_partition_optimality(tmp_path: Path) -> None:

@@ -1,0 +1,204 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from conform import store as store_mod
+from conform.case import Case
+from conform.engine import check
+from conform.errors import UsageError
+from conform.outcome import Mismatch, Outcome, Stage, Symptom, Verdict
+from conform.selfcheck import PLANTED
+from conform.shards import Shard, parse_shard
+from conform.store import Store
+
+TWO_ADDS = Case("samples", {"sample": "two_adds"})
+LINEAR = Case("samples", {"sample": "linear_relu"})
+
+
+def _divergence() -> list[Outcome]:
+    return check(TWO_ADDS, PLANTED["planted_add_becomes_sub"], params={"partition": {"add_1": 1}})
+
+
+def _made(case: Case, verdict: Verdict, symptom: Symptom | None, key: str) -> Outcome:
+    return Outcome(key=key, case_id=case.id, source=case.source, transform="split_module", device="cpu",
+                   verdict=verdict, stage=Stage.TRANSFORM_UPSTREAM if symptom else None, symptom=symptom,
+                   exception="KeyError" if symptom else None, known_id="k-1" if verdict is Verdict.KNOWN else None,
+                   message="upstream raised" if symptom else "", spec=case.spec, seed=case.seed,
+                   diffs=[Mismatch("reference", "upstream", "error", "KeyError vs none")] if symptom else [])
+
+
+def _rows(path: Path, sql: str) -> list[tuple]:
+    db = sqlite3.connect(path / store_mod.FILENAME)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def test_schema_and_wal(tmp_path: Path) -> None:
+    with Store.open(tmp_path):
+        pass
+    assert _rows(tmp_path, "SELECT schema_version FROM meta") == [(store_mod.SCHEMA_VERSION,)]
+    assert _rows(tmp_path, "PRAGMA journal_mode") == [("wal",)]
+    tables = {name for (name,) in _rows(tmp_path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"meta", "runs", "cases", "outcomes", "known_status"} <= tables
+    columns = {row[1] for row in _rows(tmp_path, "PRAGMA table_info(outcomes)")}
+    assert {"key", "run_id", "case_key", "transform", "device", "verdict", "stage", "symptom", "exception",
+            "place", "node", "known_id", "origin", "params", "t", "duration", "message", "diffs", "notes",
+            "repro"} <= columns
+    assert "spec" not in columns  # the spec lives once, in cases
+
+
+def test_spec_is_stored_once_and_passes_are_compact(tmp_path: Path) -> None:
+    passes = check(TWO_ADDS, "shape_prop") + check(TWO_ADDS, "normalize_operators")
+    assert all(o.verdict is Verdict.PASS for o in passes)
+    with Store.open(tmp_path) as store:
+        run = store.begin_run({"seed": 0})
+        assert store.record(run, passes, TWO_ADDS) == passes
+    assert _rows(tmp_path, "SELECT count(*) FROM cases") == [(1,)]
+    spec = json.dumps(TWO_ADDS.spec, sort_keys=True, separators=(",", ":"))
+    assert _rows(tmp_path, "SELECT spec FROM cases") == [(spec,)]
+    for message, diffs, repro, notes in _rows(tmp_path, "SELECT message, diffs, repro, notes FROM outcomes"):
+        assert message is None and diffs is None and repro is None
+        assert notes is None or "seconds" not in json.loads(notes)
+
+
+def test_divergence_row_is_complete_and_round_trips(tmp_path: Path) -> None:
+    outcomes = _divergence()
+    with Store.open(tmp_path) as store:
+        run = store.begin_run({})
+        store.record(run, outcomes, TWO_ADDS, t=1.5)
+        back = store.outcomes(run)
+    assert [o.key for o in back] == [o.key for o in outcomes]
+    for original, restored in zip(outcomes, back, strict=True):
+        assert restored.repro == f"repro/{original.key}.py" and (tmp_path / restored.repro).exists()
+        assert dataclasses.asdict(restored) == dataclasses.asdict(original)
+    assert {t for (t,) in _rows(tmp_path, "SELECT t FROM outcomes")} == {1.5}
+
+
+def test_an_outcome_key_is_stored_once(tmp_path: Path) -> None:
+    outcomes = _divergence() + check(TWO_ADDS, "shape_prop")
+    with Store.open(tmp_path) as store:
+        first = store.begin_run({})
+        assert len(store.record(first, outcomes, TWO_ADDS)) == len(outcomes)
+        assert store.record(first, outcomes, TWO_ADDS) == []
+        second = store.begin_run({})
+        assert store.record(second, outcomes, TWO_ADDS) == []
+        assert store.count() == len(outcomes)
+        assert store.has_key(outcomes[0].key) and not store.has_key("0" * 16)
+        # the later run still sees what it saw, without a second copy of the outcome
+        assert [o.key for o in store.outcomes(second)] == [o.key for o in outcomes]
+        assert len(store.outcomes()) == len(outcomes)
+        counts = {r["id"]: r["counts"] for r in store.runs()}
+    assert counts[first]["first_seen"] == len(outcomes) and counts[second]["first_seen"] == 0
+    assert counts[second]["outcomes"] == len(outcomes)
+    assert _rows(tmp_path, "SELECT count(*) FROM outcomes") == [(len(outcomes),)]
+
+
+def test_runs_report_meta_and_counts(tmp_path: Path) -> None:
+    made = [_made(TWO_ADDS, Verdict.FAIL, Symptom.CRASH, "a1"), _made(TWO_ADDS, Verdict.KNOWN, Symptom.CRASH, "a2"),
+            _made(LINEAR, Verdict.FAIL, Symptom.TIMEOUT, "a3"), _made(LINEAR, Verdict.PASS, None, "a4"),
+            _made(LINEAR, Verdict.SKIP, None, "a5")]
+    with Store.open(tmp_path) as store:
+        run = store.begin_run({"seed": 7, "shard": "1/2"})
+        store.record(run, made[:2], TWO_ADDS)
+        store.record(run, made[2:], LINEAR)
+        store.end_run(run, {"duration_s": 3.0, "interrupted": True},
+                      {"k-1": {"seen": 1, "stale": False}, "k-2": {"seen": 0, "stale": True, "stale_reason": "gone"}})
+        empty = store.begin_run({"seed": 8})
+        runs = store.runs()
+        assert store.known_status(run) == {"k-1": {"seen": 1, "stale": False},
+                                           "k-2": {"seen": 0, "stale": True, "stale_reason": "gone"}}
+    first, second = runs
+    assert first["id"] == run and second["id"] == empty
+    assert first["meta"] == {"seed": 7, "shard": "1/2", "duration_s": 3.0, "interrupted": True}
+    assert first["interrupted"] and first["status"] == "interrupted" and first["finished"] >= first["started"]
+    assert first["counts"] == {"outcomes": 5, "first_seen": 5, "cases": 2, "new": 2, "known": 1, "pass": 1,
+                               "skip": 1, "timeout": 1, "crash": 2}
+    assert second["status"] == "running" and second["counts"]["outcomes"] == 0
+
+
+@pytest.mark.parametrize("version", [0, 2, 99])
+def test_other_schema_versions_are_refused_by_name(tmp_path: Path, version: int) -> None:
+    Store.open(tmp_path).close()
+    db = sqlite3.connect(tmp_path / store_mod.FILENAME)
+    db.execute("UPDATE meta SET schema_version = ?", (version,))
+    db.commit()
+    db.close()
+    with pytest.raises(UsageError) as info:
+        Store.open(tmp_path)
+    message = str(info.value)
+    assert str(tmp_path / store_mod.FILENAME) in message
+    assert f"schema version {version}" in message and f"supports version {store_mod.SCHEMA_VERSION}" in message
+
+
+def test_an_older_schema_is_migrated_when_a_migration_exists(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    Store.open(tmp_path).close()
+    db = sqlite3.connect(tmp_path / store_mod.FILENAME)
+    db.execute("UPDATE meta SET schema_version = 0")
+    db.execute("ALTER TABLE runs RENAME COLUMN status TO state")
+    db.commit()
+    db.close()
+    monkeypatch.setitem(store_mod.MIGRATIONS, 0, lambda db: db.execute("ALTER TABLE runs RENAME COLUMN state TO status"))
+    with Store.open(tmp_path) as store:
+        store.begin_run({})
+        assert store.runs()[0]["status"] == "running"
+    assert _rows(tmp_path, "SELECT schema_version FROM meta") == [(store_mod.SCHEMA_VERSION,)]
+
+
+def test_files_that_are_not_stores_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / store_mod.FILENAME
+    path.write_text("this is not a database")
+    with pytest.raises(UsageError, match="not an fx-conform record store"):
+        Store.open(tmp_path)
+    assert path.read_text() == "this is not a database"
+    other = tmp_path / "other"
+    other.mkdir()
+    db = sqlite3.connect(other / store_mod.FILENAME)
+    db.execute("CREATE TABLE things (x)")
+    db.commit()
+    db.close()
+    with pytest.raises(UsageError, match="SQLite database but not an fx-conform record store"):
+        Store.open(other)
+    with pytest.raises(UsageError, match="no record store"):
+        Store.open(tmp_path / "none", create=False)
+    assert not (tmp_path / "none").exists()
+
+
+def test_merge_is_idempotent(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "a") as a:
+        run = a.begin_run({"shard": "1/2"})
+        a.record(run, _divergence(), TWO_ADDS)
+    with Store.open(tmp_path / "b") as b:
+        run = b.begin_run({"shard": "2/2"})
+        b.record(run, check(LINEAR, "shape_prop") + check(TWO_ADDS, "shape_prop"), None)
+    with Store.open(tmp_path / "m") as merged:
+        ids = merged.merge(tmp_path / "a") + merged.merge(tmp_path / "b")
+        snapshot = (merged.count(), merged.runs())
+        assert merged.merge(tmp_path / "a") == ids[:1] and merged.merge(tmp_path / "b") == ids[1:]
+        assert (merged.count(), merged.runs()) == snapshot
+        assert merged.count() == len(_divergence()) + 2
+        assert [r["meta"]["shard"] for r in merged.runs()] == ["1/2", "2/2"]
+
+
+def test_shards_partition_the_key_space() -> None:
+    keys = [f"{i:016x}" for i in range(2000)]
+    for n in (1, 2, 3, 7):
+        owners = [[s for s in range(1, n + 1) if Shard(s, n).owns(k)] for k in keys]
+        assert all(len(o) == 1 for o in owners)
+        if n > 1:
+            sizes = [sum(o == [s] for o in owners) for s in range(1, n + 1)]
+            assert min(sizes) > len(keys) / n * 0.8
+    assert parse_shard("2/3") == Shard(2, 3) and parse_shard(" 1/1 ").label == "1/1"
+
+
+@pytest.mark.parametrize("text", ["0/3", "4/3", "3", "a/b", "1/0", "-1/2", "1/2/3", ""])
+def test_bad_shards_are_usage_errors(text: str) -> None:
+    with pytest.raises(UsageError, match=r"1 <= I <= N"):
+        parse_shard(text)
