@@ -96,10 +96,12 @@ def test_pr_workflow_runs_the_readme_test_command_and_keeps_its_reports(tmp_path
     extra = command[len(readme):]
 
     # What follows the README's command is pytest arguments, handed on by the script: pytest
-    # itself must accept them (--junitxml, and --conform-report from the plugin).
+    # itself must accept them (--junitxml, and --conform-report from the plugin), with the
+    # project's configuration, on a one-test file so that nothing heavy is imported.
+    (tmp_path / "test_one.py").write_text("def test_one():\n    pass\n")
     collect = subprocess.run(
-        [sys.executable, "-m", "pytest", *extra, "--collect-only", "-q", "-p", "no:randomly", "-n", "0",
-         str(ROOT / "tests" / "unit" / "test_progress.py")],
+        [sys.executable, "-m", "pytest", "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(tmp_path),
+         "--noconftest", "-n", "0", *extra, "--collect-only", "-q", "test_one.py"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert collect.returncode == 0, collect.stdout[-2000:] + collect.stderr[-2000:]
@@ -168,6 +170,12 @@ def _run_job(job: dict[str, Any], *, workspace: Path, context: dict[str, str],
         for line in files["GITHUB_OUTPUT"].read_text().splitlines():
             key, _, value = line.partition("=")
             outputs[f"steps.{step.get('id')}.outputs.{key}"] = value
+        # What a step adds to GITHUB_ENV and GITHUB_PATH holds for the steps after it.
+        for line in files["GITHUB_ENV"].read_text().splitlines():
+            key, _, value = line.partition("=")
+            env = {**env, key: value}
+        for line in files["GITHUB_PATH"].read_text().splitlines():
+            env = {**env, "PATH": f"{line}{os.pathsep}{env['PATH']}"}
     return outputs
 
 
