@@ -32,10 +32,10 @@ from rich.table import Table
 from rich.text import Text
 
 COUNT_KEYS = ("new", "known", "pass", "skip", "timeout", "crash")
-WORKER_STATES = ("starting", "running", "shrinking", "replaced", "done")
+WORKER_STATES = ("starting", "running", "shrinking", "replaying", "replaced", "done")
 REFRESH_PER_SECOND = 4
 _STATE_STYLES = {"starting": "dim", "running": "green", "shrinking": "yellow",
-                 "replaced": "red", "done": "dim"}
+                 "replaying": "cyan", "replaced": "red", "done": "dim"}
 
 
 @dataclasses.dataclass
