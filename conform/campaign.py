@@ -235,7 +235,7 @@ def run(config: CampaignConfig, *, progress: Any = None) -> dict[str, Any]:
     entries = [e for e in known.entries() if e.transform in names]
     shares = [entries[i::config.workers] for i in range(config.workers)]
     meta = {"seed": config.seed, "budget_s": config.budget_s, "max_cases": config.max_cases,
-            "workers": config.workers, "shard": list(config.shard) if config.shard else None,
+            "workers": config.workers, "shard": shards.Shard(*config.shard).label if config.shard else None,
             "transforms": [r.name for r in rows], "sources": list(config.sources)}
     with Store.open(report_dir) as store:
         run_id = store.begin_run(meta)

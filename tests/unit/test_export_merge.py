@@ -294,14 +294,10 @@ def test_bad_shard_option_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert info.value.code == 2 and "shard 3/2 is out of range" in capsys.readouterr().err
 
 
-def test_junit_from_a_run_with_new_divergences(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
-    import conform.registry as registry
-    from conform.selfcheck import PLANTED
-
-    monkeypatch.setattr(registry, "TRANSFORMS", (*registry.TRANSFORMS, PLANTED["planted_upstream_crash"]))
+def test_junit_from_a_run_with_new_divergences(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report, xml = tmp_path / "r", tmp_path / "junit.xml"
     code, out, _ = _run(capsys, "run", "--source", "samples", "--transform", "planted_upstream_crash",
+                        "--plugin", "conform.selfcheck", "--quiet",
                         "--max-cases", "2", "--report", str(report), "--device", "cpu", "--no-shrink",
                         "--junit", str(xml))
     assert code == 1 and f"junit: {xml}" in out
