@@ -3,8 +3,18 @@
 A worker makes one :class:`CoverageProbe` for the rows it may run, starts it before its
 first batch and calls :meth:`CoverageProbe.snapshot` after each batch to send the
 supervisor what has been reached so far. coverage.py traces only the rows' files (its
-``include``), so the rest of torch and the harness run untraced apart from the tracer's
-per-call check of the file name.
+``include``).
+
+By default (``scope="transform"``) the tracer runs only while a transform runs: the engine
+wraps each implementation's call of the transform in :func:`measuring`, which resumes the
+started probe for its duration. Python 3.11's trace hook slows every frame while it is set,
+traced file or not, so leaving it off while cases are built, traced, executed and compared
+roughly halves the probe's cost (``bench/coverage_overhead.py``); it also keeps lines the
+harness itself reaches in a transform's module (a fingerprint calling
+``torch.fx.operator_schemas``) out of that transform's coverage. Code of the measured
+files that the transformed module runs later, when it is executed, is not counted.
+``scope="process"`` traces everything from :meth:`~CoverageProbe.start` to
+:meth:`~CoverageProbe.stop`.
 
 Example::
 
@@ -26,7 +36,7 @@ import contextlib
 import os
 import warnings
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 from conform.coverage_map import SIDES, modules_for
 from conform.registry import TransformSpec
@@ -35,6 +45,11 @@ from conform.registry import TransformSpec
 #: (a batch of cases that all failed to build), which is data, not a problem
 QUIET_WARNINGS = ("module-not-imported", "module-not-measured", "no-data-collected", "module-not-python",
                   "couldnt-parse")
+
+Scope = Literal["transform", "process"]
+
+#: the started probe of this process; :func:`measuring` resumes it when its scope is "transform"
+_active: CoverageProbe | None = None
 
 
 @contextlib.contextmanager
@@ -46,17 +61,47 @@ def _quiet() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def measuring() -> Iterator[None]:
+    """Trace the body with this process's started ``scope="transform"`` probe, if any.
+
+    The engine wraps every call of a transform in it; without a probe it costs a global
+    lookup. Nested uses trace once, from the outermost.
+    """
+    probe = _active if _active is not None and _active.scope == "transform" else None
+    if probe is None or probe._depth:
+        if probe is not None:
+            probe._depth += 1
+        try:
+            yield
+        finally:
+            if probe is not None:
+                probe._depth -= 1
+        return
+    probe._depth = 1
+    with _quiet():
+        probe._coverage.start()
+    try:
+        yield
+    finally:
+        probe._coverage.stop()
+        probe._depth = 0
+
+
 class CoverageProbe:
     """coverage.py over the files of ``rows`` (upstream and reference), with branch arcs.
 
     Args:
         rows: the registry rows whose files are measured.
+        scope: ``"transform"`` traces only inside :func:`measuring` (the engine's calls of
+            a transform) while the probe is started; ``"process"`` traces everything
+            between :meth:`start` and :meth:`stop`.
 
     Snapshots are cumulative since :meth:`start` (a merge of two snapshots from one worker is
     the later one), which makes a lost or repeated message harmless.
     """
 
-    def __init__(self, rows: Iterable[TransformSpec]) -> None:
+    def __init__(self, rows: Iterable[TransformSpec], *, scope: Scope = "transform") -> None:
         import coverage
 
         from conform.coverage_map import module_file
@@ -72,21 +117,35 @@ class CoverageProbe:
             timid=False,
         )
         self._coverage.set_option("run:disable_warnings", list(QUIET_WARNINGS))
+        if scope not in ("transform", "process"):
+            raise ValueError(f"unknown probe scope {scope!r} (valid: process, transform)")
+        self.scope = scope
         self.running = False
+        self._depth = 0
 
     def start(self) -> None:
-        """Start tracing (idempotent)."""
-        if not self.running:
+        """Start measuring (idempotent). A process has one started probe at a time."""
+        global _active
+        if self.running:
+            return
+        if _active is not None:
+            raise RuntimeError("another CoverageProbe is started in this process; stop it first")
+        if self.scope == "process":
             with _quiet():
                 self._coverage.start()
-            self.running = True
+        _active = self
+        self.running = True
 
     def stop(self) -> None:
-        """Stop tracing (idempotent); what was reached stays in :meth:`snapshot`."""
-        if self.running:
+        """Stop measuring (idempotent); what was reached stays in :meth:`snapshot`."""
+        global _active
+        if not self.running:
+            return
+        if self.scope == "process":
             with _quiet():
                 self._coverage.stop()
-            self.running = False
+        _active = None
+        self.running = False
 
     def __enter__(self) -> CoverageProbe:
         self.start()

@@ -20,7 +20,7 @@ from conform.coverage_map import (
     measurable_lines,
     module_file,
 )
-from conform.coverage_probe import CoverageProbe
+from conform.coverage_probe import CoverageProbe, measuring
 from conform.coverage_summary import CoverageAccumulator, ranges
 from conform.engine import check
 from conform.registry import get
@@ -83,7 +83,7 @@ def test_covers_module_is_reached_through_the_import() -> None:
 
 
 def test_probe_reports_upstream_lines_reached_by_the_transform() -> None:
-    probe = CoverageProbe([SPLIT])
+    probe = CoverageProbe([SPLIT], scope="process")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # files not run yet must not warn
         probe.start()
@@ -103,13 +103,34 @@ def test_probe_reports_upstream_lines_reached_by_the_transform() -> None:
 
 
 def test_probe_measures_only_the_rows_files_and_an_empty_run_is_quiet() -> None:
-    probe = CoverageProbe([get("shape_prop")])
+    probe = CoverageProbe([get("shape_prop")], scope="process")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         probe.start()
         _split_upstream()
         probe.stop()
         assert "torch.fx.passes.split_module" not in probe.snapshot()
+
+
+def test_transform_scope_traces_only_inside_measuring() -> None:
+    probe = CoverageProbe([SPLIT])
+    with probe:
+        _split_upstream()  # not a transform call made by the engine
+        assert probe.snapshot() == {}
+        with measuring():
+            with measuring():  # nested: traced once, still tracing after the inner one ends
+                pass
+            _split_upstream()
+    assert "torch.fx.passes.split_module" in probe.snapshot()
+    with CoverageProbe([SPLIT]) as fresh:  # once stopped, another probe can start
+        _split_upstream()
+        assert fresh.snapshot() == {}
+
+
+def test_one_started_probe_per_process() -> None:
+    with CoverageProbe([SPLIT]):
+        with pytest.raises(RuntimeError, match="another CoverageProbe"):
+            CoverageProbe([SPLIT]).start()
 
 
 def test_probe_snapshot_through_the_engine_reaches_both_sides() -> None:
