@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal
@@ -66,26 +67,24 @@ def measuring() -> Iterator[None]:
     """Trace the body with this process's started ``scope="transform"`` probe, if any.
 
     The engine wraps every call of a transform in it; without a probe it costs a global
-    lookup. Nested uses trace once, from the outermost.
+    lookup. Nested uses trace (or not) as the outermost does. With ``sample < 1`` the
+    outermost use traces with that probability, drawn from the probe's seeded generator.
     """
     probe = _active if _active is not None and _active.scope == "transform" else None
-    if probe is None or probe._depth:
-        if probe is not None:
-            probe._depth += 1
-        try:
-            yield
-        finally:
-            if probe is not None:
-                probe._depth -= 1
+    if probe is None:
+        yield
         return
-    probe._depth = 1
-    with _quiet():
-        probe._coverage.start()
+    trace = probe._depth == 0 and probe._draw()
+    probe._depth += 1
+    if trace:
+        with _quiet():
+            probe._coverage.start()
     try:
         yield
     finally:
-        probe._coverage.stop()
-        probe._depth = 0
+        if trace:
+            probe._coverage.stop()
+        probe._depth -= 1
 
 
 class CoverageProbe:
@@ -96,12 +95,16 @@ class CoverageProbe:
         scope: ``"transform"`` traces only inside :func:`measuring` (the engine's calls of
             a transform) while the probe is started; ``"process"`` traces everything
             between :meth:`start` and :meth:`stop`.
+        sample: in transform scope, the share of transform calls traced (each call drawn
+            independently, so neither side of a check is favoured); 1 traces them all.
+        seed: seeds the sampling.
 
     Snapshots are cumulative since :meth:`start` (a merge of two snapshots from one worker is
     the later one), which makes a lost or repeated message harmless.
     """
 
-    def __init__(self, rows: Iterable[TransformSpec], *, scope: Scope = "transform") -> None:
+    def __init__(self, rows: Iterable[TransformSpec], *, scope: Scope = "transform", sample: float = 1.0,
+                 seed: int = 0) -> None:
         import coverage
 
         from conform.coverage_map import module_file
@@ -119,9 +122,21 @@ class CoverageProbe:
         self._coverage.set_option("run:disable_warnings", list(QUIET_WARNINGS))
         if scope not in ("transform", "process"):
             raise ValueError(f"unknown probe scope {scope!r} (valid: process, transform)")
+        if not 0.0 < sample <= 1.0:
+            raise ValueError(f"probe sample must lie in (0, 1], not {sample}")
         self.scope = scope
+        self.sample = sample
+        self._rng = random.Random(f"probe:{seed}")
         self.running = False
         self._depth = 0
+        self.calls = 0  # transform calls seen while started (transform scope)
+        self.traced = 0  # of which traced
+
+    def _draw(self) -> bool:
+        self.calls += 1
+        trace = self.sample >= 1.0 or self._rng.random() < self.sample
+        self.traced += trace
+        return trace
 
     def start(self) -> None:
         """Start measuring (idempotent). A process has one started probe at a time."""

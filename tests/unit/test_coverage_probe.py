@@ -23,7 +23,7 @@ from conform.coverage_map import (
 from conform.coverage_probe import CoverageProbe, measuring
 from conform.coverage_summary import CoverageAccumulator, ranges
 from conform.engine import check
-from conform.registry import get
+from conform.registry import TRANSFORMS, TransformSpec, get
 
 SPLIT = get("split_module")
 UPSTREAM_SPLIT = module_file("torch.fx.passes.split_module")
@@ -73,6 +73,16 @@ def test_split_module_measurable_lines_are_its_body_not_unrelated_functions() ->
     assert lines <= statements
     branches = measurable_branches(SPLIT)[UPSTREAM_SPLIT]
     assert branches and all(a in lines for a, _ in branches)
+
+
+@pytest.mark.parametrize("row", TRANSFORMS, ids=lambda r: r.name)
+def test_every_row_has_measurable_lines_in_its_target_module_on_both_sides(row: TransformSpec) -> None:
+    sides = measurable(row)
+    for side in ("upstream", "reference"):
+        main = sides[side][0]
+        assert main.module.rpartition(".")[2] == row.target.partition(":")[0]
+        assert main.lines, f"{row.name}: no measurable line in {main.path}"
+        assert [m.path for m in sides[side]] == files_for(row)[side]
 
 
 def test_covers_module_is_reached_through_the_import() -> None:
@@ -125,6 +135,27 @@ def test_transform_scope_traces_only_inside_measuring() -> None:
     with CoverageProbe([SPLIT]) as fresh:  # once stopped, another probe can start
         _split_upstream()
         assert fresh.snapshot() == {}
+
+
+def test_sampled_probe_traces_a_seeded_share_of_transform_calls() -> None:
+    def traced(seed: int) -> list[bool]:
+        probe = CoverageProbe([SPLIT], sample=0.25, seed=seed)
+        seen = []
+        with probe:
+            for _ in range(200):
+                before = probe.traced
+                with measuring():
+                    with measuring():  # nested calls do not draw again
+                        pass
+                seen.append(probe.traced > before)
+        assert probe.calls == 200 and probe.traced == sum(seen)
+        return seen
+
+    first = traced(1)
+    assert 25 <= sum(first) <= 75
+    assert traced(1) == first and traced(2) != first
+    with pytest.raises(ValueError, match="sample"):
+        CoverageProbe([SPLIT], sample=0.0)
 
 
 def test_one_started_probe_per_process() -> None:
