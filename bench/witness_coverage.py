@@ -4,7 +4,7 @@
 
 Replays the witness of every ``conform/known.py`` entry of the chosen transforms with
 ``conform.engine.check`` under a :class:`CoverageProbe` (transform scope, as in a
-campaign) and prints, per transform, the share of measurable upstream and reference lines
+campaign, every call traced) and prints, per transform, the share of measurable upstream and reference lines
 and branches reached (``conform.coverage_map``), then per upstream module the share of the
 union of its measurable lines over the chosen rows.
 """
@@ -42,7 +42,7 @@ def main() -> None:
     accumulator = CoverageAccumulator(rows)
     witnesses: dict[str, int] = dict.fromkeys(names, 0)
     started = time.perf_counter()
-    with CoverageProbe(rows) as probe:
+    with CoverageProbe(rows, sample=1.0) as probe:
         for entry in entries:
             try:
                 witness = known.load_witness(entry)

@@ -14,7 +14,8 @@ harness itself reaches in a transform's module (a fingerprint calling
 ``torch.fx.operator_schemas``) out of that transform's coverage. Code of the measured
 files that the transformed module runs later, when it is executed, is not counted.
 ``scope="process"`` traces everything from :meth:`~CoverageProbe.start` to
-:meth:`~CoverageProbe.stop`.
+:meth:`~CoverageProbe.stop`. By default only half of the transform calls, drawn from a seeded
+generator, are traced (:data:`DEFAULT_SAMPLE`); ``sample=1.0`` traces every one.
 
 Example::
 
@@ -48,6 +49,13 @@ QUIET_WARNINGS = ("module-not-imported", "module-not-measured", "no-data-collect
                   "couldnt-parse")
 
 Scope = Literal["transform", "process"]
+
+DEFAULT_SCOPE: Scope = "transform"
+#: Share of transform calls traced by default. Measured with ``bench/coverage_overhead.py``
+#: (150 random cases, 8 transforms, one thread): tracing every call costs 1.45x the plain
+#: engine's time, half of them 1.15x while still reaching 96% of the lines that tracing every
+#: call reaches; coverage saturates over a campaign, so the sampled probe loses little.
+DEFAULT_SAMPLE = 0.5
 
 #: the started probe of this process; :func:`measuring` resumes it when its scope is "transform"
 _active: CoverageProbe | None = None
@@ -97,13 +105,14 @@ class CoverageProbe:
             between :meth:`start` and :meth:`stop`.
         sample: in transform scope, the share of transform calls traced (each call drawn
             independently, so neither side of a check is favoured); 1 traces them all.
+            See :data:`DEFAULT_SAMPLE`.
         seed: seeds the sampling.
 
     Snapshots are cumulative since :meth:`start` (a merge of two snapshots from one worker is
     the later one), which makes a lost or repeated message harmless.
     """
 
-    def __init__(self, rows: Iterable[TransformSpec], *, scope: Scope = "transform", sample: float = 1.0,
+    def __init__(self, rows: Iterable[TransformSpec], *, scope: Scope = DEFAULT_SCOPE, sample: float = DEFAULT_SAMPLE,
                  seed: int = 0) -> None:
         import coverage
 

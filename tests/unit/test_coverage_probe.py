@@ -123,7 +123,7 @@ def test_probe_measures_only_the_rows_files_and_an_empty_run_is_quiet() -> None:
 
 
 def test_transform_scope_traces_only_inside_measuring() -> None:
-    probe = CoverageProbe([SPLIT])
+    probe = CoverageProbe([SPLIT], sample=1.0)
     with probe:
         _split_upstream()  # not a transform call made by the engine
         assert probe.snapshot() == {}
@@ -132,7 +132,7 @@ def test_transform_scope_traces_only_inside_measuring() -> None:
                 pass
             _split_upstream()
     assert "torch.fx.passes.split_module" in probe.snapshot()
-    with CoverageProbe([SPLIT]) as fresh:  # once stopped, another probe can start
+    with CoverageProbe([SPLIT], sample=1.0) as fresh:  # once stopped, another probe can start
         _split_upstream()
         assert fresh.snapshot() == {}
 
@@ -165,7 +165,7 @@ def test_one_started_probe_per_process() -> None:
 
 
 def test_probe_snapshot_through_the_engine_reaches_both_sides() -> None:
-    probe = CoverageProbe([SPLIT])
+    probe = CoverageProbe([SPLIT], sample=1.0)
     with probe:
         outcomes = check(Case("samples", {"sample": "two_adds"}), SPLIT, params={"partition": {"add_1": 1}})
     assert [o.verdict.value for o in outcomes] == ["pass"]
