@@ -51,7 +51,7 @@ import importlib.util
 import os
 from collections.abc import Iterable, Iterator
 
-from conform.implementations import UPSTREAM_MODULES, Implementation
+from conform.implementations import Implementation
 from conform.registry import TransformSpec
 
 SIDES = ("upstream", "reference")
@@ -117,7 +117,7 @@ def _reference_modules(basenames: Iterable[str]) -> list[str]:
 @functools.cache
 def modules_for(row: TransformSpec) -> dict[str, list[str]]:
     """``{"upstream": [module, ...], "reference": [module, ...]}``, the target's module first."""
-    upstream = [UPSTREAM_MODULES[b] for b in row.modules]
+    upstream = [Implementation("upstream").module_path(b) for b in row.modules]
     return {"upstream": upstream, "reference": _reference_modules(row.modules)}
 
 

@@ -96,7 +96,7 @@ class CoverageAccumulator:
             ``{transform: measurable lines (both sides) reached for the first time}`` for
             every row, the ``new_lines`` a :class:`~conform.scheduler.Scheduler` wants.
         """
-        t = max(float(t), self.last_t)  # workers' messages may arrive out of order
+        t = round(max(float(t), self.last_t), 3)  # workers' messages may arrive out of order
         self.last_t = t
         before = {row.name: self._count(row.name) for row in self.rows}
         for module, entry in snapshot.items():
@@ -110,7 +110,7 @@ class CoverageAccumulator:
                     points = self.series[(row.name, side)]
                     pct = self._side_percent(row.name, side)
                     if pct != points[-1][1]:
-                        points.append([round(t, 3), pct])
+                        points.append([t, pct])
         return new
 
     def _count(self, transform: str) -> int:
@@ -141,7 +141,7 @@ class CoverageAccumulator:
         files = self._measurable[transform][side]
         points = [list(p) for p in self.series[(transform, side)]]
         if points[-1][0] < self.last_t:
-            points.append([round(self.last_t, 3), points[-1][1]])
+            points.append([self.last_t, points[-1][1]])
         entry.update(
             percent=self._side_percent(transform, side),
             series=points,

@@ -197,6 +197,10 @@ def test_accumulator_merges_workers_and_series_grow_monotonically() -> None:
     assert [p[1] for p in series] == sorted(p[1] for p in series)
     assert series[0] == [0.0, 0.0] and series[-1] == [3.0, up["percent"]]
     assert len(series) == 4  # 0 s, then a point per change: 1 s, 2 s, 3 s (the clamped 2.5)
+    acc.add(_snapshot(module, lines[:31]), 3.00041)  # the last change is the latest time
+    acc.add(_snapshot(module, lines[:31]), 3.00042)
+    series = acc.report()["split_module"]["upstream"]["series"]
+    assert series[-1] == [3.0, round(100 * 31 / len(lines), 2)] and series[-2][0] == 3.0 and len(series) == 5
 
 
 def test_report_shape_is_what_the_report_reads() -> None:
