@@ -19,11 +19,11 @@ generator, are traced (:data:`DEFAULT_SAMPLE`); ``sample=1.0`` traces every one.
 
 Example::
 
-    >>> probe = CoverageProbe([get("split_module")])
+    >>> probe = CoverageProbe([get("split_module")], sample=1.0)
     >>> probe.start()
-    >>> check(case, "split_module", params=params)
-    >>> probe.snapshot()["torch.fx.passes.split_module"]["lines"][:3]
-    [64, 65, 71]
+    >>> check(Case("samples", {"sample": "two_adds"}), "split_module", params={"partition": {"add_1": 1}})
+    >>> probe.snapshot()["torch.fx.passes.split_module"]["lines"][:3]  # Partition.__init__
+    [22, 23, 24]
     >>> probe.stop()
 
 Snapshots are keyed by module name (``torch.fx.passes.split_module``,
