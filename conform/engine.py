@@ -28,6 +28,7 @@ from conform import known
 from conform.adapters import Applied, NotApplicable, Subject, clone_values
 from conform.case import Case
 from conform.compare import compare_json, compare_values, has_low_precision, no_worse_than
+from conform.coverage_probe import measuring
 from conform.execute import (
     Execution,
     Failure,
@@ -186,7 +187,8 @@ def apply(row: TransformSpec, impl: str, prepared: Prepared, params: dict[str, A
     started = time.perf_counter()
     seed_everything(prepared.case.seed)
     try:
-        with quiet(side.printed), stage(f"transform-{impl}", row.timeout_s):
+        # a started coverage probe traces the transform's files only while it runs
+        with quiet(side.printed), stage(f"transform-{impl}", row.timeout_s), measuring():
             side.applied = transform(subject, dict(params))
     except NotApplicable as exc:
         side.not_applicable = str(exc)
