@@ -9,6 +9,7 @@ the record. A case that crashes or hangs its worker costs that worker, not the c
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import time
@@ -25,6 +26,8 @@ from conform.store import Store
 from generators.sources import source_names
 
 DEFAULT_BUDGET_S = 60.0
+#: Per-transform coverage of the last run (line lists and series), read by the report.
+COVERAGE = "coverage.json"
 #: Share of the machine's memory the workers may address together.
 MEMORY_SHARE = 0.8
 
@@ -65,6 +68,7 @@ class CampaignConfig:
     plugins: tuple[str, ...] = ()
     memory_mb: int | None = None
     force: bool = False  # write into a non-empty directory fx-conform did not create
+    coverage: bool = True  # measure coverage of each transform's modules and steer by it
 
     def validate(self) -> CampaignConfig:
         """Check every field; raise :class:`UsageError` on the first bad one."""
@@ -253,7 +257,13 @@ def run(config: CampaignConfig, *, progress: Any = None) -> dict[str, Any]:
         "interrupted": result.interrupted,
         "error": result.error,
         "environment": record.environment(config.devices),
+        "scheduler": result.scheduler,
     })
+    if result.coverage is not None:
+        meta["coverage"] = result.coverage.summary()
+        coverage_path = report_dir / COVERAGE
+        coverage_path.write_text(json.dumps(result.coverage.report(), sort_keys=True))
+        record.add_generated(report_dir, [coverage_path])
     return finish(report_dir, meta=meta, witnesses=result.witnesses)
 
 

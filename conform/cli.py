@@ -105,6 +105,8 @@ def _add_campaign_options(p: argparse.ArgumentParser, *, budget_default: str) ->
     p.add_argument("--memory-mb", type=_positive_int, default=None, metavar="MB",
                    help="address-space limit per worker (default: an equal share of 80%% of memory)")
     p.add_argument("--quiet", action="store_true", help="no live progress display")
+    p.add_argument("--no-coverage", action="store_true",
+                   help="do not measure coverage of the transforms' modules (nor steer by it)")
     cli_store.add_campaign_options(p)
 
 
@@ -156,6 +158,7 @@ def _campaign(args: argparse.Namespace, *, fuzz: bool) -> int:
         database=args.database or None,
         plugins=tuple(args.plugin),
         memory_mb=args.memory_mb,
+        coverage=not args.no_coverage,
         **cli_store.campaign_options(args),
     )
     config.validate()

@@ -98,6 +98,8 @@ class Result:
     checks: int
     recorded: int
     cut: int  # checks in flight when the campaign stopped (not recorded)
+    coverage: Any = None  # the CoverageAccumulator, when the campaign measured coverage
+    scheduler: dict[str, Any] | None = None
 
 
 class Supervisor:
@@ -136,6 +138,13 @@ class Supervisor:
         self.cut = 0
         self.started = time.monotonic()
         self.deadline = self.started + config.budget_s if config.budget_s is not None else None
+        from conform.coverage_summary import CoverageAccumulator
+        from conform.registry import select
+        from conform.scheduler import Scheduler
+
+        rows = select(list(config.transforms))
+        self.scheduler = Scheduler([row.name for row in rows], config.seed)
+        self.coverage = CoverageAccumulator(rows) if config.coverage else None
 
     # ---- workers ---------------------------------------------------------------------
     def _quota(self, index: int) -> int | None:
@@ -215,7 +224,23 @@ class Supervisor:
             self.stats.append(message[1])
         elif kind == "error":
             self.error = message[1]
-        # "batch" reports feed the progress display and the scheduler; nothing to keep here
+        elif kind == "batch":
+            self._batch(*message[1:])
+        elif kind == "next":
+            try:
+                slot.conn.send(("next", self.scheduler.next()))
+            except OSError:
+                pass
+
+    def _batch(self, transform: str, seconds: float, checks: int, new_origins: int,
+               snapshot: dict[str, Any] | None) -> None:
+        """A worker finished a batch: fold its coverage in and tell the scheduler how much
+        the batch found."""
+        new_lines = 0
+        if snapshot is not None and self.coverage is not None:
+            new_lines = self.coverage.add(snapshot, round(time.monotonic() - self.started, 3)).get(transform, 0)
+        self.scheduler.report(transform, seconds=max(seconds, 1e-3), cases=checks, new_lines=new_lines,
+                              new_origins=new_origins)
 
     def _claim(self, slot: _Slot, identity: str) -> bool:
         if self.stopping_since is not None or identity in self.claimed:
@@ -394,7 +419,8 @@ class Supervisor:
         interrupted = signal.Signals(self.signal).name if self.signal is not None else None
         return Result(stats=sorted(self.stats, key=lambda s: (s.get("worker") or 0, s.get("generation", 0))),
                       witnesses=self.witnesses, interrupted=interrupted, error=self.error,
-                      checks=sum(self.checks_by_slot.values()), recorded=len(self.recorded), cut=self.cut)
+                      checks=sum(self.checks_by_slot.values()), recorded=len(self.recorded), cut=self.cut,
+                      coverage=self.coverage, scheduler=self.scheduler.state())
 
     def _tick(self) -> None:
         now = time.monotonic()

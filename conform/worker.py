@@ -15,11 +15,13 @@ Messages, worker to supervisor (tuples, first item the kind)::
     ("claim", identity)                      may this (case, transform, params) be checked?
     ("outcomes", case json, [outcome json])  what checking it found
     ("state", "running" | "shrinking")
-    ("batch", transform, seconds, checks, new origins)
+    ("batch", transform, seconds, checks, new origins, coverage snapshot or None)
+    ("next",)                                which transform should the next batch draw for?
     ("done", stats)                          the share is spent
     ("error", traceback text)                a bug in the harness itself
 
-and supervisor to worker: ``("claim", bool)`` answering a claim, ``("stop",)``.
+and supervisor to worker: ``("claim", bool)`` and ``("next", transform)`` answering those,
+``("stop",)``.
 """
 
 from __future__ import annotations
@@ -83,17 +85,22 @@ class Channel:
             self._drain(block=False)
         return self.stop_requested
 
-    def claim(self, identity: str) -> bool:
-        """Ask the supervisor whether this check is new to the campaign."""
+    def ask(self, question: tuple[Any, ...]) -> Any:
+        """Send ``question`` and wait for the supervisor's answer of the same kind (None when
+        a stop comes first)."""
         if self.stop_requested:
-            return False
-        self.send(("claim", identity))
+            return None
+        self.send(question)
         while True:
             reply = self._drain(block=True)
             if reply is None:
-                return False
-            if reply[0] == "claim":
-                return bool(reply[1])
+                return None
+            if reply[0] == question[0]:
+                return reply[1]
+
+    def claim(self, identity: str) -> bool:
+        """Ask the supervisor whether this check is new to the campaign."""
+        return bool(self.ask(("claim", identity)))
 
 
 def _die_with_parent(parent: int) -> None:
@@ -329,8 +336,20 @@ def run_share(channel: Channel, payload: dict[str, Any]) -> dict[str, Any]:
     batches = checks = 0
     order = list(rows)
     rng.shuffle(order)
+    by_name = {row.name: row for row in rows}
+    probe = None
+    if config.coverage:
+        from conform.coverage_probe import CoverageProbe
+
+        probe = CoverageProbe(rows, seed=config.seed + index)
+        probe.start()
     while time.monotonic() < deadline and quota[0] > 0 and not channel.stopping():
-        row = order[batches % len(order)]
+        # a campaign bounded by --max-cases is reproducible: transforms take turns; with a
+        # budget the supervisor's scheduler gives more batches to what still finds new things
+        name = channel.ask(("next",)) if config.max_cases is None else None
+        if name is None and channel.stop_requested:
+            break
+        row = by_name.get(name) or order[batches % len(order)]
         batch = _Batch(row=row, config=config, channel=channel, owns=owns,
                        deadline=min(deadline, time.monotonic() + BATCH_SECONDS), quota=quota,
                        seen=seen, seen_origins=seen_origins, quarantine=quarantine)
@@ -339,7 +358,9 @@ def run_share(channel: Channel, payload: dict[str, Any]) -> dict[str, Any]:
         batches += 1
         checks += batch.checks
         channel.send(("batch", row.name, round(time.monotonic() - batch_started, 3), batch.checks,
-                      batch.new_origins))
+                      batch.new_origins, probe.snapshot() if probe is not None else None))
+    if probe is not None:
+        probe.stop()
     return {"worker": index, "generation": generation, "checks": checks, "batches": batches,
             "seconds": round(time.monotonic() - started, 3)}
 
