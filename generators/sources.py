@@ -39,6 +39,11 @@ def load_or_build_index(packaged: Path, stem: str, stamp: dict[str, Any],
     return data
 
 
+class SpecError(ValueError):
+    """A spec is malformed or names something outside its source's catalogue. The message
+    starts with the path of the offending field (``inputs[0].name: ...``)."""
+
+
 @dataclasses.dataclass
 class Built:
     """A materialized case.

@@ -19,6 +19,19 @@ from generators.vocab.base import (
     Writer,
     numel,
 )
+from generators.vocab.schema import (
+    MAX_RANK,
+    MAX_SIZE,
+    Bool,
+    Int,
+    IntList,
+    Name,
+    NameList,
+    OneOf,
+    dim,
+    shape,
+    style,
+)
 
 
 def _dims(shape: tuple[int, ...]) -> str:
@@ -96,6 +109,11 @@ class Reduce(OpKind):
         else:
             w.assign(node, self.styles[a["style"]][0].format(x=node["in"][0], d=a["dim"], k=a["keepdim"]))
 
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(attrs, dict) and attrs.get("dim") is None and self.full is not None:
+            return {"dim": Int(0, 0, none=True), "keepdim": OneOf((False,)), "style": Int(-1, -1)}
+        return {"dim": dim(), "keepdim": Bool(), "style": style(self.styles)}
+
 
 REDUCTIONS: tuple[Reduce, ...] = (
     Reduce("sum", (("torch.sum({x}, dim={d}, keepdim={k})", True), ("{x}.sum({d})", False), ("{x}.sum(dim={d}, keepdim={k})", True)), ints=True, full="{x}.sum()"),
@@ -137,6 +155,9 @@ class Along(OpKind):
     def emit(self, node: dict[str, Any], w: Writer) -> None:
         a = node["attrs"]
         w.assign(node, self.styles[a["style"]].format(x=node["in"][0], d=a["dim"], s=a["shift"]))
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"dim": dim(), "style": style(self.styles), "shift": Int(-MAX_SIZE, MAX_SIZE)}
 
 
 ALONG: tuple[Along, ...] = (
@@ -207,6 +228,9 @@ class Reshape(OpKind):
         shape = tuple(a["shape"])
         w.assign(node, self.styles[a["style"]].format(x=node["in"][0], s=_dims(shape) or "()", t=_tuple_lit(shape), a=a["start"]))
 
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"style": style(self.styles), "shape": shape(), "start": Int(0, MAX_RANK)}
+
 
 class Permute(OpKind):
     """permute / transpose / ``.t()`` / ``.mT``: non-contiguous views."""
@@ -239,6 +263,9 @@ class Permute(OpKind):
     def emit(self, node: dict[str, Any], w: Writer) -> None:
         a = node["attrs"]
         w.assign(node, self.styles[a["style"]].format(x=node["in"][0], p=_dims(a["perm"]), t=_tuple_lit(a["perm"]), i=a["i"], j=a["j"]))
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"style": style(self.styles), "perm": IntList(0, MAX_RANK - 1), "i": Int(0, MAX_RANK - 1), "j": Int(0, MAX_RANK - 1)}
 
 
 class Unsqueeze(OpKind):
@@ -281,6 +308,14 @@ class Unsqueeze(OpKind):
             index = ", ".join([":"] * d + ["None"])
             w.assign(node, (f"{x}.unsqueeze({d})", f"torch.unsqueeze({x}, {d})", f"{x}[{index}]")[a["style"]])
 
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        mode = attrs.get("mode") if isinstance(attrs, dict) else None
+        if mode == "expand":
+            return {"mode": OneOf(("expand",)), "shape": shape(), "style": Int(0, 1)}
+        if mode == "squeeze":
+            return {"mode": OneOf(("squeeze",)), "dim": Int(0, MAX_RANK), "style": Int(0, 1)}
+        return {"mode": OneOf(("unsqueeze", "squeeze", "expand")), "dim": Int(0, MAX_RANK), "style": Int(0, 2)}
+
 
 class Slice(OpKind):
     """Basic indexing and narrowing: ``x[:, 1:3]``, ``x[..., 0]``, ``x.narrow(d, s, n)``."""
@@ -318,6 +353,12 @@ class Slice(OpKind):
         else:
             index = ", ".join([":"] * d + [f"{a['start']}:{a['start'] + a['length']}"])
             w.assign(node, f"{x}[{index}]")
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        common = {"style": Int(0, 2), "dim": Int(0, MAX_RANK - 1), "rank": Int(1, MAX_RANK)}
+        if isinstance(attrs, dict) and attrs.get("style") == 1:
+            return {**common, "index": Int(0, MAX_SIZE)}
+        return {**common, "start": Int(0, MAX_SIZE), "length": Int(0, MAX_SIZE)}
 
 
 class Cat(OpKind):
@@ -360,6 +401,12 @@ class Cat(OpKind):
             w.assign(node, f"{fn}([{items}], dim={a['dim']})")
         else:
             w.assign(node, f"{fn}(({items},), {a['dim']})")
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"stack": Bool(), "dim": dim(), "style": Int(0, 1)}
+
+    def arity(self, attrs: dict[str, Any]) -> tuple[int, int]:
+        return (2, 3)
 
 
 class Split(OpKind):
@@ -454,6 +501,21 @@ class Split(OpKind):
         else:
             w.assign(node, expr)
 
+    MODES = ("split", "chunk", "unbind", "max", "sort", "topk", "split_sizes")
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "mode": OneOf(self.MODES),
+            "dim": Int(0, MAX_RANK - 1),
+            "style": Int(0, 1),
+            "unpack": Bool(),
+            "sizes": IntList(0, MAX_SIZE, min_len=1, max_len=MAX_SIZE),
+            "names": NameList(Name("v")),
+        }
+        if isinstance(attrs, dict) and attrs.get("mode") in ("split", "chunk", "topk"):
+            out["arg"] = Int(1, MAX_SIZE)
+        return out
+
 
 class GetItem(OpKind):
     """The pieces of a tuple-valued node (planned by :class:`Split`, never drawn alone)."""
@@ -468,6 +530,9 @@ class GetItem(OpKind):
     def emit(self, node: dict[str, Any], w: Writer) -> None:
         if not node["attrs"]["unpacked"]:
             w.assign(node, f"{node['in'][0]}[{node['attrs']['index']}]")
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"index": Int(0, MAX_SIZE), "unpacked": Bool()}
 
 
 class Matmul(OpKind):
@@ -550,6 +615,20 @@ class Matmul(OpKind):
             bias = f", {node['in'][2]}" if a["bias"] else ""
             expr = (f"F.linear({x}, {weight}{bias})", f"F.linear(input={x}, weight={weight}{bias.replace(', ', ', bias=')})", f"F.linear({x}, {weight}{bias})")[style]
         w.assign(node, expr)
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"style": Int(0, 2), "rank": Int(1, MAX_RANK)}
+        if self.name == "linear_fn":
+            out["bias"] = Bool()
+        return out
+
+    def arity(self, attrs: dict[str, Any]) -> tuple[int, int]:
+        if self.name == "addmm":
+            return (3, 3)
+        if self.name == "linear_fn":
+            n = 2 + int(attrs["bias"])
+            return (n, n)
+        return (2, 2)
 
 
 MATMULS: tuple[Matmul, ...] = (
