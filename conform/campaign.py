@@ -30,7 +30,14 @@ from conform.errors import UsageError
 from conform.oracles import partition_z3
 from conform.outcome import Outcome, Verdict, stable_key
 from conform.registry import TransformSpec, select
-from generators.sources import configured_source, source_names
+from generators.sources import (
+    Source,
+    SpecError,
+    configured_source,
+    parse_factory,
+    source_names,
+    trust_factory,
+)
 
 DEFAULT_BUDGET_S = 60.0
 BATCH_EXAMPLES = 200
@@ -51,6 +58,20 @@ class CampaignConfig:
     shrink: bool = True
     shrink_budget_s: float = 30.0
     source_options: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    #: Trusted case factories (``--case MODULE:FUNCTION``) the ``factory`` source draws from.
+    cases: tuple[str, ...] = ()
+
+    def source(self, name: str) -> Source:
+        """The configured source ``name`` (the factory source draws from :attr:`cases`)."""
+        options = dict(self.source_options.get(name, {}))
+        if name == "factory":
+            options["names"] = tuple(self.cases)
+        return configured_source(name, **options)
+
+    def trust_cases(self) -> None:
+        """Trust the factories named by :attr:`cases` in this process."""
+        for path in self.cases:
+            trust_factory(path)
 
     def validate(self) -> CampaignConfig:
         """Check every field; raise :class:`UsageError` on the first bad one."""
@@ -61,6 +82,21 @@ class CampaignConfig:
                 raise UsageError(f"unknown source {name!r}", choices=valid)
         if not self.sources:
             raise UsageError("no source selected", choices=valid)
+        for path in self.cases:
+            try:
+                parse_factory(path)
+            except SpecError:
+                raise UsageError(f"--case {path!r} is not a 'MODULE:FUNCTION' name of a case factory") from None
+        if "factory" in self.sources and not self.cases:
+            raise UsageError("the factory source has no cases to draw: name them with --case MODULE:FUNCTION")
+        for name in self.sources:
+            # a source that cannot draw a spec would keep hypothesis searching forever
+            try:
+                empty = self.source(name).specs().is_empty
+            except (ValueError, TypeError, KeyError) as exc:
+                raise UsageError(f"source {name!r}: {str(exc).strip(chr(39) + chr(34))}") from None
+            if empty:
+                raise UsageError(f"source {name!r} has no cases to draw")
         for device in self.devices:
             if device not in ("cpu", "cuda"):
                 raise UsageError(f"unknown device {device!r}", choices=("cpu", "cuda", "all"))
@@ -131,8 +167,7 @@ class _WorkerState:
 
 def _draw_case(data: st.DataObject, config: CampaignConfig) -> Case:
     name = data.draw(st.sampled_from(config.sources), label="source")
-    source = configured_source(name, **config.source_options.get(name, {}))
-    spec = data.draw(source.specs(), label="spec")
+    spec = data.draw(config.source(name).specs(), label="spec")
     case_seed = data.draw(st.integers(0, 2**31 - 1), label="seed")
     return Case(source=name, spec=spec, seed=case_seed)
 
@@ -241,6 +276,7 @@ def run_worker(config: CampaignConfig, index: int) -> dict[str, Any]:
 
     if config.workers > 1:
         torch.set_num_threads(1)
+    config.trust_cases()  # a spawned worker starts with only the built-in trust
     started = time.monotonic()
     budget = config.budget_s if config.budget_s is not None else float("inf")
     limit = None

@@ -86,6 +86,25 @@ def _add_campaign_options(p: argparse.ArgumentParser, *, budget_default: str) ->
                    help="random source: draw only these op kinds (repeatable)")
     p.add_argument("--exclude-op", action="append", default=[], metavar="KIND",
                    help="random source: never draw these op kinds (repeatable)")
+    _add_case_option(p, "factory source: draw cases from this trusted function returning a Built "
+                        "(repeatable; it is imported and called)")
+
+
+def _add_case_option(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--case", action="append", default=[], metavar="MODULE:FUNCTION", type=_factory_name,
+                   help=help_text)
+
+
+def _factory_name(text: str) -> str:
+    from generators.sources import SpecError, parse_factory
+
+    try:
+        parse_factory(text)
+    except SpecError:
+        raise argparse.ArgumentTypeError(
+            f"expected MODULE:FUNCTION naming a case factory (such as mypkg.cases:two_adds), got {text!r}"
+        ) from None
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="re-run one recorded outcome and print what it gives now")
     replay.add_argument("key", help="an outcome key (or a unique prefix) from results.jsonl")
     replay.add_argument("--report", default="reports", metavar="DIR")
+    _add_case_option(replay, "trust this case factory: a recorded factory case is rebuilt only from a "
+                             "trusted function (repeatable)")
     rep = sub.add_parser("report", help="merge recorded parts and render the HTML report again")
     rep.add_argument("--report", default="reports", metavar="DIR")
     lst = sub.add_parser("list", help="list transforms, sources or known divergences")
@@ -126,6 +147,7 @@ def _campaign(args: argparse.Namespace, *, fuzz: bool) -> int:
         report_dir=args.report,
         shrink=not args.no_shrink,
         source_options=options,
+        cases=tuple(dict.fromkeys(args.case)),
     )
     config.validate()
     _validate_source_options(options)
@@ -170,6 +192,7 @@ def _replay(args: argparse.Namespace) -> int:
     if len(keys) > 1:
         raise UsageError(f"key prefix {args.key!r} is ambiguous", choices=sorted(keys)[:10])
     recorded = matches[0]
+    _check_recorded_case(recorded.source, recorded.spec, recorded.seed, args.case, recorded.key)
     case = Case(source=recorded.source, spec=recorded.spec, seed=recorded.seed)
     if recorded.transform == "-":
         from conform.engine import prepare
@@ -184,6 +207,23 @@ def _replay(args: argparse.Namespace) -> int:
     for o in now:
         print(o.describe())
     return EXIT_DIVERGENCE if any(o.verdict.value == "fail" for o in now) else EXIT_OK
+
+
+def _check_recorded_case(source: object, spec: object, seed: object, cases: Sequence[str], key: str) -> None:
+    """Refuse a recorded case this process must not build: an unknown source, a malformed
+    spec, a factory nobody trusted. Nothing the record names is imported or run."""
+    from generators.sources import SpecError, get_source, source_names, trust_factory
+
+    for path in cases:
+        trust_factory(path)
+    if not isinstance(source, str) or source not in source_names():
+        raise UsageError(f"outcome {key} names an unknown source {source!r:.60}", choices=source_names())
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise UsageError(f"outcome {key}: seed {seed!r:.60} is not a non-negative integer")
+    try:
+        get_source(source).validate(spec)
+    except SpecError as exc:
+        raise UsageError(f"outcome {key} holds a {source} case this run will not build: {exc}") from None
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -234,6 +274,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from generators.sources import SpecError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -248,6 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"conform: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ConformError as exc:
+        print(f"conform: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SpecError as exc:
+        # a spec handed in from elsewhere (a results file, a report) is bad input
         print(f"conform: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
