@@ -298,9 +298,12 @@ class FactorySource(Source):
     def source_code(self, spec: Any, seed: int) -> str:
         self.validate(spec)
         module_name, attr = parse_factory(spec["factory"])
-        # the kwargs are plain JSON data, which repr writes as the same Python literals
+        # the kwargs are plain JSON data, which repr writes as the same Python literals; a
+        # person runs this script deliberately, so it trusts the one factory it names
         return (
-            f"import torch\nfrom {module_name} import {attr}\n\n\n"
+            f"import torch\nfrom {module_name} import {attr}\n\n"
+            "from generators.sources import trust_factory\n\n"
+            f"trust_factory({module_name + ':' + attr!r})\n\n\n"
             "def build_case():\n"
             f"    torch.manual_seed({int(seed)})\n"
             f"    built = {attr}(**{spec.get('kwargs', {})!r})\n"

@@ -166,15 +166,16 @@ def check_fields(data: Any, fields: Mapping[str, Field], path: str) -> None:
     """Check ``data`` is a dict holding exactly ``fields`` (optional ones may be absent)."""
     if not isinstance(data, dict):
         raise SpecError(f"{path}: {show(data)} is not a dict")
+    # the values first: a bad value is named even where it changes which fields are expected
+    for key, field in fields.items():
+        if key in data:
+            field.check(data[key], f"{path}.{key}")
     for key in data:
         if key not in fields:
             raise SpecError(f"{path}: unknown field {show(key)} (valid: {', '.join(fields) or 'none'})")
     for key, field in fields.items():
-        if key not in data:
-            if not field.optional:
-                raise SpecError(f"{path}.{key}: missing")
-            continue
-        field.check(data[key], f"{path}.{key}")
+        if key not in data and not field.optional:
+            raise SpecError(f"{path}.{key}: missing")
 
 
 def style(options: Iterable[Any] | int) -> Int:
