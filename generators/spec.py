@@ -64,6 +64,9 @@ MAX_INPUTS = 1024
 MAX_OUTPUT_DEPTH = 8
 #: Integer inputs are drawn from ``[0, high)``.
 MAX_HIGH = 1 << 24
+#: Bound on the elements of every parameter and buffer a spec creates, together (512 MiB
+#: in float32).
+MAX_STATE_ELEMENTS = 1 << 27
 
 _INPUT_NAME = Name("x")
 _NODE_ID = Name("v")
@@ -157,6 +160,7 @@ def _check_nodes(nodes: Any, defined: set[str], signature: dict[str, Any]) -> No
         raise SpecError(f"nodes: expected a list of at most {MAX_NODES} nodes, got {show(nodes)}")
     members: set[str] = set()
     readers: dict[str, list[str]] = {}
+    state = 0
     for i, node in enumerate(nodes):
         path = f"nodes[{i}]"
         if not isinstance(node, dict):
@@ -190,6 +194,10 @@ def _check_nodes(nodes: Any, defined: set[str], signature: dict[str, Any]) -> No
             raise SpecError(f"{path}.attrs.style: style {attrs['style']} reads "
                             f"signature.{_SIGNATURE_NEEDS[attrs['style']]}, which the spec does not set")
         defined.add(node["id"])
+        state += kind.state(node)
+        if state > MAX_STATE_ELEMENTS:
+            raise SpecError(f"{path}: the parameters and buffers up to this node hold {state} elements, "
+                            f"more than {MAX_STATE_ELEMENTS}")
     for i, node in enumerate(nodes):
         if node["op"] == "split":
             for j, name in enumerate(node["attrs"]["names"]):

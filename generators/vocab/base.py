@@ -339,6 +339,11 @@ class OpKind:
         """How many operands (``node["in"]``) a node of this kind takes, at least and at most."""
         return (1, 1)
 
+    def state(self, node: dict[str, Any]) -> int:
+        """Elements of the parameters and buffers a (checked) node creates, so a spec's
+        total can be bounded before anything is allocated."""
+        return 0
+
 
 class Writer:
     """Collects the Python of a generated module: ``__init__`` lines, ``forward`` lines and

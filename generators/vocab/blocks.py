@@ -124,6 +124,12 @@ class Block(OpKind):
     def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
         return {"attr": Name("blk"), "new": Bool(), "cls": OneOf(_BLOCKS), "dim": size(), "hidden": size()}
 
+    def state(self, node: dict[str, Any]) -> int:
+        a = node["attrs"]
+        d, h = a["dim"], a["hidden"]
+        # feed-forward, its norm, and the gate: an upper bound whatever the class
+        return (2 * d * h + d + h) + 2 * d + (d * d + d) if a["new"] else 0
+
 
 class ConvBlockKind(OpKind):
     """A residual conv block (conv, batch norm, relu) on a 4-d input."""
@@ -158,6 +164,10 @@ class ConvBlockKind(OpKind):
     def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
         return {"attr": Name("cblk"), "new": Bool(), "c": size()}
 
+    def state(self, node: dict[str, Any]) -> int:
+        c = node["attrs"]["c"]
+        return 9 * c * c + 5 * c if node["attrs"]["new"] else 0
+
 
 class Sequential(OpKind):
     """``nn.Sequential(Linear, activation, Linear)``."""
@@ -187,6 +197,10 @@ class Sequential(OpKind):
 
     def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
         return {"attr": Name("seq"), "in": size(), "hidden": size(), "out": size(), "act": OneOf(self.ACTS)}
+
+    def state(self, node: dict[str, Any]) -> int:
+        a = node["attrs"]
+        return (a["in"] + 1) * a["hidden"] + (a["hidden"] + 1) * a["out"]
 
 
 class Fusable(OpKind):
@@ -239,6 +253,10 @@ class Fusable(OpKind):
 
     def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
         return {"nd": Int(0, 3), "cin": size(), "cout": size(), "k": Int(0, 16), "relu": Bool(), "attr": Name("fz")}
+
+    def state(self, node: dict[str, Any]) -> int:
+        a = node["attrs"]
+        return a["cout"] * (a["cin"] * max(1, a["k"]) ** a["nd"] + 1) + 5 * a["cout"]
 
 
 KINDS: tuple[OpKind, ...] = (Block(), ConvBlockKind(), Sequential(), Fusable())

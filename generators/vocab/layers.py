@@ -62,6 +62,10 @@ class Linear(OpKind):
     def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
         return {"attr": Name("fc"), "new": Bool(), "in": size(), "out": size(), "bias": Bool()}
 
+    def state(self, node: dict[str, Any]) -> int:
+        a = node["attrs"]
+        return (a["in"] + 1) * a["out"] if a["new"] else 0
+
 
 def _conv_out(size: int, k: int, stride: int, pad: int, dil: int = 1) -> int:
     return (size + 2 * pad - dil * (k - 1) - 1) // stride + 1
@@ -134,6 +138,12 @@ class Conv(OpKind):
         n = 2 + int(attrs["bias"]) if self.functional else 1
         return (n, n)
 
+    def state(self, node: dict[str, Any]) -> int:
+        a = node["attrs"]
+        if not a["new"] or self.functional:
+            return 0
+        return a["cout"] * (max(1, a["cin"] // a["groups"]) * a["k"] ** self.nd + 1)
+
 
 def _per_channel(shape: tuple[int, ...]) -> int:
     return numel(shape) // shape[1]
@@ -201,6 +211,9 @@ class BatchNorm(OpKind):
 
     def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
         return {"attr": Name("bn"), "new": Bool(), "c": size(), "nd": Int(1, 3), "track": Bool(), "affine": Bool()}
+
+    def state(self, node: dict[str, Any]) -> int:
+        return 4 * node["attrs"]["c"] if node["attrs"]["new"] else 0
 
 
 class Pool(OpKind):
@@ -318,6 +331,10 @@ class LayerNorm(OpKind):
         return {"attr": Name("ln"), "new": Bool(), "shape": shape(), "affine": Bool(),
                 "style": Int(0, 1) if self.name == "layer_norm_fn" else Int(0, 1).maybe()}
 
+    def state(self, node: dict[str, Any]) -> int:
+        a = node["attrs"]
+        return 2 * (a["c"] if self.name == "group_norm" else numel(a["shape"]))
+
 
 def _index_value(p: Planner, g: Gene, rank: int | None, shape: tuple[int, ...]) -> Value:
     """An integer value usable as indices (an input, or an argmax result), else a new
@@ -379,6 +396,9 @@ class Embedding(OpKind):
     def arity(self, attrs: dict[str, Any]) -> tuple[int, int]:
         n = 2 if self.name == "embedding" and attrs["style"] == 1 else 1
         return (n, n)
+
+    def state(self, node: dict[str, Any]) -> int:
+        return node["attrs"]["rows"] * node["attrs"]["dim"]
 
 
 class Dropout(OpKind):

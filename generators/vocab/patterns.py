@@ -4,6 +4,7 @@ trace time (``concrete_args``) or collected by ``**kwargs``."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from generators.vocab.base import (
@@ -41,6 +42,9 @@ class Param(OpKind):
     def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
         return {"scale": Float()}
 
+    def state(self, node: dict[str, Any]) -> int:
+        return math.prod(node["shape"] or ())
+
     def arity(self, attrs: dict[str, Any]) -> tuple[int, int]:
         return (0, 0)
 
@@ -69,6 +73,9 @@ class Buffer(OpKind):
 
     def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
         return {"shape": shape(), "op": Int(0, 1)}
+
+    def state(self, node: dict[str, Any]) -> int:
+        return math.prod(node["attrs"]["shape"])
 
 
 class Constant(OpKind):

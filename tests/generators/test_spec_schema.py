@@ -174,3 +174,21 @@ def test_any_name_replaced_by_code_is_refused_naming_it(spec: dict[str, Any], da
     with pytest.raises(SpecError) as info:
         validate(spec)
     assert str(info.value).startswith(expected)
+
+
+def test_a_spec_asking_for_too_much_state_is_refused_before_allocating() -> None:
+    spec = copy.deepcopy(SPEC)
+    spec["inputs"] = [{"name": "x1", "shape": [1, 4096], "dtype": "float32"}]
+    spec["signature"] = None
+    spec["nodes"] = [
+        {"id": f"v{i + 2}", "op": "linear", "in": [f"v{i + 1}" if i else "x1"],
+         "attrs": {"attr": f"fc{i + 2}", "new": True, "in": 4096, "out": 4096, "bias": True},
+         "shape": [1, 4096], "dtype": "float32"}
+        for i in range(8)
+    ]
+    spec["outputs"] = "v9"
+    with pytest.raises(SpecError, match=r"nodes\[7\]: the parameters and buffers up to this node hold 134250496 elements"):
+        build(spec, 0)
+    spec["nodes"] = spec["nodes"][:1]
+    spec["outputs"] = "v2"
+    validate(spec)

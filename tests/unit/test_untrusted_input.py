@@ -173,6 +173,28 @@ def test_factory_source_draws_only_the_named_cases() -> None:
     assert FactorySource().specs().is_empty
 
 
+def test_a_campaign_refuses_a_source_with_nothing_to_draw(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hypothesis import strategies as st
+
+    from conform.campaign import CampaignConfig
+    from conform.errors import UsageError
+    from generators import sources
+
+    with pytest.raises(UsageError, match="the factory source has no cases to draw"):
+        CampaignConfig(sources=("factory",)).validate()
+    CampaignConfig(sources=("factory",), cases=("conform.witnesses.split:returns_parameter",)).validate()
+
+    class Empty(sources.Source):
+        name = "empty"
+
+        def specs(self) -> st.SearchStrategy[Any]:
+            return st.nothing()
+
+    monkeypatch.setitem(sources._FACTORIES, "empty", Empty)
+    with pytest.raises(UsageError, match="source 'empty' has no cases to draw"):
+        CampaignConfig(sources=("empty",)).validate()
+
+
 # --- the factory source on the command line ----------------------------------------------------
 
 
