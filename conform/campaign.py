@@ -35,6 +35,7 @@ from generators.sources import (
     SpecError,
     configured_source,
     parse_factory,
+    resolve_factory,
     source_names,
     trust_factory,
 )
@@ -89,6 +90,15 @@ class CampaignConfig:
                 raise UsageError(f"--case {path!r} is not a 'MODULE:FUNCTION' name of a case factory") from None
         if "factory" in self.sources and not self.cases:
             raise UsageError("the factory source has no cases to draw: name them with --case MODULE:FUNCTION")
+        if "factory" in self.sources:
+            # the person named these functions: import them now, so a typo is one clear
+            # error instead of a crash recorded for every case
+            self.trust_cases()
+            for path in self.cases:
+                try:
+                    resolve_factory(path)
+                except (ImportError, SpecError) as exc:
+                    raise UsageError(f"--case {path}: cannot load it ({type(exc).__name__}: {exc})") from None
         for name in self.sources:
             # a source that cannot draw a spec would keep hypothesis searching forever
             try:

@@ -192,7 +192,7 @@ def _replay(args: argparse.Namespace) -> int:
     if len(keys) > 1:
         raise UsageError(f"key prefix {args.key!r} is ambiguous", choices=sorted(keys)[:10])
     recorded = matches[0]
-    _check_recorded_case(recorded.source, recorded.spec, recorded.seed, args.case, recorded.key)
+    _check_recorded_case(recorded.source, recorded.spec, recorded.seed, recorded.params, args.case, recorded.key)
     case = Case(source=recorded.source, spec=recorded.spec, seed=recorded.seed)
     if recorded.transform == "-":
         from conform.engine import prepare
@@ -209,7 +209,8 @@ def _replay(args: argparse.Namespace) -> int:
     return EXIT_DIVERGENCE if any(o.verdict.value == "fail" for o in now) else EXIT_OK
 
 
-def _check_recorded_case(source: object, spec: object, seed: object, cases: Sequence[str], key: str) -> None:
+def _check_recorded_case(source: object, spec: object, seed: object, params: object, cases: Sequence[str],
+                         key: str) -> None:
     """Refuse a recorded case this process must not build: an unknown source, a malformed
     spec, a factory nobody trusted. Nothing the record names is imported or run."""
     import conform.known  # noqa: F401  (trusts the witness modules, whose cases are recorded too)
@@ -221,6 +222,8 @@ def _check_recorded_case(source: object, spec: object, seed: object, cases: Sequ
         raise UsageError(f"outcome {key} names an unknown source {source!r:.60}", choices=source_names())
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
         raise UsageError(f"outcome {key}: seed {seed!r:.60} is not a non-negative integer")
+    if not isinstance(params, dict):
+        raise UsageError(f"outcome {key}: params {params!r:.60} is not a JSON object")
     try:
         get_source(source).validate(spec)
     except SpecError as exc:

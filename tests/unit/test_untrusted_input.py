@@ -319,3 +319,21 @@ def test_the_report_links_only_to_its_own_repro_scripts(tmp_path: Path, capsys: 
     assert "javascript:alert(1)" in text  # shown as text
     assert "<script" not in text.lower()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+
+
+def test_a_case_that_cannot_be_loaded_exits_2_before_the_campaign(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "report"
+    code = main(["run", "--source", "factory", "--case", "no_such_module_here:cases", "--max-cases", "1",
+                 "--report", str(report)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--case no_such_module_here:cases: cannot load it (ModuleNotFoundError" in err
+    assert not report.exists()
+
+
+def test_a_record_with_params_that_are_not_an_object_is_refused(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    rec = record("samples", {"sample": "two_adds"}, transform="split_module")
+    rec["params"] = "__import__('os')"
+    code, _, err = replay(capsys, write_records(tmp_path / "report", [rec]))
+    assert code == 2 and "params \"__import__('os')\" is not a JSON object" in err
