@@ -23,7 +23,15 @@ from conform.oracles import partition_z3
 from conform.outcome import Outcome
 from conform.registry import select
 from conform.store import Store
-from generators.sources import source_names
+from generators.sources import (
+    Source,
+    SpecError,
+    configured_source,
+    parse_factory,
+    resolve_factory,
+    source_names,
+    trust_factory,
+)
 
 DEFAULT_BUDGET_S = 60.0
 #: Per-transform coverage of the last run (line lists and series), read by the report.
@@ -70,6 +78,18 @@ class CampaignConfig:
     force: bool = False  # write into a non-empty directory fx-conform did not create
     coverage: bool = True  # measure coverage of each transform's modules and steer by it
 
+    def source(self, name: str) -> Source:
+        """The configured source ``name`` (the factory source draws from :attr:`cases`)."""
+        options = dict(self.source_options.get(name, {}))
+        if name == "factory":
+            options["names"] = tuple(self.cases)
+        return configured_source(name, **options)
+
+    def trust_cases(self) -> None:
+        """Trust the factories named by :attr:`cases` in this process."""
+        for path in self.cases:
+            trust_factory(path)
+
     def validate(self) -> CampaignConfig:
         """Check every field; raise :class:`UsageError` on the first bad one."""
         select(list(self.transforms))
@@ -79,8 +99,30 @@ class CampaignConfig:
                 raise UsageError(f"unknown source {name!r}", choices=valid)
         if not self.sources:
             raise UsageError("no source selected", choices=valid)
+        for path in self.cases:
+            try:
+                parse_factory(path)
+            except SpecError:
+                raise UsageError(f"--case {path!r} is not a 'MODULE:FUNCTION' name of a case factory") from None
         if "factory" in self.sources and not self.cases:
             raise UsageError("the factory source has no cases to draw: name them with --case MODULE:FUNCTION")
+        if "factory" in self.sources:
+            # the person named these functions: import them now, so a typo is one clear
+            # error instead of a crash recorded for every case
+            self.trust_cases()
+            for path in self.cases:
+                try:
+                    resolve_factory(path)
+                except (ImportError, SpecError) as exc:
+                    raise UsageError(f"--case {path}: cannot load it ({type(exc).__name__}: {exc})") from None
+        for name in self.sources:
+            # a source that cannot draw a spec would keep hypothesis searching forever
+            try:
+                empty = self.source(name).specs().is_empty
+            except (ValueError, TypeError, KeyError) as exc:
+                raise UsageError(f"source {name!r}: {str(exc).strip(chr(39) + chr(34))}") from None
+            if empty:
+                raise UsageError(f"source {name!r} has no cases to draw")
         for device in self.devices:
             if device not in ("cpu", "cuda"):
                 raise UsageError(f"unknown device {device!r}", choices=("cpu", "cuda", "all"))

@@ -93,9 +93,8 @@ def _add_campaign_options(p: argparse.ArgumentParser, *, budget_default: str) ->
                    help="random source: draw only these op kinds (repeatable)")
     p.add_argument("--exclude-op", action="append", default=[], metavar="KIND",
                    help="random source: never draw these op kinds (repeatable)")
-    p.add_argument("--case", action="append", default=[], metavar="MODULE:FUNCTION",
-                   help="a hand-written case factory to check (repeatable); it returns a "
-                        "generators.sources.Built (module and example inputs)")
+    _add_case_option(p, "check cases from this trusted function returning a generators.sources.Built "
+                        "(module and example inputs; repeatable; it is imported and called)")
     p.add_argument("--stage-timeout", type=_positive_seconds, default=None, metavar="SECONDS",
                    help="cap every stage's time limit (default: 60 s per stage, or the transform's own)")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
@@ -108,6 +107,23 @@ def _add_campaign_options(p: argparse.ArgumentParser, *, budget_default: str) ->
     p.add_argument("--no-coverage", action="store_true",
                    help="do not measure coverage of the transforms' modules (nor steer by it)")
     cli_store.add_campaign_options(p)
+
+
+def _add_case_option(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--case", action="append", default=[], metavar="MODULE:FUNCTION", type=_factory_name,
+                   help=help_text)
+
+
+def _factory_name(text: str) -> str:
+    from generators.sources import SpecError, parse_factory
+
+    try:
+        parse_factory(text)
+    except SpecError:
+        raise argparse.ArgumentTypeError(
+            f"expected MODULE:FUNCTION naming a case factory (such as mypkg.cases:two_adds), got {text!r}"
+        ) from None
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,7 +169,7 @@ def _campaign(args: argparse.Namespace, *, fuzz: bool) -> int:
         report_dir=args.report,
         shrink=not args.no_shrink,
         source_options=options,
-        cases=tuple(args.case),
+        cases=tuple(dict.fromkeys(args.case)),
         stage_timeout_s=args.stage_timeout,
         database=args.database or None,
         plugins=tuple(args.plugin),
@@ -234,6 +250,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from generators.sources import SpecError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -246,6 +264,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"conform: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ConformError as exc:
+        print(f"conform: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SpecError as exc:
+        # a spec handed in from elsewhere (a results file, a report) is bad input
         print(f"conform: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

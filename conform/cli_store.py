@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,10 @@ def add_parsers(sub: Any) -> None:
     replay = sub.add_parser("replay", help="re-run one recorded outcome and print what it gives now")
     replay.add_argument("key", help="an outcome key (or a unique prefix) from the report or `conform export`")
     replay.add_argument("--report", default="reports", metavar="DIR")
+    from conform.cli import _add_case_option
+
+    _add_case_option(replay, "trust this case factory: a recorded factory case is rebuilt only from a "
+                             "trusted function (repeatable)")
     rep = sub.add_parser("report", help="render the HTML report again from the record store")
     rep.add_argument("--report", default="reports", metavar="DIR")
     rep.add_argument("--from", dest="from_file", default=None, metavar="FILE",
@@ -113,6 +118,7 @@ def _replay(args: argparse.Namespace) -> int:
     if len(keys) > 1:
         raise UsageError(f"key prefix {args.key!r} is ambiguous", choices=sorted(keys)[:10])
     recorded = matches[0]
+    _check_recorded_case(recorded.source, recorded.spec, recorded.seed, recorded.params, args.case, recorded.key)
     case = Case(source=recorded.source, spec=recorded.spec, seed=recorded.seed)
     if recorded.transform == "-":
         from conform.engine import prepare
@@ -127,6 +133,27 @@ def _replay(args: argparse.Namespace) -> int:
     for o in now:
         print(o.describe())
     return EXIT_DIVERGENCE if any(o.verdict.value == "fail" for o in now) else EXIT_OK
+
+
+def _check_recorded_case(source: object, spec: object, seed: object, params: object, cases: Sequence[str],
+                         key: str) -> None:
+    """Refuse a recorded case this process must not build: an unknown source, a malformed
+    spec, a factory nobody trusted. Nothing the record names is imported or run."""
+    import conform.known  # noqa: F401  (trusts the witness modules, whose cases are recorded too)
+    from generators.sources import SpecError, get_source, source_names, trust_factory
+
+    for path in cases:
+        trust_factory(path)
+    if not isinstance(source, str) or source not in source_names():
+        raise UsageError(f"outcome {key} names an unknown source {source!r:.60}", choices=source_names())
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise UsageError(f"outcome {key}: seed {seed!r:.60} is not a non-negative integer")
+    if not isinstance(params, dict):
+        raise UsageError(f"outcome {key}: params {params!r:.60} is not a JSON object")
+    try:
+        get_source(source).validate(spec)
+    except SpecError as exc:
+        raise UsageError(f"outcome {key} holds a {source} case this run will not build: {exc}") from None
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from conform.outcome import Outcome, Stage, Symptom
+from generators.sources import trust_factory
 
 if TYPE_CHECKING:
     from conform.case import Case
@@ -1023,6 +1024,16 @@ KNOWN: tuple[KnownDivergence, ...] = (
         witness="conform.witnesses.partition:kl_unplaced_witness",
     ),
 )
+
+
+def _trust_witness_modules() -> None:
+    """Witness cases are factory cases of the witness modules: trust the functions those
+    modules define, so a recorded witness replays (nothing else they import is trusted)."""
+    for module_name in sorted({entry.witness.partition(":")[0] for entry in KNOWN}):
+        trust_factory(f"{module_name}:*")
+
+
+_trust_witness_modules()
 
 
 _CACHE: dict[str, Any] = {}

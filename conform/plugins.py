@@ -95,6 +95,11 @@ def _changed() -> None:
     for part in pm.hook.conform_case_factories():
         for path in part or ():
             sources.trust_factory(path)
+    # a plugin's known entries replay their witnesses, which build factory cases of the
+    # witness modules: the plugin vouches for those modules' functions
+    for part in pm.hook.conform_known():
+        for entry in part or ():
+            sources.trust_factory(f"{entry.witness.partition(':')[0]}:*")
 
 
 def generation() -> int:

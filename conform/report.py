@@ -1,12 +1,15 @@
 """The HTML conformance report, rendered with jinja2 from the merged outcomes and summary.
 
 Self-contained: inline CSS, no scripts or fonts from the network, every recorded string
-escaped.
+escaped. The only links are to the report's own repro scripts (``repro/<key>.py``): a record
+is data from a file anyone may have written, so any other path or URL it holds is shown as
+text, never used as a link.
 """
 
 from __future__ import annotations
 
 import collections
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,17 @@ _ENV = jinja2.Environment(
 )
 
 VERDICTS = [v.value for v in Verdict]
+
+#: The one shape of link a report holds: a repro script the recorder wrote next to it.
+_REPRO_LINK = re.compile(r"repro/[0-9a-f]{16}\.py")
+
+
+def repro_link(path: object) -> str | None:
+    """``path`` when it is a repro script inside the report directory, else None."""
+    return path if isinstance(path, str) and _REPRO_LINK.fullmatch(path) else None
+
+
+_ENV.filters["repro_link"] = repro_link
 
 
 def _matrix(outcomes: list[Outcome]) -> tuple[list[str], list[str], dict[tuple[str, str], dict[str, int]]]:

@@ -23,7 +23,7 @@ import torch
 import torch.fx
 from hypothesis import strategies as st
 
-from generators.sources import Built, Source, load_or_build_index
+from generators.sources import Built, Source, SpecError, check_catalogue_spec, load_or_build_index
 
 INDEX_FORMAT = "fx-conform.nn-modules-index/1"
 PACKAGED_INDEX = Path(__file__).with_name("data") / "nn_modules_index.json"
@@ -130,7 +130,13 @@ class NNModuleSource(Source):
     def count(self) -> int | None:
         return len(load_index()["cases"])
 
+    def validate(self, spec: Any) -> None:
+        check_catalogue_spec(spec, {"entry": str})
+        if spec["entry"] not in load_index()["cases"]:
+            raise SpecError(f"entry: {spec['entry']!r:.60} is not an nn-module test entry of the index")
+
     def build(self, spec: Any, seed: int) -> Built:
+        self.validate(spec)
         entry = entries().get(spec["entry"])
         if entry is None:
             raise KeyError(f"no nn-module test entry named {spec['entry']!r}")
@@ -138,6 +144,7 @@ class NNModuleSource(Source):
         return Built(module=module, args=args, stochastic=_draws_random(module))
 
     def source_code(self, spec: Any, seed: int) -> str:
+        self.validate(spec)
         return "\n".join(
             [
                 f'"""fx-conform nn_modules case: {spec["entry"]} (seed {seed})."""',

@@ -30,7 +30,7 @@ import torch
 import torch.fx
 from hypothesis import strategies as st
 
-from generators.sources import Built, Source, load_or_build_index
+from generators.sources import Built, Source, SpecError, check_catalogue_spec, load_or_build_index
 
 INDEX_FORMAT = "fx-conform.opinfo-index/1"
 PACKAGED_INDEX = Path(__file__).with_name("data") / "opinfo_index.json"
@@ -282,12 +282,23 @@ class OpInfoSource(Source):
         entry = load_index()["cases"].get(op_key(spec["op"], spec.get("variant", "")))
         return bool(entry and entry["stochastic"])
 
+    def validate(self, spec: Any) -> None:
+        check_catalogue_spec(spec, {"op": str, "variant": str, "sample": int}, optional=("variant",))
+        key = op_key(spec["op"], spec.get("variant", ""))
+        entry = load_index()["cases"].get(key)
+        if entry is None:
+            raise SpecError(f"op: {key!r:.60} is not an OpInfo case of the index (see generators/data/opinfo_index.json)")
+        if spec["sample"] not in entry["samples"]:
+            raise SpecError(f"sample: {key} has no indexed sample {spec['sample']} (valid: {', '.join(map(str, entry['samples']))})")
+
     def build(self, spec: Any, seed: int) -> Built:
+        self.validate(spec)
         op = find_op(spec["op"], spec.get("variant", ""))
         module, args = wrap(op, sample(op, spec["sample"], seed))
         return Built(module=module, args=args, stochastic=self._stochastic(spec))
 
     def source_code(self, spec: Any, seed: int) -> str:
+        self.validate(spec)
         op = find_op(spec["op"], spec.get("variant", ""))
         _, _, positions = _split(sample(op, spec["sample"], seed))
         lines = [

@@ -260,6 +260,9 @@ class RandomSource(Source):
         config = self.config
         return genomes(config).map(lambda g: realize(g, config))
 
+    def validate(self, spec: Any) -> None:
+        spec_mod.validate(spec)
+
     def build(self, spec: Any, seed: int) -> Built:
         return spec_mod.build(spec, seed)
 

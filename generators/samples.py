@@ -6,10 +6,12 @@ project's own tests use them) and serve as templates for user-written factory ca
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from hypothesis import strategies as st
 
-from generators.sources import Built, Source
+from generators.sources import Built, Source, SpecError, check_catalogue_spec
 
 
 class _TwoAdds(torch.nn.Module):
@@ -77,6 +79,8 @@ def dropout_train() -> Built:
 
 
 SAMPLES = ("two_adds", "linear_relu", "inplace_input", "tuple_out", "dropout_train")
+_BUILDERS = {"two_adds": two_adds, "linear_relu": linear_relu, "inplace_input": inplace_input,
+             "tuple_out": tuple_out, "dropout_train": dropout_train}
 
 
 class SamplesSource(Source):
@@ -88,13 +92,18 @@ class SamplesSource(Source):
     def specs(self) -> st.SearchStrategy[dict[str, str]]:
         return st.sampled_from(SAMPLES).map(lambda name: {"sample": name})
 
+    def validate(self, spec: Any) -> None:
+        check_catalogue_spec(spec, {"sample": str})
+        if spec["sample"] not in SAMPLES:
+            raise SpecError(f"sample: unknown sample {spec['sample']!r:.60} (valid: {', '.join(SAMPLES)})")
+
     def build(self, spec: dict[str, str], seed: int) -> Built:
-        if spec.get("sample") not in SAMPLES:
-            raise KeyError(f"unknown sample {spec.get('sample')!r} (valid: {', '.join(SAMPLES)})")
+        self.validate(spec)
         torch.random.default_generator.manual_seed(seed)
-        return globals()[spec["sample"]]()
+        return _BUILDERS[spec["sample"]]()
 
     def source_code(self, spec: dict[str, str], seed: int) -> str:
+        self.validate(spec)
         return (
             "import torch\n"
             f"from generators.samples import {spec['sample']}\n\n\n"

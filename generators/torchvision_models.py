@@ -23,7 +23,7 @@ import torch
 import torch.fx
 from hypothesis import strategies as st
 
-from generators.sources import Built, Source, load_or_build_index
+from generators.sources import Built, Source, SpecError, check_catalogue_spec, load_or_build_index
 
 INDEX_FORMAT = "fx-conform.torchvision-index/1"
 PACKAGED_INDEX = Path(__file__).with_name("data") / "torchvision_index.json"
@@ -155,10 +155,19 @@ class TorchvisionSource(Source):
     def count(self) -> int | None:
         return len(load_index()["cases"])
 
+    def validate(self, spec: Any) -> None:
+        check_catalogue_spec(spec, {"model": str, "size": int})
+        if spec["model"] not in load_index()["cases"]:
+            raise SpecError(f"model: {spec['model']!r:.60} is not a torchvision model of the index")
+        if spec["size"] not in SIZES:
+            raise SpecError(f"size: {spec['size']} is not one of {', '.join(map(str, SIZES))}")
+
     def build(self, spec: Any, seed: int) -> Built:
+        self.validate(spec)
         return Built(module=make_model(spec["model"], seed), args=(make_input(spec["size"], seed),))
 
     def source_code(self, spec: Any, seed: int) -> str:
+        self.validate(spec)
         return "\n".join(
             [
                 f'"""fx-conform torchvision case: {spec["model"]} at {spec["size"]}x{spec["size"]} (seed {seed})."""',

@@ -7,11 +7,11 @@ include/exclude by category.
 
 from __future__ import annotations
 
-from generators.vocab import blocks, layers, patterns, pointwise, structure
+from generators.vocab import blocks, layers, linalg, patterns, pointwise, structure
 from generators.vocab.base import OpKind
 
 VOCABULARY: dict[str, OpKind] = {}
-for _kind in (*pointwise.KINDS, *structure.KINDS, *layers.KINDS, *blocks.KINDS, *patterns.KINDS):
+for _kind in (*pointwise.KINDS, *structure.KINDS, *linalg.KINDS, *layers.KINDS, *blocks.KINDS, *patterns.KINDS):
     if _kind.name in VOCABULARY:
         raise RuntimeError(f"duplicate op kind {_kind.name!r}")
     VOCABULARY[_kind.name] = _kind

@@ -328,6 +328,22 @@ class OpKind:
     def emit(self, node: dict[str, Any], w: Writer) -> None:
         raise NotImplementedError
 
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """The rules (:class:`generators.vocab.schema.Field` by attribute name) a node's
+        ``attrs`` must follow; ``attrs`` is given so a kind whose attributes depend on a
+        mode can pick the rules of that mode. Everything :meth:`emit` pastes into code is
+        checked here first."""
+        raise NotImplementedError(f"op kind {self.name!r} declares no attribute rules")
+
+    def arity(self, attrs: dict[str, Any]) -> tuple[int, int]:
+        """How many operands (``node["in"]``) a node of this kind takes, at least and at most."""
+        return (1, 1)
+
+    def state(self, node: dict[str, Any]) -> int:
+        """Elements of the parameters and buffers a (checked) node creates, so a spec's
+        total can be bounded before anything is allocated."""
+        return 0
+
 
 class Writer:
     """Collects the Python of a generated module: ``__init__`` lines, ``forward`` lines and

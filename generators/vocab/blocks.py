@@ -20,6 +20,7 @@ from generators.vocab.base import (
     Writer,
     numel,
 )
+from generators.vocab.schema import Bool, Int, Name, OneOf, size
 
 _FEED_FORWARD = '''
 class FeedForward(nn.Module):
@@ -120,6 +121,15 @@ class Block(OpKind):
             w.member(f"self.{a['attr']} = {a['cls']}({a['dim']}, {a['hidden']})")
         w.assign(node, f"self.{a['attr']}({node['in'][0]})")
 
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"attr": Name("blk"), "new": Bool(), "cls": OneOf(_BLOCKS), "dim": size(), "hidden": size()}
+
+    def state(self, node: dict[str, Any]) -> int:
+        a = node["attrs"]
+        d, h = a["dim"], a["hidden"]
+        # feed-forward, its norm, and the gate: an upper bound whatever the class
+        return (2 * d * h + d + h) + 2 * d + (d * d + d) if a["new"] else 0
+
 
 class ConvBlockKind(OpKind):
     """A residual conv block (conv, batch norm, relu) on a 4-d input."""
@@ -151,6 +161,13 @@ class ConvBlockKind(OpKind):
             w.member(f"self.{a['attr']} = ConvBlock({a['c']})")
         w.assign(node, f"self.{a['attr']}({node['in'][0]})")
 
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"attr": Name("cblk"), "new": Bool(), "c": size()}
+
+    def state(self, node: dict[str, Any]) -> int:
+        c = node["attrs"]["c"]
+        return 9 * c * c + 5 * c if node["attrs"]["new"] else 0
+
 
 class Sequential(OpKind):
     """``nn.Sequential(Linear, activation, Linear)``."""
@@ -163,7 +180,7 @@ class Sequential(OpKind):
         x = p.float_or_new(g, lambda v: len(v.shape) >= 1, (g.int(1, 3), g.int(1, MAX_DIM)))
         k = x.shape[-1]
         h, m = g.int(1, MAX_DIM), g.int(1, MAX_DIM)
-        act = g.pick(("nn.ReLU()", "nn.Tanh()", "nn.GELU()"))
+        act = g.pick(self.ACTS)
         shape = (*x.shape[:-1], m)
         bound = _lin(h, _lin(k, x.bound))
         if bound > FLOAT_LIMIT or numel(x.shape[:-1]) * max(h, m) > MAX_ELEMENTS:
@@ -175,6 +192,15 @@ class Sequential(OpKind):
         a = node["attrs"]
         w.member(f"self.{a['attr']} = nn.Sequential(nn.Linear({a['in']}, {a['hidden']}), {a['act']}, nn.Linear({a['hidden']}, {a['out']}))")
         w.assign(node, f"self.{a['attr']}({node['in'][0]})")
+
+    ACTS = ("nn.ReLU()", "nn.Tanh()", "nn.GELU()")
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"attr": Name("seq"), "in": size(), "hidden": size(), "out": size(), "act": OneOf(self.ACTS)}
+
+    def state(self, node: dict[str, Any]) -> int:
+        a = node["attrs"]
+        return (a["in"] + 1) * a["hidden"] + (a["hidden"] + 1) * a["out"]
 
 
 class Fusable(OpKind):
@@ -224,6 +250,13 @@ class Fusable(OpKind):
             w.member(f"self.{attr}_bn = nn.BatchNorm{a['nd']}d({a['cout']})")
             inner = f"self.{attr}_bn(self.{attr}_conv({node['in'][0]}))"
         w.assign(node, f"F.relu({inner})" if a["relu"] else inner)
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"nd": Int(0, 3), "cin": size(), "cout": size(), "k": Int(0, 16), "relu": Bool(), "attr": Name("fz")}
+
+    def state(self, node: dict[str, Any]) -> int:
+        a = node["attrs"]
+        return a["cout"] * (a["cin"] * max(1, a["k"]) ** a["nd"] + 1) + 5 * a["cout"]
 
 
 KINDS: tuple[OpKind, ...] = (Block(), ConvBlockKind(), Sequential(), Fusable())

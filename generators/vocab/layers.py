@@ -19,6 +19,7 @@ from generators.vocab.base import (
     Writer,
     numel,
 )
+from generators.vocab.schema import MAX_SIZE, Bool, Int, IntList, Name, OneOf, shape, size
 
 #: Embedding weights are N(0, 1); no draw of a few hundred exceeds this in practice.
 EMBED_BOUND = 6.0
@@ -57,6 +58,13 @@ class Linear(OpKind):
         if a["new"]:
             w.member(f"self.{a['attr']} = nn.Linear({a['in']}, {a['out']}, bias={a['bias']})")
         w.assign(node, f"self.{a['attr']}({node['in'][0]})")
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"attr": Name("fc"), "new": Bool(), "in": size(), "out": size(), "bias": Bool()}
+
+    def state(self, node: dict[str, Any]) -> int:
+        a = node["attrs"]
+        return (a["in"] + 1) * a["out"] if a["new"] else 0
 
 
 def _conv_out(size: int, k: int, stride: int, pad: int, dil: int = 1) -> int:
@@ -121,6 +129,20 @@ class Conv(OpKind):
         if a["new"]:
             w.member(f"self.{a['attr']} = nn.Conv{self.nd}d({a['cin']}, {a['cout']}, {a['k']}, {opts}, bias={a['bias']})")
         w.assign(node, f"self.{a['attr']}({node['in'][0]})")
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"attr": Name("conv"), "new": Bool(), "cin": size(), "cout": size(), "k": Int(1, 16),
+                "stride": Int(1, 16), "pad": Int(0, 16), "groups": size(), "bias": Bool()}
+
+    def arity(self, attrs: dict[str, Any]) -> tuple[int, int]:
+        n = 2 + int(attrs["bias"]) if self.functional else 1
+        return (n, n)
+
+    def state(self, node: dict[str, Any]) -> int:
+        a = node["attrs"]
+        if not a["new"] or self.functional:
+            return 0
+        return a["cout"] * (max(1, a["cin"] // a["groups"]) * a["k"] ** self.nd + 1)
 
 
 def _per_channel(shape: tuple[int, ...]) -> int:
@@ -187,6 +209,12 @@ class BatchNorm(OpKind):
                 w.member(f"self.{a['attr']}.running_var.uniform_(0.5, 1.5)")
         w.assign(node, f"self.{a['attr']}({x})")
 
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"attr": Name("bn"), "new": Bool(), "c": size(), "nd": Int(1, 3), "track": Bool(), "affine": Bool()}
+
+    def state(self, node: dict[str, Any]) -> int:
+        return 4 * node["attrs"]["c"] if node["attrs"]["new"] else 0
+
 
 class Pool(OpKind):
     """max / average / adaptive pooling over 1, 2 or 3 spatial dimensions, as functions or
@@ -240,6 +268,13 @@ class Pool(OpKind):
             w.member(f"self.{a['attr']} = nn.{kind.capitalize()}Pool{nd}d({a['k']}, stride={a['stride']}, padding={a['pad']})")
             w.assign(node, f"self.{a['attr']}({x})")
 
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        common = {"nd": Int(1, 3), "style": Int(0, 2), "attr": Name("pool")}
+        if self.name == "adaptive_pool":
+            nd = attrs.get("nd") if isinstance(attrs, dict) and attrs.get("nd") in (1, 2, 3) else 3
+            return {**common, "out": IntList(1, MAX_SIZE, min_len=nd, max_len=nd), "max": Bool()}
+        return {**common, "k": Int(1, 16), "stride": Int(1, 16), "pad": Int(0, 8)}
+
 
 class LayerNorm(OpKind):
     """``nn.LayerNorm``, ``F.layer_norm`` and ``nn.GroupNorm`` over trailing dimensions."""
@@ -289,6 +324,16 @@ class LayerNorm(OpKind):
         else:
             w.member(f"self.{a['attr']}_weight = nn.Parameter(torch.rand({shape}) + 0.5)")
             w.assign(node, f"F.layer_norm({x}, {shape}, weight=self.{a['attr']}_weight, eps=1e-06)")
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if self.name == "group_norm":
+            return {"attr": Name("gn"), "groups": size(), "c": size()}
+        return {"attr": Name("ln"), "new": Bool(), "shape": shape(), "affine": Bool(),
+                "style": Int(0, 1) if self.name == "layer_norm_fn" else Int(0, 1).maybe()}
+
+    def state(self, node: dict[str, Any]) -> int:
+        a = node["attrs"]
+        return 2 * (a["c"] if self.name == "group_norm" else numel(a["shape"]))
 
 
 def _index_value(p: Planner, g: Gene, rank: int | None, shape: tuple[int, ...]) -> Value:
@@ -342,6 +387,19 @@ class Embedding(OpKind):
             w.member(f"self.{a['attr']} = nn.Embedding({a['rows']}, {a['dim']})")
             w.assign(node, f"self.{a['attr']}({idx})")
 
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"attr": Name("emb"), "rows": size(), "dim": size(), "style": Int(0, 1)}
+        if self.name == "embedding_bag":
+            out["mode"] = OneOf(("mean", "sum", "max"))
+        return out
+
+    def arity(self, attrs: dict[str, Any]) -> tuple[int, int]:
+        n = 2 if self.name == "embedding" and attrs["style"] == 1 else 1
+        return (n, n)
+
+    def state(self, node: dict[str, Any]) -> int:
+        return node["attrs"]["rows"] * node["attrs"]["dim"]
+
 
 class Dropout(OpKind):
     """Dropout as a module or a function; random only in training mode."""
@@ -366,6 +424,9 @@ class Dropout(OpKind):
             w.assign(node, f"self.{a['attr']}({x})")
         else:
             w.assign(node, f"F.dropout({x}, p=0.5, training=self.training)")
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"style": Int(0, 1), "attr": Name("drop")}
 
 
 #: Activation modules: (constructor, magnitude bound as a function of the input's).
@@ -405,6 +466,9 @@ class Activation(OpKind):
         if a["new"]:
             w.member(f"self.{a['attr']} = {ACTIVATIONS[a['cls']][0]}")
         w.assign(node, f"self.{a['attr']}({node['in'][0]})")
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"cls": OneOf(ACTIVATIONS), "attr": Name("act"), "new": Bool()}
 
 
 KINDS: tuple[OpKind, ...] = (

@@ -4,6 +4,7 @@ trace time (``concrete_args``) or collected by ``**kwargs``."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from generators.vocab.base import (
@@ -16,6 +17,7 @@ from generators.vocab.base import (
     Writer,
     fmt_float,
 )
+from generators.vocab.schema import MAX_RANK, MAX_SIZE, Float, Int, shape, style
 
 
 def _shape_lit(shape: list[int]) -> str:
@@ -36,6 +38,15 @@ class Param(OpKind):
         shape, scale = _shape_lit(node["shape"]), fmt_float(node["attrs"]["scale"])
         w.member(f"self.{node['id']} = nn.Parameter((torch.rand({shape}) * 2.0 - 1.0) * {scale})")
         w.assign(node, f"self.{node['id']}")
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"scale": Float()}
+
+    def state(self, node: dict[str, Any]) -> int:
+        return math.prod(node["shape"] or ())
+
+    def arity(self, attrs: dict[str, Any]) -> tuple[int, int]:
+        return (0, 0)
 
 
 class Buffer(OpKind):
@@ -59,6 +70,12 @@ class Buffer(OpKind):
         w.member(f"self.register_buffer({attr!r}, torch.rand({_shape_lit(node['attrs']['shape'])}))")
         sym = "+" if node["attrs"]["op"] == 0 else "*"
         w.assign(node, f"{node['in'][0]} {sym} self.{attr}")
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"shape": shape(), "op": Int(0, 1)}
+
+    def state(self, node: dict[str, Any]) -> int:
+        return math.prod(node["attrs"]["shape"])
 
 
 class Constant(OpKind):
@@ -93,6 +110,12 @@ class Constant(OpKind):
             n *= d
         w.assign(node, self.styles[a["style"]].format(s=_shape_lit(a["shape"]), dt=w.torch_dtype, n=n, k=a["key"]))
 
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"style": style(self.styles), "shape": shape(), "key": Int(0, 1 << 16)}
+
+    def arity(self, attrs: dict[str, Any]) -> tuple[int, int]:
+        return (0, 0)
+
 
 class Random(OpKind):
     """Random draws in forward: ``torch.rand`` with no traced input (frozen by tracing) and
@@ -121,6 +144,9 @@ class Random(OpKind):
         )[a["style"]]
         w.assign(node, f"{x} + {noise}")
 
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"style": Int(0, 2), "shape": shape()}
+
 
 class Assert(OpKind):
     """A traced check (``torch._assert`` on a run-time shape) or a plain ``assert`` on
@@ -148,6 +174,9 @@ class Assert(OpKind):
             w.member(f"self.{node['id']}_rank = {a['rank']}")
             w.line(f"assert self.{node['id']}_rank == {a['rank']}, 'module state changed'")
 
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"style": Int(0, 2), "dim": Int(0, MAX_RANK - 1), "size": Int(0, MAX_SIZE), "rank": Int(1, MAX_RANK)}
+
 
 class DeadCode(OpKind):
     """A computation whose result nothing reads (tracing keeps it; dead-code elimination
@@ -165,6 +194,9 @@ class DeadCode(OpKind):
     def emit(self, node: dict[str, Any], w: Writer) -> None:
         x = node["in"][0]
         w.assign(node, (f"{x} * 2.0", f"torch.tanh({x})")[node["attrs"]["style"]])
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"style": Int(0, 1)}
 
 
 class DefaultArg(OpKind):
@@ -201,6 +233,9 @@ class DefaultArg(OpKind):
             w.line(f"    {node['id']} = {x} - 1.0")
         else:
             w.assign(node, f"{x} * kwargs.get('scale', 1.0)")
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"style": Int(0, 2)}
 
 
 class Skip(OpKind):

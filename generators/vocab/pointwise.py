@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from generators.vocab.base import (
+    FLOAT_DTYPES,
     FLOAT_LIMIT,
     INT_DTYPES,
     INT_LIMIT,
@@ -22,6 +23,7 @@ from generators.vocab.base import (
     numel,
     scalar_literal,
 )
+from generators.vocab.schema import Bool, Float, Int, OneOf, style
 
 
 def _limit(dtype: str) -> float:
@@ -71,6 +73,9 @@ class Unary(OpKind):
 
     def emit(self, node: dict[str, Any], w: Writer) -> None:
         w.assign(node, self.styles[node["attrs"]["style"]].format(*node["in"]))
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"style": style(self.styles)}
 
 
 def _same(b: float) -> float:
@@ -206,6 +211,14 @@ class Binary(OpKind):
         else:
             w.assign(node, self.tensor_styles[attrs["style"]].format(*node["in"]))
 
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(attrs, dict) and "scalar" in attrs:
+            return {"style": style(self.scalar_styles), "scalar": Float()}
+        return {"style": style(self.tensor_styles)}
+
+    def arity(self, attrs: dict[str, Any]) -> tuple[int, int]:
+        return (1, 1) if "scalar" in attrs else (2, 2)
+
 
 def _fits(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
     shape = broadcast(a, b)
@@ -296,6 +309,12 @@ class Logical(OpKind):
     def emit(self, node: dict[str, Any], w: Writer) -> None:
         w.assign(node, self.styles[node["attrs"]["style"]].format(*node["in"]))
 
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"style": style(self.styles)}
+
+    def arity(self, attrs: dict[str, Any]) -> tuple[int, int]:
+        return (2, 2)
+
 
 class LogicalNot(Logical):
     """``~mask`` / ``torch.logical_not`` on a boolean value."""
@@ -308,6 +327,9 @@ class LogicalNot(Logical):
         if a is None:
             return None
         return p.add(self.name, [a], {"style": g.int(0, len(self.styles) - 1)}, a.shape, "bool", 1.0, nonneg=True)
+
+    def arity(self, attrs: dict[str, Any]) -> tuple[int, int]:
+        return (1, 1)
 
 
 class Where(OpKind):
@@ -346,6 +368,13 @@ class Where(OpKind):
         other = ins.pop(0) if node["attrs"]["scalar"] is None else repr(float(node["attrs"]["scalar"]))
         w.assign(node, f"torch.where({cond}, {a}, {other})")
 
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"cond": Bool(), "scalar": Float(none=True)}
+
+    def arity(self, attrs: dict[str, Any]) -> tuple[int, int]:
+        n = 1 + int(attrs["cond"]) + int(attrs["scalar"] is None)
+        return (n, n)
+
 
 class MaskedFill(OpKind):
     """``a.masked_fill(mask, value)``; the mask must broadcast to ``a``'s exact shape."""
@@ -373,6 +402,13 @@ class MaskedFill(OpKind):
         else:
             w.assign(node, f"torch.masked_fill({a}, {mask}, {fill})")
 
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"mask": Bool(), "fill": Float(), "style": Int(0, 1)}
+
+    def arity(self, attrs: dict[str, Any]) -> tuple[int, int]:
+        n = 1 + int(attrs["mask"])
+        return (n, n)
+
 
 class Cast(OpKind):
     """dtype conversions: masks and integers to the module's float dtype, floats to int64."""
@@ -397,6 +433,10 @@ class Cast(OpKind):
             w.assign(node, (f"{x}.long()", f"{x}.to(torch.int64)")[style])
         else:
             w.assign(node, (f"{x}.to(torch.{to})", f"{x}.type(torch.{to})", f"{x}.to(dtype=torch.{to})")[style])
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        to = attrs.get("to") if isinstance(attrs, dict) else None
+        return {"to": OneOf((*FLOAT_DTYPES, *INT_DTYPES)), "style": Int(0, 1 if to in INT_DTYPES else 2)}
 
 
 #: In-place updates, with how each changes the magnitude bound of the written tensor.
@@ -446,6 +486,12 @@ class InPlace(OpKind):
             w.assign(node, f"{node['in'][0]}.{method}({node['in'][1]})")
         else:
             w.assign(node, _INPLACE_UNARY[style][0].format(*node["in"]))
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"style": Int(-2, len(_INPLACE_UNARY) - 1)}
+
+    def arity(self, attrs: dict[str, Any]) -> tuple[int, int]:
+        return (2, 2) if attrs["style"] < 0 else (1, 1)
 
 
 KINDS: tuple[OpKind, ...] = (*UNARY, *BINARY, Logical(), LogicalNot(), Where(), MaskedFill(), Cast(), InPlace())

@@ -1,5 +1,5 @@
-"""Structural kinds: reductions, views and reshapes, slicing, joins and splits, and the
-matmul family (matmul, mm, bmm, addmm, einsum, functional linear)."""
+"""Structural kinds: reductions, views and reshapes, slicing, joins and splits (the matmul
+family is in :mod:`generators.vocab.linalg`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from generators.vocab.base import (
     FLOAT_LIMIT,
     INT_DTYPES,
     INT_LIMIT,
-    MAX_DIM,
     MAX_ELEMENTS,
     Gene,
     OpKind,
@@ -18,6 +17,19 @@ from generators.vocab.base import (
     Value,
     Writer,
     numel,
+)
+from generators.vocab.schema import (
+    MAX_RANK,
+    MAX_SIZE,
+    Bool,
+    Int,
+    IntList,
+    Name,
+    NameList,
+    OneOf,
+    dim,
+    shape,
+    style,
 )
 
 
@@ -96,6 +108,11 @@ class Reduce(OpKind):
         else:
             w.assign(node, self.styles[a["style"]][0].format(x=node["in"][0], d=a["dim"], k=a["keepdim"]))
 
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(attrs, dict) and attrs.get("dim") is None and self.full is not None:
+            return {"dim": Int(0, 0, none=True), "keepdim": OneOf((False,)), "style": Int(-1, -1)}
+        return {"dim": dim(), "keepdim": Bool(), "style": style(self.styles)}
+
 
 REDUCTIONS: tuple[Reduce, ...] = (
     Reduce("sum", (("torch.sum({x}, dim={d}, keepdim={k})", True), ("{x}.sum({d})", False), ("{x}.sum(dim={d}, keepdim={k})", True)), ints=True, full="{x}.sum()"),
@@ -137,6 +154,9 @@ class Along(OpKind):
     def emit(self, node: dict[str, Any], w: Writer) -> None:
         a = node["attrs"]
         w.assign(node, self.styles[a["style"]].format(x=node["in"][0], d=a["dim"], s=a["shift"]))
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"dim": dim(), "style": style(self.styles), "shift": Int(-MAX_SIZE, MAX_SIZE)}
 
 
 ALONG: tuple[Along, ...] = (
@@ -207,6 +227,9 @@ class Reshape(OpKind):
         shape = tuple(a["shape"])
         w.assign(node, self.styles[a["style"]].format(x=node["in"][0], s=_dims(shape) or "()", t=_tuple_lit(shape), a=a["start"]))
 
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"style": style(self.styles), "shape": shape(), "start": Int(0, MAX_RANK)}
+
 
 class Permute(OpKind):
     """permute / transpose / ``.t()`` / ``.mT``: non-contiguous views."""
@@ -239,6 +262,9 @@ class Permute(OpKind):
     def emit(self, node: dict[str, Any], w: Writer) -> None:
         a = node["attrs"]
         w.assign(node, self.styles[a["style"]].format(x=node["in"][0], p=_dims(a["perm"]), t=_tuple_lit(a["perm"]), i=a["i"], j=a["j"]))
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"style": style(self.styles), "perm": IntList(0, MAX_RANK - 1), "i": Int(0, MAX_RANK - 1), "j": Int(0, MAX_RANK - 1)}
 
 
 class Unsqueeze(OpKind):
@@ -281,6 +307,14 @@ class Unsqueeze(OpKind):
             index = ", ".join([":"] * d + ["None"])
             w.assign(node, (f"{x}.unsqueeze({d})", f"torch.unsqueeze({x}, {d})", f"{x}[{index}]")[a["style"]])
 
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        mode = attrs.get("mode") if isinstance(attrs, dict) else None
+        if mode == "expand":
+            return {"mode": OneOf(("expand",)), "shape": shape(), "style": Int(0, 1)}
+        if mode == "squeeze":
+            return {"mode": OneOf(("squeeze",)), "dim": Int(0, MAX_RANK), "style": Int(0, 1)}
+        return {"mode": OneOf(("unsqueeze", "squeeze", "expand")), "dim": Int(0, MAX_RANK), "style": Int(0, 2)}
+
 
 class Slice(OpKind):
     """Basic indexing and narrowing: ``x[:, 1:3]``, ``x[..., 0]``, ``x.narrow(d, s, n)``."""
@@ -318,6 +352,12 @@ class Slice(OpKind):
         else:
             index = ", ".join([":"] * d + [f"{a['start']}:{a['start'] + a['length']}"])
             w.assign(node, f"{x}[{index}]")
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        common = {"style": Int(0, 2), "dim": Int(0, MAX_RANK - 1), "rank": Int(1, MAX_RANK)}
+        if isinstance(attrs, dict) and attrs.get("style") == 1:
+            return {**common, "index": Int(0, MAX_SIZE)}
+        return {**common, "start": Int(0, MAX_SIZE), "length": Int(0, MAX_SIZE)}
 
 
 class Cat(OpKind):
@@ -360,6 +400,12 @@ class Cat(OpKind):
             w.assign(node, f"{fn}([{items}], dim={a['dim']})")
         else:
             w.assign(node, f"{fn}(({items},), {a['dim']})")
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"stack": Bool(), "dim": dim(), "style": Int(0, 1)}
+
+    def arity(self, attrs: dict[str, Any]) -> tuple[int, int]:
+        return (2, 3)
 
 
 class Split(OpKind):
@@ -454,6 +500,21 @@ class Split(OpKind):
         else:
             w.assign(node, expr)
 
+    MODES = ("split", "chunk", "unbind", "max", "sort", "topk", "split_sizes")
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "mode": OneOf(self.MODES),
+            "dim": Int(0, MAX_RANK - 1),
+            "style": Int(0, 1),
+            "unpack": Bool(),
+            "sizes": IntList(0, MAX_SIZE, min_len=1, max_len=MAX_SIZE),
+            "names": NameList(Name("v")),
+        }
+        if isinstance(attrs, dict) and attrs.get("mode") in ("split", "chunk", "topk"):
+            out["arg"] = Int(1, MAX_SIZE)
+        return out
+
 
 class GetItem(OpKind):
     """The pieces of a tuple-valued node (planned by :class:`Split`, never drawn alone)."""
@@ -469,97 +530,8 @@ class GetItem(OpKind):
         if not node["attrs"]["unpacked"]:
             w.assign(node, f"{node['in'][0]}[{node['attrs']['index']}]")
 
-
-class Matmul(OpKind):
-    """matmul / ``@`` / mm / bmm / addmm / einsum / F.linear / outer. The right operand is
-    an existing value of the right shape when one exists and the gene says so, which is how
-    matmuls come to share an operand; otherwise a new input or parameter."""
-
-    category = "linalg"
-    cost = 2
-
-    def __init__(self, name: str, weight: float = 1.0, cost: int = 2) -> None:
-        self.name = name
-        self.weight = weight
-        self.cost = cost
-
-    def plan(self, p: Planner, g: Gene) -> Value | None:
-        name = self.name
-        if name in ("mm", "addmm", "einsum"):
-            a = p.float_or_new(g, lambda v: len(v.shape) == 2, (g.int(1, MAX_DIM), g.int(1, MAX_DIM)))
-        elif name == "bmm":
-            a = p.float_or_new(g, lambda v: len(v.shape) == 3, (g.int(1, 3), g.int(1, MAX_DIM), g.int(1, MAX_DIM)))
-        elif name == "outer":
-            a = p.float_or_new(g, lambda v: len(v.shape) == 1, (g.int(1, MAX_DIM),))
-        else:
-            a = p.float_or_new(g, lambda v: len(v.shape) >= 1, (g.int(1, MAX_DIM), g.int(1, MAX_DIM)))
-        k = a.shape[-1]
-        if name == "bmm":
-            right_shape_ok: Any = lambda v: len(v.shape) == 3 and v.shape[0] == a.shape[0] and v.shape[1] == k  # noqa: E731
-            new_shape: tuple[int, ...] = (a.shape[0], k, g.int(1, MAX_DIM))
-        elif name == "outer":
-            right_shape_ok = lambda v: len(v.shape) == 1  # noqa: E731
-            new_shape = (g.int(1, MAX_DIM),)
-        else:
-            right_shape_ok = lambda v: len(v.shape) == 2 and v.shape[0] == k  # noqa: E731
-            new_shape = (k, g.int(1, MAX_DIM))
-        mode = g.int(0, 2)
-        b = p.float_value(g, lambda v: right_shape_ok(v) and v.name != a.name) if mode == 0 else None
-        if b is None:
-            b = p.new_input(new_shape) if mode == 1 else p.new_param(new_shape, scale=1.0 / math.sqrt(max(k, 1)))
-        ins = [a, b]
-        if name == "outer":
-            shape: tuple[int, ...] = (a.shape[0], b.shape[0])
-            bound = a.bound * b.bound
-        else:
-            shape = (*a.shape[:-1], b.shape[-1])
-            bound = k * a.bound * b.bound
-        attrs: dict[str, Any] = {"style": g.int(0, 2)}
-        if name == "addmm":
-            ins.append(p.new_param((b.shape[-1],)) if g.chance(70) else p.new_input((b.shape[-1],)))
-            bound += 1.0
-        if name == "linear_fn":
-            attrs["bias"] = g.chance(60)
-            if attrs["bias"]:
-                ins.append(p.new_param((b.shape[-1],)))
-                bound += 1.0
-        if bound > FLOAT_LIMIT or numel(shape) > MAX_ELEMENTS:
-            return None
-        attrs["rank"] = len(a.shape)
-        return p.add(name, ins, attrs, shape, a.dtype, bound, cost=self.cost)
-
-    def emit(self, node: dict[str, Any], w: Writer) -> None:
-        a = node["attrs"]
-        x, y = node["in"][:2]
-        style = a["style"]
-        if self.name == "matmul":
-            expr = (f"{x} @ {y}", f"torch.matmul({x}, {y})", f"{x}.matmul({y})")[style]
-        elif self.name == "mm":
-            expr = (f"torch.mm({x}, {y})", f"{x}.mm({y})", f"torch.mm(input={x}, mat2={y})")[style]
-        elif self.name == "bmm":
-            expr = (f"torch.bmm({x}, {y})", f"{x}.bmm({y})", f"{x} @ {y}")[style]
-        elif self.name == "addmm":
-            bias = node["in"][2]
-            expr = (f"torch.addmm({bias}, {x}, {y})", f"torch.addmm({bias}, {x}, {y}, beta=0.5, alpha=1.0)", f"{bias}.addmm({x}, {y})")[style]
-        elif self.name == "einsum":
-            expr = (f"torch.einsum('ij,jk->ik', {x}, {y})", f"torch.einsum('ij,jk', {x}, {y})", f"torch.einsum('ab,bc->ac', [{x}, {y}])")[style]
-        elif self.name == "outer":
-            expr = (f"torch.outer({x}, {y})", f"{x}.outer({y})", f"{x}[:, None] * {y}[None, :]")[style]
-        else:
-            weight = f"{y}.t()"
-            bias = f", {node['in'][2]}" if a["bias"] else ""
-            expr = (f"F.linear({x}, {weight}{bias})", f"F.linear(input={x}, weight={weight}{bias.replace(', ', ', bias=')})", f"F.linear({x}, {weight}{bias})")[style]
-        w.assign(node, expr)
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"index": Int(0, MAX_SIZE), "unpacked": Bool()}
 
 
-MATMULS: tuple[Matmul, ...] = (
-    Matmul("matmul", weight=3.0),
-    Matmul("mm"),
-    Matmul("bmm"),
-    Matmul("addmm"),
-    Matmul("einsum", weight=0.5),
-    Matmul("linear_fn"),
-    Matmul("outer", weight=0.5, cost=3),
-)
-
-KINDS: tuple[OpKind, ...] = (*REDUCTIONS, *ALONG, Reshape(), Permute(), Unsqueeze(), Slice(), Cat(), Split(), GetItem(), *MATMULS)
+KINDS: tuple[OpKind, ...] = (*REDUCTIONS, *ALONG, Reshape(), Permute(), Unsqueeze(), Slice(), Cat(), Split(), GetItem())

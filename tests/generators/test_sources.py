@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 
 from generators.nn_modules import NNModuleSource
 from generators.opinfo import OpInfoSource
-from generators.sources import get_source, source_names
+from generators.sources import SpecError, get_source, source_names
 from generators.torchvision_models import TorchvisionSource
 
 OPINFO = OpInfoSource()
@@ -123,7 +123,7 @@ def test_nn_module_source_code_rebuilds_the_case(name: str) -> None:
 
 
 def test_nn_module_unknown_entry_names_it() -> None:
-    with pytest.raises(KeyError, match="no_such_entry"):
+    with pytest.raises(SpecError, match="entry: 'no_such_entry' is not an nn-module test entry"):
         NN.build({"entry": "no_such_entry"}, seed=0)
 
 

@@ -20,9 +20,12 @@ from conform.case import Case
 from conform.engine import check, prepare
 from conform.outcome import Outcome, Verdict
 from conform.registry import load
+from generators.sources import trust_factory
 
 
 def factory(module: str, builder: str) -> Case:
+    """A factory case of ``module:builder``, trusted: the test names it itself."""
+    trust_factory(f"{module}:{builder}")
     return Case(source="factory", spec={"factory": f"{module}:{builder}"})
 
 
