@@ -164,11 +164,10 @@ class _Batch:
 def _draw(data: st.DataObject, batch: _Batch) -> tuple[Case, Any, dict[str, Any]]:
     """A case for the batch's transform, built and traced, and its parameters."""
     from conform.engine import Prepared, prepare
-    from generators.sources import configured_source
 
     config = batch.config
     name = data.draw(st.sampled_from(config.sources), label="source")
-    source = configured_source(name, **config.source_options.get(name, {}))
+    source = config.source(name)
     spec = data.draw(source.specs(), label="spec")
     case = Case(source=name, spec=spec, seed=data.draw(st.integers(0, 2**31 - 1), label="seed"))
     if case.key in batch.quarantine or (batch.target is None and not batch.owns(case.key)):
