@@ -47,10 +47,13 @@ def _svg(fig: Any, prefix: str) -> Markup:
     return Markup(text)
 
 
-def _figure(width: float, height: float, ncols: int = 1) -> tuple[Any, Any]:
+def _figure(width: float, height: float, ncols: int = 1, *, right: float = 0.98,
+            bottom: float = 0.17) -> tuple[Any, Any]:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), layout="constrained")
+    # fixed margins: a layout engine would measure every label and costs more than the drawing
+    fig = Figure(figsize=(width, height))
+    fig.subplots_adjust(left=0.07, right=right, bottom=bottom, top=0.9, wspace=0.22)
     axes = fig.subplots(1, ncols, squeeze=False)[0]
     return fig, axes
 
@@ -120,7 +123,7 @@ def coverage_over_time(coverage: dict[str, Any]) -> Markup | None:
 
     drawn = False
     with matplotlib.rc_context(_RC):
-        fig, (ax,) = _figure(9.5, 3.0)
+        fig, (ax,) = _figure(9.5, 3.0, right=0.72)
         colours = matplotlib.colormaps["tab10"]
         for i, (transform, sides) in enumerate(sorted(coverage.items())):
             colour = colours(i % 10)
@@ -151,7 +154,7 @@ def history(runs: list[dict[str, Any]]) -> Markup | None:
     labels = [str(r.get("started") or r.get("run_id") or i)[:16].replace("T", " ") for i, r in enumerate(runs)]
     xs = list(range(len(runs)))
     with matplotlib.rc_context(_RC):
-        fig, (left, right) = _figure(9.5, 3.0, 2)
+        fig, (left, right) = _figure(9.5, 3.0, 2, bottom=0.26)
         for name in ("new", "known", "pass", "timeout", "crash"):
             ys = [int((r.get("counts") or {}).get(name, 0) or 0) for r in runs]
             if any(ys):
