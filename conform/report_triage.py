@@ -179,6 +179,7 @@ class Cell:
     anchor: str
     counts: dict[str, int]
     origins: list[tuple[str, str, str, int]]  # (origin, anchor, verdict, count), new first
+    skips: list[tuple[str, int, str]]  # (origin, count, a message), most frequent first
 
 
 def cells(outcomes: list[Outcome]) -> tuple[list[str], list[str], dict[tuple[str, str], Cell]]:
@@ -186,11 +187,16 @@ def cells(outcomes: list[Outcome]) -> tuple[list[str], list[str], dict[tuple[str
     counts: dict[tuple[str, str], collections.Counter[str]] = collections.defaultdict(collections.Counter)
     origins: dict[tuple[str, str], collections.Counter[tuple[str, str]]] = collections.defaultdict(
         collections.Counter)
+    skips: dict[tuple[str, str], collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    skip_message: dict[str, str] = {}
     for o in outcomes:
         where = (o.transform, o.source)
         counts[where][verdict_label(o.verdict)] += 1
         if o.is_divergence:
             origins[where][(o.origin, verdict_label(o.verdict))] += 1
+        elif o.verdict is Verdict.SKIP:
+            skips[where][o.origin] += 1
+            skip_message.setdefault(o.origin, o.message)
     result = {}
     for where, counter in counts.items():
         per_origin: dict[str, list[Any]] = {}
@@ -200,8 +206,10 @@ def cells(outcomes: list[Outcome]) -> tuple[list[str], list[str], dict[tuple[str
             if verdict == "new":
                 entry[2] = "new"
         listed = sorted(per_origin.values(), key=lambda e: (e[2] != "new", -e[3], e[0]))
+        skipped = [(origin, n, _clip(skip_message.get(origin, ""), 300))
+                   for origin, n in skips[where].most_common(10)]
         result[where] = Cell(where[0], where[1], anchor("cell", *where), dict(counter),
-                             [tuple(e) for e in listed])  # type: ignore[misc]
+                             [tuple(e) for e in listed], skipped)  # type: ignore[misc]
     # transforms with new divergences first, then alphabetical
     transforms = sorted({t for t, _ in counts}, key=lambda t: (
         -sum(c.counts.get("new", 0) for (tt, _), c in result.items() if tt == t), t))
@@ -227,6 +235,8 @@ def known_rows(known: dict[str, Any]) -> list[dict[str, Any]]:
             "issue_url": issue_link(issue),
             "issue_text": "unfiled" if not issue or issue == "unfiled" else str(issue),
         })
+    # stale entries first (they need attention), then the ones this run reached
+    rows.sort(key=lambda r: (not r["stale"], -r["seen"], r["id"]))
     return rows
 
 
