@@ -10,7 +10,8 @@ from typing import Any
 
 from markupsafe import Markup
 
-MAX_LINES = 4000  # listed lines per side and transform; the share is computed on all of them
+MAX_LINES = 4000
+FOLD = 12  # unmeasured lines in a row shown as one line  # listed lines per side and transform; the share is computed on all of them
 
 
 @dataclasses.dataclass
@@ -81,16 +82,24 @@ def listing(side: str, data: dict[str, Any]) -> Listing:
     html = _highlighted_lines(source)
     budget = MAX_LINES
     for first, last in _spans(tree, lines):
-        block = []
-        for n in range(first, last + 1):
-            if n - 1 >= len(html):
-                break
+        block: list[tuple[int, str, Markup]] = []
+        n = first
+        while n <= min(last, len(html)):
             if budget <= 0:
                 result.clipped += 1
+                n += 1
                 continue
-            mark = "hit" if n in reached else "miss" if n in lines else ""
-            block.append((n, mark, html[n - 1]))
+            run = n
+            while run <= last and run not in lines:
+                run += 1
+            if run - n >= FOLD:  # a docstring or a long comment: one line says what is left out
+                block.append((n, "fold", Markup(f"{run - n} lines not measured")))
+                n = run
+                budget -= 1
+                continue
+            block.append((n, "hit" if n in reached else "miss" if n in lines else "", html[n - 1]))
             budget -= 1
+            n += 1
         if block:
             result.blocks.append(block)
     return result

@@ -104,7 +104,7 @@ def outcomes_over_time(outcomes: list[Outcome]) -> Markup | None:
         _plain_log_axis(left)
         left.set_title("outcomes so far, by verdict")
         left.set_xlabel("seconds since the run started")
-        left.legend(loc="upper left", frameon=False)
+        left.legend(loc="best", frameon=False)
         for label in ("known", "new"):
             times = [t for (v, _), t in first_origin.items() if v == label]
             if times:
@@ -161,7 +161,7 @@ def history(runs: list[dict[str, Any]]) -> Markup | None:
                 left.plot(xs, ys, marker="o", markersize=3, label=name, color=COLOURS[name])
         _plain_log_axis(left)
         left.set_title("outcomes per run")
-        left.legend(loc="upper left", frameon=False)
+        left.legend(loc="best", frameon=False, fontsize=8)
         right.bar(xs, [int(r.get("cases", 0) or 0) for r in runs], color="#4c72b0")
         right.set_title("distinct cases per run")
         step = max(1, len(runs) // 8)
