@@ -10,8 +10,8 @@ from typing import Any
 
 from markupsafe import Markup
 
-MAX_LINES = 4000
-FOLD = 12  # unmeasured lines in a row shown as one line  # listed lines per side and transform; the share is computed on all of them
+MAX_LINES = 4000  # listed lines per side and transform; the share is computed on all of them
+FOLD = 12  # unmeasured lines in a row shown as one line
 
 
 @dataclasses.dataclass
