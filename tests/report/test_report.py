@@ -204,3 +204,14 @@ def test_known_entry_count_stage_symptom_in_triage(tmp_path: Path) -> None:
     row = text[text.index('<tr class="head">'):text.index("</tr>", text.index('<tr class="head">'))]
     for cell in ("transform-upstream", "crash", "known", "normalize-known", ">3<", "KeyError"):
         assert cell in row
+
+
+def test_coverage_folds_long_unmeasured_stretches(tmp_path: Path) -> None:
+    module = tmp_path / "documented.py"
+    docstring = "\n".join(f"    line {i} of a long docstring" for i in range(30))
+    module.write_text(f'def f(x):\n    """\n{docstring}\n    """\n    return x + 1\n')
+    last = 2 + 30 + 2
+    _, page = _write(tmp_path, coverage={"t": {"upstream": {"file": str(module), "lines": [1, last],
+                                                              "reached": [1], "series": []}}})
+    assert "32 lines not measured" in page.text and "line 12 of a long docstring" not in page.text
+    assert "return x + 1" in page.text
