@@ -169,3 +169,19 @@ def test_a_report_of_fifty_thousand_outcomes_stays_usable(browser, tmp_path: Pat
     shown = _shown(browser)
     total = len(browser.find_elements("css selector", "#triage-table tbody.origin"))
     assert total == 300 and len(shown) == 11  # p17, p170 ... p179
+
+
+def test_a_link_to_an_origin_shows_its_examples(browser, tmp_path: Path) -> None:
+    _open(browser, _page(tmp_path, campaign(2000)))
+    link = browser.find_element("css selector", "ol.origins a")
+    target = link.get_attribute("href").split("#", 1)[1]
+    link.click()
+    body = browser.find_element("id", target)
+    assert body.find_element("css selector", "details").get_attribute("open") is not None
+    top = browser.execute_script("return arguments[0].getBoundingClientRect().top;", body)
+    covered = browser.execute_script(
+        "return document.querySelector('header').getBoundingClientRect().bottom"
+        " + document.querySelector('#triage-table thead').getBoundingClientRect().height;")
+    assert covered - 1 <= top < browser.execute_script("return window.innerHeight;"), \
+        "in view, below the sticky headers"
+    assert body.find_element("css selector", "article.example").is_displayed()
