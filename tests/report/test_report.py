@@ -215,3 +215,15 @@ def test_coverage_folds_long_unmeasured_stretches(tmp_path: Path) -> None:
                                                               "reached": [1], "series": []}}})
     assert "32 lines not measured" in page.text and "line 12 of a long docstring" not in page.text
     assert "return x + 1" in page.text
+
+
+def test_the_page_reads_without_javascript(tmp_path: Path) -> None:
+    outcomes = campaign()
+    text, page = _write(tmp_path, outcomes)
+    assert '<form id="triage-controls" class="controls" hidden>' in text, "controls only appear with the script"
+    assert not re.search(r'<(tbody|tr|article|details)[^>]*\shidden', text), "no content starts hidden"
+    for o in outcomes:
+        if o.is_divergence:
+            assert f"key {o.key}" in page.text, "every example is in the HTML itself"
+    policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', text).group(1)
+    assert "default-src 'none'" in policy and "script-src 'sha256-" in policy
