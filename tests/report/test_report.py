@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import html
 import re
 import time
 from pathlib import Path
@@ -225,5 +226,5 @@ def test_the_page_reads_without_javascript(tmp_path: Path) -> None:
     for o in outcomes:
         if o.is_divergence:
             assert f"key {o.key}" in page.text, "every example is in the HTML itself"
-    policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', text).group(1)
+    policy = html.unescape(re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', text).group(1))
     assert "default-src 'none'" in policy and "script-src 'sha256-" in policy
