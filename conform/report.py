@@ -96,7 +96,13 @@ def metadata(summary: dict[str, Any]) -> list[tuple[str, str]]:
     ]
     if summary.get("shard") is not None:
         shard = summary["shard"]
-        rows.append(("shard", "/".join(str(s) for s in shard) if isinstance(shard, list | tuple) else str(shard)))
+        if isinstance(shard, list | tuple):
+            text = "/".join(str(s) for s in shard)
+        elif isinstance(shard, dict):
+            text = ", ".join(f"{k} {v}" for k, v in shard.items())
+        else:
+            text = str(shard)
+        rows.append(("shard", text))
     rows += [
         ("torch", _text(env.get("torch"))),
         ("python", _text(env.get("python"))),

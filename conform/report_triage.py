@@ -75,7 +75,9 @@ def highlight_python(source: str) -> Markup:
 def pygments_css() -> str:
     from pygments.formatters import HtmlFormatter
 
-    return HtmlFormatter(cssclass="hl", style="default").get_style_defs(".hl")
+    rules = HtmlFormatter(cssclass="hl", style="default").get_style_defs(".hl").splitlines()
+    # only the rules scoped to highlighted blocks: the page styles its own <pre> and tables
+    return "\n".join(rule for rule in rules if rule.startswith(".hl"))
 
 
 def _clip(text: str, limit: int) -> str:

@@ -30,6 +30,8 @@ def test_metadata_is_shown_and_unknown_is_said_plainly(tmp_path: Path) -> None:
     assert "duration 60.0 s" in page.text
     cases = len({o.spec["n"] for o in outcomes})
     assert f"distinct cases {cases}" in page.text and f"cases / s {cases / 60:.1f}" in page.text
+    _, page = _write(tmp_path, outcomes, summary=summary(outcomes, shard=[2, 4], cases_per_s=12.5))
+    assert "shard 2/4" in page.text and "cases / s 12.5" in page.text, "the recorded rate wins"
     bare = {"counts": {}, "cases": 3}
     _, page = _write(tmp_path, outcomes, summary=bare)
     assert "torch unknown" in page.text and "python unknown" in page.text and "duration unknown" in page.text
