@@ -28,7 +28,7 @@ BUG_REPORT_CHARS = 40_000
 _REPRO_PATH = re.compile(r"repro/[0-9a-f]{16}\.py")
 _KEY = re.compile(r"[0-9a-f]{16}")
 _BUG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.md")
-_ISSUE_URL = re.compile(r"https://github\.com/pytorch/pytorch/issues/[0-9]{1,9}")
+_ISSUE_URL = re.compile(r"https://github\.com/pytorch/pytorch/(issues|pull)/[0-9]{1,9}")
 
 
 def anchor(kind: str, *parts: str) -> str:
@@ -220,7 +220,7 @@ def cells(outcomes: list[Outcome]) -> tuple[list[str], list[str], dict[tuple[str
 
 
 def issue_link(issue: Any) -> str | None:
-    """An upstream issue value usable as a link: only a pytorch/pytorch issue URL."""
+    """An upstream issue value usable as a link: only a pytorch/pytorch issue or pull URL."""
     if isinstance(issue, str) and _ISSUE_URL.fullmatch(issue):
         return issue
     return None

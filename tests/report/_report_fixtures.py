@@ -63,6 +63,9 @@ KNOWN = {
                         "stale_reason": "the witness now passes"},
     "by-design": {"id": "by-design", "transform": "normalize", "kind": "by-design",
                   "reason": "deliberate", "issue": "javascript:alert(1)", "seen": 4, "stale": False},
+    "fixed-upstream": {"id": "fixed-upstream", "transform": "normalize", "kind": "upstream-bug",
+                       "reason": "reported by a pull request", "issue": "https://github.com/pytorch/pytorch/pull/678",
+                       "seen": 1, "stale": False},
 }
 
 

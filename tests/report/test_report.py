@@ -147,13 +147,15 @@ def test_coverage_marks_reached_and_unreached_lines(tmp_path: Path) -> None:
 def test_known_table_links_issues_and_lists_bugs_worth_filing(tmp_path: Path) -> None:
     text, page = _write(tmp_path)
     assert "https://github.com/pytorch/pytorch/issues/12345" in page.links
+    assert "https://github.com/pytorch/pytorch/pull/678" in page.links and "PR #678" in page.text
     assert not any(link.startswith("javascript") for link in page.links)
     assert "javascript:alert(1)" in page.text, "a non-issue value is shown as text"
     filing = text[text.index('id="worth-filing"'):text.index("</section>", text.index('id="worth-filing"'))]
     assert "split-unfiled" in filing, "reached, upstream bug, unfiled"
     assert "split-unreached" not in filing and "normalize-known" not in filing and "by-design" not in filing
+    assert "fixed-upstream" not in filing
     assert "upstream:outputs" in filing and "reference:outputs" not in filing, "new upstream-side origins"
-    assert "3 of 4 registry entries were reached" in page.text
+    assert "4 of 5 registry entries were reached" in page.text
     assert "stale" in page.text and "the witness now passes" in page.text
 
 
