@@ -4,5 +4,6 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/bootstrap.sh"
+source "$root/scripts/browser.sh"
 cd "$root"
 exec "$root/.venv/bin/python" -m pytest -n auto "$@"
