@@ -248,19 +248,46 @@ def finish(report_dir: Path | str, *, meta: dict[str, Any],
         for run_id in ids:
             if store.run(run_id)["status"] == "running":
                 store.end_run(run_id, meta, status)
-        history = [{"id": r["id"], "started": r["started"], "finished": r["finished"], "status": r["status"],
-                    "seed": r["meta"].get("seed"), "shard": r["meta"].get("shard"), "counts": r["counts"]}
-                   for r in store.runs()]
+        runs = store.runs()
+    history = [{"id": r["id"], "run_id": r["id"], "started": _iso(r["started"]), "finished": _iso(r["finished"]),
+                "status": r["status"], "seed": r["meta"].get("seed"), "shard": r["meta"].get("shard"),
+                "duration_s": r["meta"].get("duration_s"), "cases": r["counts"].get("cases", 0),
+                "counts": r["counts"]} for r in runs]
     summary = record.summarize(outcomes, meta=meta, known_status=status)
     summary["run_ids"] = ids
     summary["history"] = history
+    this = [r for r in runs if r["id"] in ids]
+    if this:
+        summary["started"] = _iso(min(r["started"] for r in this))
+    if summary.get("duration_s"):
+        summary["cases_per_s"] = round(summary["cases"] / summary["duration_s"], 3)
+    if summary.get("error"):
+        summary["crashed"] = summary["error"].strip().splitlines()[-1][:300]
+    reached = sorted({k for k, v in status.items() if v.get("seen")})
+    summary["known_reached"], summary["known_total"] = len(reached), len(status)
+    summary["known_unreached"] = sorted(set(status) - set(reached))
     gaps = partition_z3.summarize_gaps(outcomes)
     if gaps:
         summary["partition_gaps"] = gaps
     record.write_summary(report_dir, summary)
-    report.write(report_dir, outcomes, summary)
+    coverage = None
+    coverage_path = report_dir / COVERAGE
+    if coverage_path.exists():
+        try:
+            coverage = json.loads(coverage_path.read_text())
+        except ValueError:
+            coverage = None
+    report.write(report_dir, outcomes, summary, history=history, coverage=coverage)
     record.add_generated(report_dir, [record.SUMMARY, record.INDEX])
     return summary
+
+
+def _iso(stamp: float | None) -> str | None:
+    import datetime
+
+    if stamp is None:
+        return None
+    return datetime.datetime.fromtimestamp(stamp, datetime.UTC).isoformat(timespec="seconds")
 
 
 def run(config: CampaignConfig, *, progress: Any = None) -> dict[str, Any]:

@@ -118,7 +118,7 @@ _OUTCOME_COLUMNS = ("key", "run_id", "case_key", "transform", "device", "verdict
                     "exception", "place", "node", "known_id", "origin", "params", "t", "duration",
                     "message", "diffs", "notes", "repro")
 _SELECT = ("SELECT o.key, o.transform, o.device, o.verdict, o.stage, o.symptom, o.exception, o.place, "
-           "o.node, o.known_id, o.params, o.duration, o.message, o.diffs, o.notes, o.repro, "
+           "o.node, o.known_id, o.params, o.duration, o.message, o.diffs, o.notes, o.repro, o.t, "
            "c.source, c.case_id, c.spec, c.seed FROM outcomes o JOIN cases c ON c.key = o.case_key")
 
 
@@ -441,7 +441,8 @@ def _case_row(outcome: Outcome, case: Case | None) -> tuple[Any, ...]:
 
 def _outcome_row(run_id: int, case_key: str, o: Outcome, t: float) -> tuple[Any, ...]:
     quiet = o.verdict is Verdict.PASS
-    notes = o.notes
+    # the time an outcome arrived has its own column
+    notes = {k: v for k, v in o.notes.items() if k != "t"} if "t" in o.notes else o.notes
     if quiet and "seconds" in notes:
         # a pass keeps what the drivers noted (oracle records) but not the per-side timings
         notes = {k: v for k, v in notes.items() if k != "seconds"}
@@ -457,12 +458,15 @@ def _outcome_row(run_id: int, case_key: str, o: Outcome, t: float) -> tuple[Any,
 
 def _outcome(row: Sequence[Any]) -> Outcome:
     (key, transform, device, verdict, stage, symptom, exception, place, node, known_id, params, duration,
-     message, diffs, notes, repro_path, source, case_id, spec, seed) = row
+     message, diffs, notes, repro_path, t, source, case_id, spec, seed) = row
+    notes = json.loads(notes) if notes else {}
+    if t is not None:
+        notes["t"] = t
     return Outcome(
         key=key, case_id=case_id, source=source, transform=transform, device=device,
         verdict=Verdict(verdict), stage=Stage(stage) if stage else None, symptom=Symptom(symptom) if symptom else None,
         message=message or "", exception=exception, place=place, node=node,
         diffs=[Mismatch(**d) for d in json.loads(diffs)] if diffs else [],
         known_id=known_id, spec=json.loads(spec), params=json.loads(params) if params else {},
-        seed=seed, repro=repro_path, duration_s=duration or 0.0, notes=json.loads(notes) if notes else {},
+        seed=seed, repro=repro_path, duration_s=duration or 0.0, notes=notes,
     )
