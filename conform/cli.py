@@ -245,7 +245,7 @@ def _list(args: argparse.Namespace) -> int:
             print("no known divergences are registered")
         for entry in entries():
             print(f"{entry.id}  [{entry.transform}, {entry.kind.value}]  {entry.reason}"
-                  + (f"  ({entry.issue})" if entry.issue else ""))
+                  f"  ({entry.issue or 'unfiled'})")
     return EXIT_OK
 
 

@@ -5,7 +5,8 @@ entry carries a *witness*: a ``"module:function"`` returning a :class:`Witness` 
 the transform and its parameters) that shows the divergence. A test and every campaign
 replay the witnesses; an entry whose witness no longer diverges is reported as *stale*.
 
-To add an entry, append a :class:`KnownDivergence` to :data:`KNOWN`::
+To add an entry, append a :class:`KnownDivergence` to :data:`KNOWN` (``issue`` is the PyTorch
+issue that reports the bug, or ``"unfiled"``)::
 
     KnownDivergence(
         id="split-module-inplace-only-partition",
@@ -95,6 +96,19 @@ class Witness:
 
 @dataclasses.dataclass(frozen=True)
 class KnownDivergence:
+    """One accepted difference between upstream and the reference.
+
+    ``id`` names the entry in reports; ``transform`` is the registry transform it belongs to;
+    ``kind`` says whether upstream is wrong or the difference is deliberate; ``reason`` explains
+    the difference; ``match`` decides which outcomes the entry claims; ``witness`` is the
+    ``"module:function"`` returning the :class:`Witness` that shows it.
+
+    ``issue`` is a PyTorch issue URL (``https://github.com/pytorch/pytorch/issues/N``, or
+    ``/pull/N`` when a pull request is the only report of the bug) that reports this very bug:
+    same function, same trigger, same wrong behaviour. It is ``"unfiled"`` when no such report
+    exists; a by-design entry links an issue only when one documents the limitation.
+    """
+
     id: str
     transform: str
     kind: Kind
@@ -135,6 +149,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                             r"positional argument)|computes different)|transformed modules compute "
                             r"different outputs"),
         witness="conform.witnesses.split:kwargs_keep_node_name_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="split-module-kwargs-keep-node-name-signature",
@@ -148,6 +163,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     case="conform.traits.split:variadic_forward_with_kept_names",
                     message=r"parent\.placeholders\[\d+\]\[1\]: (\w+) vs \*{1,2}\1\b"),
         witness="conform.witnesses.split:kwargs_keep_node_name_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="split-module-keep-order-returned-attribute",
@@ -162,6 +178,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="KeyError",
                     case="conform.traits.split:returned_attribute_with_original_order"),
         witness="conform.witnesses.split:returned_attribute_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="split-module-flattened-target-collision",
@@ -179,6 +196,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     message=r"module upstream produced computes different|transformed modules compute "
                             r"different outputs|nodes\[\d+\]\[2\]: (\w+) vs \1_\d+\b"),
         witness="conform.witnesses.split:flatten_collision_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="split-module-affix-with-regions",
@@ -192,6 +210,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="KeyError",
                     case="conform.traits.split:affix_with_regions"),
         witness="conform.witnesses.split:affix_with_regions_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="split-module-negative-ids-with-regions",
@@ -206,6 +225,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     case="conform.traits.split:ids_below_minus_one_with_regions",
                     message=r"highest: -1, this node's: -\d"),
         witness="conform.witnesses.split:negative_ids_with_regions_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="split-module-symbol-bound-in-same-partition",
@@ -222,6 +242,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     case="conform.traits.split:symbol_bound_in_reading_partition",
                     message="cycle exists between partitions"),
         witness="conform.witnesses.split:symbol_bound_in_partition_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="split-module-inplace-order",
@@ -247,6 +268,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             r"same memory and one of them writes it in place|structural fingerprints differ\n"
             r"fingerprint: upstream vs reference(\nfingerprint\.parent\.[^\n]*)+\Z")),
         witness="conform.witnesses.split:inplace_across_partitions_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="graph-manipulation-multi-tensor-node-size",
@@ -264,6 +286,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     message=r"AttributeError: '(tuple|list|immutable_list|immutable_dict|dict)' object "
                             r"has no attribute 'shape'"),
         witness="conform.witnesses.graph_utils:tuple_output_sizes_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="annotate-getitem-bare-generic",
@@ -278,6 +301,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     message=r"out of range for parameterized_types \(len=0\)|Expected 1 parameterized "
                             r"type, got 0"),
         witness="conform.witnesses.graph_utils:bare_tuple_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="annotate-getitem-slice-of-tuple",
@@ -291,6 +315,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     case="conform.traits.graph_utils:slice_of_tuple",
                     message="not supported between instances of 'int' and 'slice'"),
         witness="conform.witnesses.graph_utils:sliced_tuple_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="annotate-getitem-slice-of-namedtuple",
@@ -304,6 +329,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="KeyError",
                     case="conform.traits.graph_utils:slice_of_namedtuple", message=r"KeyError: \("),
         witness="conform.witnesses.graph_utils:sliced_namedtuple_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="annotate-getitem-annotated-class",
@@ -318,6 +344,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     case="conform.traits.graph_utils:getitem_of_annotated_class",
                     message="has no attribute '_fields'"),
         witness="conform.witnesses.graph_utils:annotated_class_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="normalize-operators-drops-keywords",
@@ -339,6 +366,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             r"outputs|\]\.(alpha|rounding_mode|out): only on the right|only on the right: "
             r"\['call_function', 'torch\.\w+', [^\n]*'(alpha|rounding_mode|out)'")),
         witness="conform.witnesses.normalize:operators_with_keywords",
+        issue="unfiled",
     ),
     *(
         KnownDivergence(
@@ -359,6 +387,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                 r"received an invalid combination of arguments - got \([^)]*\binput=)|\]\.self: only "
                 r"on the right")),
             witness="conform.witnesses.normalize:aten_overload_call",
+            issue="unfiled",
         )
         for transform in ("normalize_args", "normalize_args_typed")
     ),
@@ -378,6 +407,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                         case="conform.traits.normalize:calls_nonzero",
                         message=r"fingerprint\.nodes\.nonzero(_\d+)?\["),
             witness="conform.witnesses.normalize:nonzero_call",
+            issue="unfiled",
         )
         for transform in ("normalize_args", "normalize_args_typed")
     ),
@@ -400,6 +430,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     case="conform.traits.normalize:calls_typed_by_argument",
                     message=r"fingerprint\.argument_typed_calls\."),
         witness="conform.witnesses.normalize:keyword_node_call",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="meta-trace-size-of-dim-zero",
@@ -416,6 +447,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     message=r"module upstream produced (raises|computes different)|transformed modules "
                             r"compute different outputs|\Aupstream raises TypeError"),
         witness="conform.witnesses.normalize:size_of_dim_zero",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="meta-trace-leaf-module-state",
@@ -431,6 +463,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="TraceError",
                     case="conform.traits.normalize:leaf_module_with_state"),
         witness="conform.witnesses.normalize:shape_after_linear",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="rewrite-submodule-asserts",
@@ -445,6 +478,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="TraceError",
                     case="conform.traits.normalize:assert_in_submodule"),
         witness="conform.witnesses.normalize:assert_in_submodule",
+        issue="https://github.com/pytorch/pytorch/issues/52564",
     ),
     KnownDivergence(
         id="rewrite-private-names",
@@ -460,6 +494,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     case="conform.traits.normalize:private_name_in_forward",
                     message=r"has no attribute '__\w+'"),
         witness="conform.witnesses.normalize:private_attribute",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="rewrite-annotated-assignments",
@@ -475,6 +510,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     case="conform.traits.normalize:annotated_assignment_in_forward",
                     message=r"name 'annotate' is not defined|None disallowed in expression list"),
         witness="conform.witnesses.normalize:annotated_local",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="rewrite-class-attributes-lost",
@@ -492,6 +528,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     message=r"'RewrittenModule' object (has no attribute|is not)|super\(type, obj\): obj "
                             r"must be an instance or subtype of type"),
         witness="conform.witnesses.normalize:assert_with_helper",
+        issue="https://github.com/pytorch/pytorch/issues/52538",
     ),
     KnownDivergence(
         id="rewrite-closure-variables",
@@ -507,6 +544,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     case="conform.traits.normalize:closure_in_forward",
                     message=r"name '(?!annotate')\w+' is not defined"),
         witness="conform.witnesses.normalize:assert_with_closure",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="rewrite-zero-argument-super",
@@ -521,6 +559,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     case="conform.traits.normalize:zero_argument_super_in_forward",
                     message="__class__ cell not found"),
         witness="conform.witnesses.normalize:assert_with_super",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="rewrite-function-name-already-global",
@@ -536,6 +575,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     case="conform.traits.normalize:forward_named_as_a_global",
                     message="Expected 1 new key, got 0"),
         witness="conform.witnesses.normalize:shared_forward",
+        issue="https://github.com/pytorch/pytorch/pull/54011",
     ),
     KnownDivergence(
         id="rewrite-postponed-annotations",
@@ -553,6 +593,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     case="conform.traits.normalize:postponed_annotations_in_forward",
                     message=r"fingerprint\.types\.\w+: [\w.]+ vs '"),
         witness="conform.witnesses.normalize:annotated_forward",
+        issue="unfiled",
     ),
     *(
         KnownDivergence(
@@ -571,6 +612,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                 r"module upstream produced computes different|transformed modules compute different "
                 r"outputs|fingerprint\.calls\[\d+\]\[0\]: [\w.]+ vs \w+_fused(_\d+)?\b")),
             witness=f"conform.witnesses.optimization:shared_conv{suffix}_witness",
+            issue="https://github.com/pytorch/pytorch/issues/104593",
         )
         for transform, prefix, suffix in (
             ("fuse", "fuse", ""), ("optimize_for_inference", "optimize-for-inference", "_inference"))
@@ -588,6 +630,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="TypeError",
                         message="'NoneType'", case="conform.traits.optimization:linear_norm_without_affine"),
             witness=f"conform.witnesses.optimization:linear_bn_without_affine{suffix}_witness",
+            issue="https://github.com/pytorch/pytorch/issues/122183",
         )
         for transform, prefix, suffix in (
             ("fuse", "fuse", ""), ("optimize_for_inference", "optimize-for-inference", "_inference"))
@@ -607,6 +650,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                         message="To fuse, linear.out_features",
                         case="conform.traits.optimization:linear_norm_other_channels"),
             witness=f"conform.witnesses.optimization:linear_bn_over_sequence{suffix}_witness",
+            issue="unfiled",
         )
         for transform, prefix, suffix in (
             ("fuse", "fuse", ""), ("optimize_for_inference", "optimize-for-inference", "_inference"))
@@ -629,6 +673,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                         message=r"module (reference|upstream) produced computes different outputs",
                         case="conform.traits.optimization:linear_norm_over_sequence"),
             witness=f"conform.witnesses.optimization:linear_bn_sequence_channels{suffix}_witness",
+            issue="unfiled",
         )
         for transform, prefix, suffix in (
             ("fuse", "fuse", ""), ("optimize_for_inference", "optimize-for-inference", "_inference"))
@@ -647,6 +692,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                         message="Expected 1 arg for Dropout, got 0",
                         case="conform.traits.optimization:dropout_called_by_keyword"),
             witness=f"conform.witnesses.optimization:keyword_dropout{suffix}_witness",
+            issue="unfiled",
         )
         for transform, prefix, suffix in (
             ("remove_dropout", "remove-dropout", ""),
@@ -674,6 +720,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             r"itensor_from_mkldnn expects MKL-DNN tensor input"),
             case="conform.traits.optimization:arithmetic_with_a_number"),
         witness="conform.witnesses.optimization:scalar_operand_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="optimize-for-inference-mutates-model",
@@ -688,6 +735,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     message="replaced submodules of its input",
                     case="conform.traits.optimization:layout_pass_on_callers_model"),
         witness="conform.witnesses.optimization:mutated_model_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="optimize-for-inference-trace-time-constants",
@@ -705,6 +753,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AttributeError",
                     message=r"has no attribute '_tensor_constant\d+'"),
         witness="conform.witnesses.optimization:trace_time_constant_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="gen-mkl-autotuner-broken",
@@ -721,6 +770,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, params=(("mkldnn", "autotune"),),
                     message=r"ShapeProp error for: node|object has no attribute 'shape'"),
         witness="conform.witnesses.optimization:autotuner_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="optimize-for-inference-broadcasting",
@@ -741,6 +791,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                             r"the sum primitive)",
                     case="conform.traits.optimization:broadcasting_arithmetic"),
         witness="conform.witnesses.optimization:broadcasting_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="optimize-for-inference-uneven-adaptive-pool",
@@ -760,6 +811,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             r"module upstream produced raises RuntimeError: input size is not divisible by the output "
             r"size|fingerprint\.(conversions|calls)")),
         witness="conform.witnesses.optimization:uneven_pool_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="optimize-for-inference-unconvertible-region-input",
@@ -780,6 +832,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                             r"primitive descriptor for the reorder primitive|dense_to_mkldnn expects)",
                     case="conform.traits.optimization:unconvertible_value_in_layout"),
         witness="conform.witnesses.optimization:unconvertible_input_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="merge-matmul-second-group",
@@ -796,6 +849,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="RuntimeError",
                     message="from wrong graph", case="conform.traits.optimization:two_groups_to_merge"),
         witness="conform.witnesses.optimization:two_groups_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="merge-matmul-batched-shared-operand",
@@ -813,6 +867,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             r"split_with_sizes expects split_sizes to sum exactly|module upstream produced computes "
             r"different|transformed modules compute different outputs")),
         witness="conform.witnesses.optimization:shared_batched_operand_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="merge-matmul-vector-left-operand",
@@ -831,6 +886,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                             r"tensors must match except in dimension 0|inconsistent tensor size)",
                     case="conform.traits.optimization:left_operands_not_stackable"),
         witness="conform.witnesses.optimization:vector_left_operands_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="merge-matmul-keyword-operand",
@@ -843,6 +899,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="ValueError",
                     message="values to unpack", case="conform.traits.optimization:matmul_with_keyword_operand"),
         witness="conform.witnesses.optimization:keyword_operand_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="merge-matmul-mutation-between",
@@ -864,6 +921,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             r"fingerprint\.kept: length \d+ vs \d+|module upstream produced computes different|"
             r"transformed modules compute different outputs")),
         witness="conform.witnesses.optimization:mutation_between_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="validator-trunc-to-int",
@@ -878,6 +936,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     exception="TranslationMismatch", message="TruncToInt",
                     case="conform.traits.optimization:truncation_of_negative_fraction"),
         witness="conform.witnesses.optimization:trunc_to_int_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="validator-trunc-to-int-term",
@@ -891,6 +950,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     message=r"fingerprint\.term: .*TruncToInt",
                     case="conform.traits.optimization:truncation_in_expression"),
         witness="conform.witnesses.optimization:trunc_to_int_term_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="validator-bitwise-unsigned",
@@ -905,6 +965,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     exception="TranslationMismatch", message="BitwiseFn_bitwise_",
                     case="conform.traits.optimization:negative_bitwise_result"),
         witness="conform.witnesses.optimization:negative_bitwise_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="validator-bitwise-unsigned-term",
@@ -918,6 +979,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     message=r"fingerprint\.term: .*BitwiseFn_bitwise_",
                     case="conform.traits.optimization:bitwise_in_expression"),
         witness="conform.witnesses.optimization:bitwise_term_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="partition-inplace-order",
@@ -937,6 +999,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             r"outputs|structural fingerprints differ|reference raises RuntimeError: cycle exists "
             r"between partitions! \(.*touch the same memory")),
         witness="conform.witnesses.partition:inplace_order_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="partition-sparse-nn-dense-only",
@@ -952,6 +1015,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
                     message=r"upstream IndexError", params=(("mode", "sparse_nn"),)),
         witness="conform.witnesses.partition:sparse_nn_dense_only_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="partition-sparse-nn-embeddings-only",
@@ -965,6 +1029,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="IndexError",
                     params=(("mode", "sparse_nn"),)),
         witness="conform.witnesses.partition:sparse_nn_embeddings_only_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="partition-sparse-nn-too-large-typeerror",
@@ -979,6 +1044,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
                     message=r"upstream TypeError", params=(("mode", "sparse_nn"),)),
         witness="conform.witnesses.partition:sparse_nn_too_large_function_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="partition-cost-aware-unplaced",
@@ -994,6 +1060,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     exception="PartitionConstraintViolation", message=r"has no device",
                     params=(("mode", "cost_aware"),)),
         witness="conform.witnesses.partition:cost_aware_unplaced_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="partition-kl-overfull-device",
@@ -1008,6 +1075,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     exception="PartitionConstraintViolation", message=r"needs \d+ bytes",
                     params=(("mode", "kl_based"),)),
         witness="conform.witnesses.partition:kl_overfull_device_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="partition-kl-unplaced",
@@ -1022,6 +1090,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     exception="PartitionConstraintViolation", message=r"has no device",
                     params=(("mode", "kl_based"),)),
         witness="conform.witnesses.partition:kl_unplaced_witness",
+        issue="unfiled",
     ),
 )
 
