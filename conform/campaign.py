@@ -77,6 +77,8 @@ class CampaignConfig:
     memory_mb: int | None = None
     force: bool = False  # write into a non-empty directory fx-conform did not create
     coverage: bool = True  # measure coverage of each transform's modules and steer by it
+    backend: str = "local"  # "local" (worker processes here) or "ray"
+    address: str | None = None  # the Ray cluster to join ("auto", "HOST:PORT"); None starts one
 
     def source(self, name: str) -> Source:
         """The configured source ``name`` (the factory source draws from :attr:`cases`)."""
@@ -136,6 +138,8 @@ class CampaignConfig:
             raise UsageError(f"stage timeout must be a positive number of seconds, got {self.stage_timeout_s!r}")
         if self.shard is not None:
             shards.Shard(*self.shard)
+        if self.backend not in ("local", "ray"):
+            raise UsageError(f"unknown backend {self.backend!r}", choices=("local", "ray"))
         report_dir = Path(self.report_dir)
         if report_dir.exists() and not report_dir.is_dir():
             raise UsageError(f"report path {report_dir} exists and is not a directory")
@@ -144,7 +148,8 @@ class CampaignConfig:
     def capped(self) -> tuple[CampaignConfig, str | None]:
         """This config with ``workers`` capped at the core count and at ``max_cases``, and a
         one-line note saying so when it was."""
-        cores = os.cpu_count() or 1
+        # a Ray cluster's cores are not this machine's: there only the case count caps
+        cores = (os.cpu_count() or 1) if self.backend == "local" else self.workers
         limit = min(cores, self.max_cases) if self.max_cases is not None else cores
         if self.workers <= limit:
             return self, None
@@ -316,8 +321,15 @@ def run(config: CampaignConfig, *, progress: Any = None) -> dict[str, Any]:
         def write(outcomes: list[Outcome], case: Any) -> None:
             store.record(run_id, outcomes, case, t=outcomes[0].notes.get("t") if outcomes else None)
 
-        supervisor = Supervisor(config, write, progress=progress, witnesses=shares, plugins=config.plugins)
-        result = supervisor.run()
+        if config.backend == "ray":
+            from conform import plugins, ray_backend
+
+            result = ray_backend.run(config, write, address=config.address, witnesses=shares,
+                                     plugin_names=tuple(dict.fromkeys([*config.plugins, *plugins.loaded()])),
+                                     progress=progress)
+        else:
+            supervisor = Supervisor(config, write, progress=progress, witnesses=shares, plugins=config.plugins)
+            result = supervisor.run()
     meta.update({
         "duration_s": round(time.monotonic() - started, 3),
         "worker_stats": result.stats,
@@ -327,6 +339,8 @@ def run(config: CampaignConfig, *, progress: Any = None) -> dict[str, Any]:
         "error": result.error,
         "environment": record.environment(config.devices),
         "scheduler": result.scheduler,
+        "backend": config.backend,
+        **({"ray_lost": result.lost} if result.lost else {}),
     })
     if result.coverage is not None:
         meta["coverage"] = result.coverage.summary()

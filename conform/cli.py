@@ -104,6 +104,10 @@ def _add_campaign_options(p: argparse.ArgumentParser, *, budget_default: str) ->
     p.add_argument("--memory-mb", type=_positive_int, default=None, metavar="MB",
                    help="address-space limit per worker (default: an equal share of 80%% of memory)")
     p.add_argument("--quiet", action="store_true", help="no live progress display")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local worker processes (the default) or Ray tasks (pip install 'fx-conform[ray]')")
+    p.add_argument("--address", default=None, metavar="auto|HOST:PORT",
+                   help="with --backend ray: the cluster to join (default: start a local one)")
     p.add_argument("--no-coverage", action="store_true",
                    help="do not measure coverage of the transforms' modules (nor steer by it)")
     cli_store.add_campaign_options(p)
@@ -175,6 +179,8 @@ def _campaign(args: argparse.Namespace, *, fuzz: bool) -> int:
         plugins=tuple(args.plugin),
         memory_mb=args.memory_mb,
         coverage=not args.no_coverage,
+        backend=args.backend,
+        address=args.address,
         **cli_store.campaign_options(args),
     )
     config.validate()

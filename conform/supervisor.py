@@ -23,6 +23,7 @@ import dataclasses
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
@@ -100,6 +101,7 @@ class Result:
     cut: int  # checks in flight when the campaign stopped (not recorded)
     coverage: Any = None  # the CoverageAccumulator, when the campaign measured coverage
     scheduler: dict[str, Any] | None = None
+    lost: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # cluster tasks that died
 
 
 class Supervisor:
@@ -114,9 +116,14 @@ class Supervisor:
 
     def __init__(self, config: Any, record: Callable[[list[Outcome], Case | None], Any], *,
                  progress: Any = None, witnesses: list[list[Any]] | None = None,
-                 plugins: tuple[str, ...] = ()) -> None:
+                 plugins: tuple[str, ...] = (), slots: list[int] | None = None,
+                 on_batch: Callable[..., Any] | None = None) -> None:
         self.config = config
         self.record = record
+        #: the worker slots this supervisor runs (all of them, unless a cluster backend gives
+        #: each node its own share)
+        self.slot_indices = list(range(config.workers)) if slots is None else list(slots)
+        self.on_batch = on_batch
         self.progress = progress
         self.witness_shares = witnesses or [[] for _ in range(config.workers)]
         self.plugins = plugins
@@ -236,6 +243,8 @@ class Supervisor:
                snapshot: dict[str, Any] | None) -> None:
         """A worker finished a batch: fold its coverage in and tell the scheduler how much
         the batch found."""
+        if self.on_batch is not None:
+            self.on_batch(transform, seconds, checks, new_origins, snapshot)
         new_lines = 0
         if snapshot is not None and self.coverage is not None:
             new_lines = self.coverage.add(snapshot, round(time.monotonic() - self.started, 3)).get(transform, 0)
@@ -395,9 +404,11 @@ class Supervisor:
         self.signal = signum
 
     def run(self) -> Result:
-        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            for index in range(self.config.workers):
+            for index in self.slot_indices:
                 if self._quota(index) is None or self._quota(index) > 0:
                     self._spawn(index, 0)
             last_update = 0.0
@@ -451,7 +462,7 @@ class Supervisor:
         from conform.progress import Snapshot, WorkerState
 
         workers = []
-        for index in range(self.config.workers):
+        for index in self.slot_indices:
             slot = self.slots.get(index)
             if slot is None:
                 workers.append(WorkerState(index=index, state="done"))
