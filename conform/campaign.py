@@ -23,7 +23,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from hypothesis.errors import HypothesisException
 
-from conform import known, record, report
+from conform import bugreport, known, record, report
 from conform.case import Case
 from conform.engine import Prepared, check, finish_outcome, prepare
 from conform.errors import UsageError
@@ -313,6 +313,7 @@ def finish(report_dir: Path, *, meta: dict[str, Any],
         summary["partition_gaps"] = gaps
     record.write_summary(report_dir, summary)
     report.write(report_dir, outcomes, summary)
+    bugreport.write_bug_reports(report_dir, outcomes)
     return summary
 
 
