@@ -231,7 +231,7 @@ def markdown(outcome: Outcome, case: Case, script: str | None) -> str:
                   f"`conform replay {outcome.key}`.", ""]
     check = check_for(outcome, case) if script is not None else None
     expected = _expected(check)
-    lines += ["## Expected", "", expected, "", "## Actual", "", "```", _actual(outcome), "```", ""]
+    lines += ["## Expected", "", expected, "", "## Actual", "", "```", _actual(outcome, check), "```", ""]
     return "\n".join(lines)
 
 
@@ -245,8 +245,13 @@ def _expected(check: Check | None) -> str:
     return check.expected[:1].upper() + check.expected[1:] + "."
 
 
-def _actual(outcome: Outcome) -> str:
-    parts = [outcome.message, *(d.render() for d in outcome.diffs)]
+def _actual(outcome: Outcome, check: Check | None) -> str:
+    message = outcome.message
+    if check is not None and check.kind == "constraints":
+        # the reference reproduces upstream's partitions; its oracle names what they break
+        broken = message.partition("constraints: ")[2].rpartition(" (the upstream")[0] or message
+        message = f"upstream's partitions break constraints: {broken}"
+    parts = [message, *(d.render() for d in outcome.diffs)]
     return "\n".join(p for p in parts if p).replace("```", "'''")
 
 

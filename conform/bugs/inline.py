@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import copy
 import dataclasses
 import functools
 import importlib
@@ -141,8 +142,28 @@ def _used_names(stmt: ast.stmt, skip_annotations: bool) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+class _DropAnnotations(ast.NodeTransformer):
+    """Removes annotations, for definitions copied into a script that evaluates them (the
+    names they mention are not copied)."""
+
+    def visit_arg(self, node: ast.arg) -> ast.arg:
+        node.annotation = None
+        return node
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef:
+        node.returns = None
+        self.generic_visit(node)
+        return node
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.stmt | None:
+        if node.value is None:
+            return ast.Pass() if node.simple else None
+        return ast.Assign(targets=[node.target], value=node.value, lineno=node.lineno)
+
+
 class _Collector:
-    def __init__(self) -> None:
+    def __init__(self, strip_annotations: bool = False) -> None:
+        self.strip_annotations = strip_annotations
         self.imports: dict[str, str] = {}  # import line -> itself, in first-seen order
         self.bound: dict[str, str] = {}  # name bound by a from-import -> its line
         self.emitted: dict[str, str] = {}  # defined name -> module it came from
@@ -202,6 +223,9 @@ class _Collector:
         for name in defined:
             self.emitted[name] = module.name
         substitute = next((SUBSTITUTES[(module.name, n)] for n in defined if (module.name, n) in SUBSTITUTES), None)
+        if substitute is None and self.strip_annotations and module.future_annotations:
+            tree = ast.fix_missing_locations(_DropAnnotations().visit(copy.deepcopy(stmt)))
+            substitute = ast.unparse(tree)
         self.chunks.append(substitute or _segment(module.name, stmt))
 
 
@@ -227,12 +251,15 @@ def _segment(module_name: str, stmt: ast.stmt) -> str:
     return "\n".join(_lines(module_name)[start - 1:stmt.end_lineno])
 
 
-def inline(objects: list[Any], *, names: list[tuple[str, str]] = ()) -> tuple[str, str, bool]:
+def inline(objects: list[Any], *, names: list[tuple[str, str]] = (),
+           strip_annotations: bool = False) -> tuple[str, str, bool]:
     """The source a script needs to define ``objects`` without importing the project.
 
     Args:
         objects: top-level functions or classes of importable modules.
         names: further ``(module, name)`` pairs to define.
+        strip_annotations: copy definitions from modules that postpone annotations without
+            their annotations, for a script that does not postpone them.
 
     Returns:
         ``(imports, definitions, future_annotations)``: the import lines, the definitions in
@@ -242,7 +269,7 @@ def inline(objects: list[Any], *, names: list[tuple[str, str]] = ()) -> tuple[st
     Raises:
         InlineError: when a definition cannot be copied.
     """
-    collector = _Collector()
+    collector = _Collector(strip_annotations)
     wanted = [(obj.__module__, obj.__name__) for obj in objects] + list(names)
     for module_name, name in wanted:
         if "<locals>" in name or module_name == "__main__":

@@ -273,15 +273,16 @@ def assemble(title: str, case: CaseCode, snippet: Snippet, check: Check) -> str:
     helper_imports: list[str] = []
     helpers = ""
     required = ""
+    strip = not case.future_annotations
     if snippet.requires:
-        text_imports, required, _ = inline([], names=snippet.requires)
+        text_imports, required, _ = inline([], names=snippet.requires, strip_annotations=strip)
         helper_imports += text_imports.splitlines()
     if check.kind == "structure":
         wanted = list(snippet.helpers)
         if snippet.structure is None and snippet.fingerprint is not None:
             wanted.append(snippet.fingerprint)
         if wanted:
-            text_imports, helpers, _ = inline([], names=wanted)
+            text_imports, helpers, _ = inline([], names=wanted, strip_annotations=strip)
             helper_imports += text_imports.splitlines()
         if snippet.structure is not None:
             helpers += "\n\n\n" + snippet.structure
@@ -289,7 +290,8 @@ def assemble(title: str, case: CaseCode, snippet: Snippet, check: Check) -> str:
             assert snippet.fingerprint is not None
             helpers += f"\n\n\nstructure = {snippet.fingerprint[1]}\n"
     elif check.kind == "constraints":
-        text_imports, helpers, _ = inline([], names=[("conform.oracles.partition_z3", "violations")])
+        text_imports, helpers, _ = inline([], names=[("conform.oracles.partition_z3", "violations")],
+                                         strip_annotations=strip)
         helper_imports += text_imports.splitlines()
     lines = [*imports, *case.imports.splitlines(), *snippet.imports, *helper_imports]
     case_text = render_case(dataclasses.replace(case, imports="")) if case.future_annotations else case.body

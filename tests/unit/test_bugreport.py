@@ -20,7 +20,7 @@ from conform.bugreport import standalone_repro, write_bug_reports
 from conform.case import Case
 from conform.engine import check
 from conform.known import Kind, KnownDivergence
-from conform.outcome import Outcome, Verdict
+from conform.outcome import Outcome, Stage, Symptom, Verdict
 
 UPSTREAM_BUGS = [entry for entry in known.KNOWN if entry.kind is Kind.UPSTREAM_BUG]
 
@@ -188,3 +188,40 @@ def test_campaign_finish_writes_the_bug_reports(tmp_path: Path) -> None:
     recorder.record(crash)
     campaign.finish(tmp_path, meta={})
     assert (tmp_path / "bugs" / "split-module-keep-order-returned-attribute.md").is_file()
+
+
+#: A random-module spec (a shared Linear called twice, a matmul, a tuple output).
+RANDOM_SPEC = {
+    "format": "fx-conform.random/1", "dtype": "float32", "training": False,
+    "inputs": [{"name": "x1", "shape": [3, 3], "dtype": "float32"}],
+    "signature": {"default": None, "flag": None, "varkw": False},
+    "nodes": [
+        {"id": "v2", "op": "linear", "in": ["x1"], "attrs": {"attr": "fc2", "new": True, "in": 3, "out": 3, "bias": True},
+         "shape": [3, 3], "dtype": "float32"},
+        {"id": "v3", "op": "linear", "in": ["v2"], "attrs": {"attr": "fc2", "new": False, "in": 3, "out": 3, "bias": True},
+         "shape": [3, 3], "dtype": "float32"},
+        {"id": "v4", "op": "matmul", "in": ["v3", "v2"], "attrs": {"style": 0, "rank": 2}, "shape": [3, 3],
+         "dtype": "float32"},
+    ],
+    "outputs": {"tuple": ["v4", {"list": ["v3"]}]},
+    "stochastic": False,
+}
+
+
+@pytest.mark.parametrize(("stage", "symptom", "place", "exception"), [
+    (Stage.COMPARE, Symptom.EAGER_MISMATCH, "upstream:outputs", None),
+    (Stage.TRANSFORM_UPSTREAM, Symptom.CRASH, None, "KeyError"),
+], ids=["outputs", "crash"])
+def test_repro_of_a_random_module_upstream_handles_exits_zero(stage: Stage, symptom: Symptom, place: str | None,
+                                                              exception: str | None, tmp_path: Path) -> None:
+    case = Case("random", RANDOM_SPEC, seed=3)
+    outcome = Outcome(key="k", case_id=case.id, source="random", transform="split_module", device="cpu",
+                      verdict=Verdict.FAIL, stage=stage, symptom=symptom, place=place, exception=exception,
+                      message="recorded by hand", spec=RANDOM_SPEC, params={"partition": {"matmul": 1}}, seed=3)
+    script = standalone_repro(outcome, case)
+    assert script is not None and "class GeneratedModule" in script
+    path = tmp_path / "repro.py"
+    path.write_text(script)
+    result = run_isolated(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "not reproduced" in result.stdout
