@@ -156,24 +156,28 @@ def standalone_repro(outcome: Outcome, case: Case) -> str | None:
         The script's text: ``python script.py`` exits 1 while the bug shows, 0 once it
         does not.
     """
+    return _repro(outcome, case)[0]
+
+
+def _repro(outcome: Outcome, case: Case) -> tuple[str | None, Check | None]:
     code = _case_section(case)
     if code is None or not code.standalone:
-        return None
+        return None, None
     check = check_for(outcome, case)
     if check is None:
-        return None
+        return None, None
     try:
         part = snippet(outcome.transform, outcome.params, case)
     except Unsupported as exc:
         log.info("no standalone snippet for %s: %s", outcome.transform, exc)
-        return None
+        return None, None
     if check.kind == "structure" and part.fingerprint is None and part.structure is None:
-        return None
+        return None, None
     try:
-        return assemble(title(outcome), code, part, check)
+        return assemble(title(outcome), code, part, check), check
     except InlineError as exc:
         log.info("the check of %s cannot be written standalone: %s", outcome.key, exc)
-        return None
+        return None, None
 
 
 # --- the markdown reports ----------------------------------------------------------------------
@@ -207,8 +211,9 @@ def environment() -> str:
             f"- {platform.platform()}")
 
 
-def markdown(outcome: Outcome, case: Case, script: str | None) -> str:
-    """The issue text for ``outcome``."""
+def markdown(outcome: Outcome, case: Case, script: str | None, check: Check | None = None) -> str:
+    """The issue text for ``outcome``; ``script`` and ``check`` are its standalone repro
+    and what the repro checks, when there is one."""
     entry = known.by_id().get(outcome.known_id or "")
     lines = [f"# {title(outcome)}", "", "## Environment", "", environment(), ""]
     if entry is not None:
@@ -229,7 +234,6 @@ def markdown(outcome: Outcome, case: Case, script: str | None) -> str:
         lines += ["## Repro", "", "No standalone script: the symptom cannot be shown with upstream alone, or "
                   "the case cannot be written without fx-conform. Replay it with "
                   f"`conform replay {outcome.key}`.", ""]
-    check = check_for(outcome, case) if script is not None else None
     expected = _expected(check)
     lines += ["## Expected", "", expected, "", "## Actual", "", "```", _actual(outcome, check), "```", ""]
     return "\n".join(lines)
@@ -271,14 +275,14 @@ def write_bug_reports(report_dir: Path, outcomes: list[Outcome]) -> list[Path]:
     for old in [*directory.glob("*.md"), *directory.glob("*.py")] if directory.is_dir() else []:
         old.unlink()  # reports of an earlier run in the same directory
     for name, items in sorted(groups.items()):
-        chosen, script = None, None
+        chosen, script, check = None, None, None
         for outcome in sorted(items, key=_rank)[:3]:
             case = Case(outcome.source, outcome.spec, outcome.seed)
             try:
-                script = standalone_repro(outcome, case)
+                script, check = _repro(outcome, case)
             except Exception as exc:  # a case that no longer builds: report without a script
                 log.warning("no standalone repro for %s: %s: %s", outcome.key, type(exc).__name__, exc)
-                script = None
+                script, check = None, None
             chosen = chosen or outcome
             if script is not None:
                 chosen = outcome
@@ -288,7 +292,7 @@ def write_bug_reports(report_dir: Path, outcomes: list[Outcome]) -> list[Path]:
         case = Case(chosen.source, chosen.spec, chosen.seed)
         directory.mkdir(parents=True, exist_ok=True)
         try:
-            text = markdown(chosen, case, script)
+            text = markdown(chosen, case, script, check)
         except Exception as exc:
             log.warning("cannot describe %s: %s: %s", name, type(exc).__name__, exc)
             continue

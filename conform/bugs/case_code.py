@@ -14,6 +14,8 @@ import dataclasses
 import re
 from typing import Any
 
+import torch
+
 from conform.bugs.inline import InlineError, inline
 from conform.case import Case
 from conform.registry import load
@@ -55,7 +57,8 @@ def case_code(case: Case) -> CaseCode:
     Args:
         case: a recorded case; it is built once to learn how it is traced.
     """
-    built = case.build()
+    with torch.random.fork_rng(devices=[]):  # building seeds the global RNG; the caller's state stays
+        built = case.build()
     found = _factory_function(case)
     if found is not None:
         function, kwargs = found
