@@ -124,6 +124,15 @@ def _walk(up: Any, ref: Any, path: list[Any], out: list[tuple[list[Any], Any]]) 
         out.append((path, ref))
 
 
+_SYMPTOMS = {
+    Symptom.CRASH: "raises",
+    Symptom.EAGER_MISMATCH: "the transformed module computes different outputs than the eager module",
+    Symptom.IMPL_DIVERGENCE: "differs from a conforming implementation",
+    Symptom.INVALID_GRAPH: "produces a graph that fails lint",
+    Symptom.TIMEOUT: "does not finish",
+}
+
+
 def title(outcome: Outcome) -> str:
     """A one-line issue title."""
     api = api_name(outcome.transform)
@@ -131,7 +140,7 @@ def title(outcome: Outcome) -> str:
     if entry is not None:
         text = entry.reason.split(". ")[0].split("; ")[0]
     else:
-        text = (outcome.message.splitlines() or [""])[0]
+        text = (outcome.message.splitlines() or [""])[0] or _SYMPTOMS.get(outcome.symptom, "diverges")
     text = text if len(text) <= 140 else text[:137] + "..."
     return f"[fx] {api}: {text}"
 

@@ -103,7 +103,22 @@ def case_code(case: Case) -> CaseCode:
         standalone = False
     else:
         extra.append("LEAF_MODULES = ()")
-    return CaseCode("", source + "\n\n" + "\n".join(extra) + "\n", False, standalone)
+    imports, body = _split_imports(source)
+    return CaseCode(imports, body.strip("\n") + "\n\n\n" + "\n".join(extra) + "\n", False, standalone)
+
+
+def _split_imports(source: str) -> tuple[str, str]:
+    """A source's one-line top-level imports apart from the rest; a one-line module
+    docstring becomes a comment (the section is not the top of the script)."""
+    imports, body = [], []
+    for line in source.splitlines():
+        if line.startswith(("import ", "from ")) and not line.rstrip().endswith(("(", "\\")):
+            imports.append(line)
+        elif not body and line.startswith('"""') and line.rstrip().endswith('"""') and len(line.strip()) > 6:
+            body.append("# " + line.strip()[3:-3])
+        else:
+            body.append(line)
+    return "\n".join(imports), re.sub(r"\n{4,}", "\n\n\n", "\n".join(body))
 
 
 def _tuple(names: list[str]) -> str:

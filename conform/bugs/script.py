@@ -299,7 +299,7 @@ def assemble(title: str, case: CaseCode, snippet: Snippet, check: Check) -> str:
         f'"""{_docstring(title)}\n\nA standalone reproduction: it imports torch only. Run it with\n'
         "``python <this file>``; it prints what was expected and what happened, and exits with\n"
         'status 1 while the bug shows, 0 once it does not."""\n',
-        "from __future__ import annotations\n" if case.future_annotations else "",
+        *(["from __future__ import annotations\n"] if case.future_annotations else []),
         _import_block(lines),
         "",
         "",
