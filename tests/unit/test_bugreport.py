@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conform import campaign, known, record, repro
+from conform import known, record, repro
 from conform.bugreport import standalone_repro, write_bug_reports
 from conform.case import Case
 from conform.engine import check
@@ -182,12 +182,15 @@ def test_bug_reports_one_file_per_upstream_bug_origin(tmp_path: Path) -> None:
     assert script in text
 
 
-def test_campaign_finish_writes_the_bug_reports(tmp_path: Path) -> None:
+def test_conform_report_writes_the_bug_reports(tmp_path: Path) -> None:
+    from conform.cli import main
+
     _, crash = witness_outcomes("split-module-keep-order-returned-attribute")
-    recorder = record.Recorder(tmp_path, "0")
-    recorder.record(crash)
-    campaign.finish(tmp_path, meta={})
-    assert (tmp_path / "bugs" / "split-module-keep-order-returned-attribute.md").is_file()
+    record.Recorder(tmp_path, "0").record(crash)
+    assert main(["report", "--report", str(tmp_path)]) == 0  # a known divergence is not a new one
+    report = tmp_path / "bugs" / "split-module-keep-order-returned-attribute.md"
+    assert report.is_file() and "## Repro" in report.read_text()
+    assert (tmp_path / "bugs" / "split-module-keep-order-returned-attribute.py").is_file()
 
 
 #: A random-module spec (a shared Linear called twice, a matmul, a tuple output).
