@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conform import known, record, report, shards
+from conform import bugreport, known, record, report, shards
 from conform.engine import check
 from conform.errors import UsageError
 from conform.oracles import partition_z3
@@ -282,8 +282,10 @@ def finish(report_dir: Path | str, *, meta: dict[str, Any],
             coverage = json.loads(coverage_path.read_text())
         except ValueError:
             coverage = None
+    bugs = bugreport.write_bug_reports(report_dir, outcomes)
     report.write(report_dir, outcomes, summary, history=history, coverage=coverage)
-    record.add_generated(report_dir, [record.SUMMARY, record.INDEX])
+    record.add_generated(report_dir, [record.SUMMARY, record.INDEX, *bugs,
+                                      *(p.with_suffix(".py") for p in bugs if p.with_suffix(".py").exists())])
     return summary
 
 

@@ -1,14 +1,24 @@
-"""Standalone repro scripts: one ``.py`` per divergence that rebuilds the case, applies the
-transform with both implementations and prints what differs."""
+"""Repro scripts: one ``.py`` per divergence that builds the case with its own
+``build_case()``, applies the transform with both implementations and prints what differs.
+
+The engine checks the module the script's ``build_case()`` returns (through
+:meth:`conform.case.Case.with_builder`), so editing that function (shrinking the module by
+hand, changing an input) changes what is checked. For a torch-only script to attach to an
+upstream issue, see :func:`conform.bugreport.standalone_repro`.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import textwrap
 from pathlib import Path
 
+from conform.bugs.case_code import CaseCode, case_code
 from conform.case import Case
 from conform.outcome import Outcome
+
+log = logging.getLogger(__name__)
 
 _TEMPLATE = '''\
 """Repro for a {transform} divergence ({stage} / {symptom}).
@@ -17,20 +27,25 @@ Case {case_id}, outcome key {key}.
 {message}
 
 Run: python {filename}
-It rebuilds the case below, applies {transform} with upstream torch.fx and with the
-fx-conform reference, and prints the outcome; exit status 1 while the divergence is there.
+It builds the case with build_case() below (edit it to try a variant), applies {transform}
+with upstream torch.fx and with the fx-conform reference, and prints the outcome; exit
+status 1 while the divergence is there.
 """
+{future}
+import json
+import sys
+
+{case_imports}
 
 # ---- the case -------------------------------------------------------------------------
 {case_source}
 
 # ---- the check ------------------------------------------------------------------------
-import sys
-
 from conform.case import Case
 from conform.engine import check
 
-CASE = Case.from_json(json.loads({case_json!r}))
+CASE = Case.from_json(json.loads({case_json!r})).with_builder(
+    build_case, stochastic=STOCHASTIC, concrete_args=CONCRETE_ARGS, leaf_modules=LEAF_MODULES)
 PARAMS = json.loads({params_json!r})
 DEVICES = {devices!r}
 
@@ -50,12 +65,25 @@ def _docstring_safe(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"""', "'''")
 
 
+def _case_section(case: Case) -> CaseCode:
+    """The case's ``build_case()`` section: standalone where the source allows, else the
+    source's own code with the tracing constants the check reads."""
+    try:
+        return case_code(case)
+    except Exception as exc:  # a case that no longer builds still gets a script to debug it with
+        log.info("case %s written from its source only: %s: %s", case.id, type(exc).__name__, exc)
+        body = case.source_code().rstrip() + "\n"
+        for name, default in (("SEED", case.seed), ("CONCRETE_ARGS", None), ("STOCHASTIC", False),
+                              ("LEAF_MODULES", ())):
+            if f"\n{name} =" not in "\n" + body:
+                body += f"{name} = {default!r}\n"
+        return CaseCode("", body, False, False)
+
+
 def render(outcome: Outcome, case: Case) -> str:
     """The repro script's text for ``outcome`` on ``case``."""
     devices = ("cpu", "cuda") if outcome.device == "cuda" else ("cpu",)
-    source = case.source_code()
-    if "import json" not in source:
-        source = "import json\n" + source
+    section = _case_section(case)
     return _TEMPLATE.format(
         transform=outcome.transform,
         stage=outcome.stage.value if outcome.stage else "-",
@@ -64,7 +92,9 @@ def render(outcome: Outcome, case: Case) -> str:
         key=outcome.key,
         message=_docstring_safe(textwrap.fill(outcome.message, 88)) if outcome.message else "",
         filename=f"{outcome.key}.py",
-        case_source=source.rstrip() + "\n",
+        future="\nfrom __future__ import annotations\n" if section.future_annotations else "",
+        case_imports=section.imports,
+        case_source=section.body.rstrip() + "\n",
         case_json=json.dumps(case.to_json(), sort_keys=True),
         params_json=json.dumps(outcome.params, sort_keys=True),
         devices=devices,
