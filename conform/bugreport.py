@@ -196,7 +196,15 @@ _PREFERENCE = {"raises": 0, "run-raises": 1, "outputs": 2, "constraints": 3, "li
 
 def _is_upstream_bug(outcome: Outcome) -> bool:
     if outcome.verdict is Verdict.FAIL:
-        return True
+        # a new divergence that blames upstream's side: not a case that fails on its own
+        # (transform "-"), a timeout or a lost worker, or the reference's side alone
+        if outcome.transform == "-" or outcome.symptom is Symptom.TIMEOUT:
+            return False
+        place = outcome.place or ""
+        if place.startswith("worker:") or outcome.stage is Stage.TRANSFORM_REFERENCE:
+            return False
+        return (outcome.stage is Stage.TRANSFORM_UPSTREAM or outcome.symptom is Symptom.IMPL_DIVERGENCE
+                or place.startswith("upstream"))
     if outcome.verdict is Verdict.KNOWN:
         entry = known.by_id().get(outcome.known_id or "")
         return entry is not None and entry.kind is known.Kind.UPSTREAM_BUG

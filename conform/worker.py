@@ -50,6 +50,7 @@ from conform.outcome import Outcome, Verdict, stable_key
 
 BATCH_EXAMPLES = 100
 BATCH_SECONDS = 20.0
+MIN_BATCH_SECONDS = 2.0
 
 
 class Stopped(BaseException):
@@ -306,8 +307,8 @@ def _owner(index: int, workers: int, shard: tuple[int, int] | None) -> Any:
 
 
 def run_share(channel: Channel, payload: dict[str, Any]) -> dict[str, Any]:
-    """The worker's loop: replay its witnesses, then batches of draws, one transform per
-    batch, until the budget, its quota or a stop."""
+    """The worker's loop: batches of draws, one transform per batch, until the budget, its
+    quota or a stop; its share of the known entries' witnesses is replayed after the first."""
     from conform import campaign, execute
     from conform.registry import select
 
@@ -318,13 +319,16 @@ def run_share(channel: Channel, payload: dict[str, Any]) -> dict[str, Any]:
     execute.configure_limits(cap=config.stage_timeout_s)
     execute.set_stage_listener(channel.stage)
     rows = select(list(config.transforms))
-    witnesses = {}
-    if payload.get("witnesses"):
+    pending_witnesses = list(payload.get("witnesses") or ())
+
+    def replay_witnesses() -> None:
+        # after the first batch, so that a short campaign checks cases before it spends its
+        # budget on stale detection
         from conform import known
 
         entries = known.by_id()
-        witnesses = campaign.check_witnesses([entries[i] for i in payload["witnesses"] if i in entries])
-        channel.send(("witnesses", witnesses))
+        channel.send(("witnesses", campaign.check_witnesses([entries[i] for i in pending_witnesses if i in entries])))
+        pending_witnesses.clear()
     quota = [payload["quota"] if payload.get("quota") is not None else sys.maxsize]
     database = DirectoryBasedExampleDatabase(config.database) if config.database else None
     rng = random.Random(f"{config.seed}:{index}:{generation}")
@@ -349,8 +353,11 @@ def run_share(channel: Channel, payload: dict[str, Any]) -> dict[str, Any]:
         if name is None and channel.stop_requested:
             break
         row = by_name.get(name) or order[batches % len(order)]
+        # batches shrink with what is left of the budget, so the scheduler gets to steer
+        # a short campaign too
+        length = min(BATCH_SECONDS, max(MIN_BATCH_SECONDS, (deadline - time.monotonic()) / 5))
         batch = _Batch(row=row, config=config, channel=channel, owns=owns,
-                       deadline=min(deadline, time.monotonic() + BATCH_SECONDS), quota=quota,
+                       deadline=min(deadline, time.monotonic() + length), quota=quota,
                        seen=seen, seen_origins=seen_origins, quarantine=quarantine)
         batch_started = time.monotonic()
         _run_batch(batch, rng.getrandbits(63), database)
@@ -358,8 +365,12 @@ def run_share(channel: Channel, payload: dict[str, Any]) -> dict[str, Any]:
         checks += batch.checks
         channel.send(("batch", row.name, round(time.monotonic() - batch_started, 3), batch.checks,
                       batch.new_origins, probe.snapshot() if probe is not None else None))
+        if pending_witnesses and not channel.stopping():
+            replay_witnesses()
     if probe is not None:
         probe.stop()
+    if pending_witnesses and not channel.stopping() and time.monotonic() < deadline:
+        replay_witnesses()  # a quota spent in the first batch
     return {"worker": index, "generation": generation, "checks": checks, "batches": batches,
             "seconds": round(time.monotonic() - started, 3)}
 

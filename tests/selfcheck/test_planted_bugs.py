@@ -3,50 +3,13 @@ modules finds it, names it, and shrinks the case that shows it to a handful of o
 
 from __future__ import annotations
 
-import dataclasses
-import sys
-import types
 from pathlib import Path
 
 import pytest
+from _mutants import MUTANTS, Mutant, mutated_source
 
-import conform.registry as registry
-from conform import campaign
-from conform.selfcheck import PLANTED
+from conform import campaign, plugins
 from generators import spec as spec_mod
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@dataclasses.dataclass(frozen=True)
-class Mutant:
-    name: str
-    module: str  # reference basename
-    old: str
-    new: str
-    transform: str
-    include: tuple[str, ...]  # random-source op kinds the campaign draws from
-    symptom: str
-
-
-MUTANTS = [
-    Mutant("sub-becomes-add", "normalize", '("sub", "sub")', '("sub", "add")', "normalize_operators",
-           ("sub",), "eager-mismatch"),
-    Mutant("stride-reversed", "shape_prop", "stride=() if sparse else t.stride(),",
-           "stride=() if sparse else tuple(reversed(t.stride())),", "shape_prop",
-           ("relu", "add", "permute"), "impl-divergence"),
-]
-
-
-def _plant(mutant: Mutant, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = ROOT / "reference" / f"{mutant.module}.py"
-    source = path.read_text()
-    assert source.count(mutant.old) == 1, f"the mutation site of {mutant.name} is gone from {path.name}"
-    name = f"reference.{mutant.module}"
-    planted = types.ModuleType(name)
-    planted.__file__ = str(path)
-    monkeypatch.setitem(sys.modules, name, planted)
-    exec(compile(source.replace(mutant.old, mutant.new), str(path), "exec"), planted.__dict__)
 
 
 def _results(report: Path) -> list[dict]:
@@ -58,12 +21,11 @@ def _results(report: Path) -> list[dict]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.name)
-def test_campaign_finds_and_shrinks_a_planted_bug(mutant: Mutant, monkeypatch: pytest.MonkeyPatch,
-                                                   tmp_path: Path) -> None:
-    _plant(mutant, monkeypatch)
+def test_campaign_finds_and_shrinks_a_planted_bug(mutant: Mutant, tmp_path: Path) -> None:
+    # the plugin plants the mutant in the campaign's worker processes only
     config = campaign.CampaignConfig(
         transforms=(mutant.transform,), sources=("random",), devices=("cpu",), budget_s=120.0,
-        max_cases=80, seed=1, workers=1, report_dir=str(tmp_path),
+        max_cases=80, seed=1, workers=1, report_dir=str(tmp_path), plugins=(mutant.plugin,), database=None,
         source_options={"random": {"include": mutant.include, "max_nodes": 8}},
     )
     summary = campaign.run(config)
@@ -76,11 +38,11 @@ def test_campaign_finds_and_shrinks_a_planted_bug(mutant: Mutant, monkeypatch: p
 
 
 @pytest.mark.slow
-def test_planted_row_shrinks_on_random_modules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(registry, "TRANSFORMS", (*registry.TRANSFORMS, PLANTED["planted_add_becomes_sub"]))
+def test_planted_row_shrinks_on_random_modules(tmp_path: Path) -> None:
+    plugins.load(["conform.selfcheck"])
     config = campaign.CampaignConfig(
         transforms=("planted_add_becomes_sub",), sources=("random",), devices=("cpu",), budget_s=120.0,
-        max_cases=30, seed=2, workers=1, report_dir=str(tmp_path),
+        max_cases=30, seed=2, workers=1, report_dir=str(tmp_path), plugins=("conform.selfcheck",), database=None,
         source_options={"random": {"include": ("add", "mul", "relu", "linear"), "max_nodes": 16}},
     )
     summary = campaign.run(config)
@@ -91,5 +53,4 @@ def test_planted_row_shrinks_on_random_modules(monkeypatch: pytest.MonkeyPatch, 
 
 def test_mutation_sites_exist() -> None:
     for mutant in MUTANTS:
-        source = (ROOT / "reference" / f"{mutant.module}.py").read_text()
-        assert source.count(mutant.old) == 1, mutant.name
+        mutated_source(mutant)

@@ -77,6 +77,8 @@ def test_divergence_row_is_complete_and_round_trips(tmp_path: Path) -> None:
     assert [o.key for o in back] == [o.key for o in outcomes]
     for original, restored in zip(outcomes, back, strict=True):
         assert restored.repro == f"repro/{original.key}.py" and (tmp_path / restored.repro).exists()
+        # the arrival time comes back in the notes, from its own column
+        assert restored.notes.pop("t") == 1.5
         assert dataclasses.asdict(restored) == dataclasses.asdict(original)
     assert {t for (t,) in _rows(tmp_path, "SELECT t FROM outcomes")} == {1.5}
 

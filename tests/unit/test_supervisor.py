@@ -90,9 +90,9 @@ def test_two_workers_one_killed_the_other_carries_on(tmp_path: Path) -> None:
 def test_a_case_that_never_returns_is_a_timeout_and_the_budget_holds(tmp_path: Path, factory: str) -> None:
     report = tmp_path / "r"
     started = time.monotonic()
-    done = conform("run", "--case", f"{HOSTILE}:{factory}", "--transform", "shape_prop", "--budget", "15",
-                   "--stage-timeout", "2", "--report", str(report), *COMMON)
-    assert time.monotonic() - started < 60
+    done = conform("run", "--case", f"{HOSTILE}:{factory}", "--transform", "shape_prop", "--budget", "60",
+                   "--max-cases", "2", "--stage-timeout", "2", "--report", str(report), *COMMON)
+    assert time.monotonic() - started < 90
     assert done.returncode == 1, done.stderr
     timeouts = [o for o in outcomes(report) if o.symptom and o.symptom.value == "timeout"]
     assert timeouts and all(o.verdict.value == "fail" for o in timeouts)

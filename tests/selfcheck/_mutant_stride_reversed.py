@@ -1,0 +1,5 @@
+"""Plugin: campaign workers run with the stride-reversed mutant of reference.shape_prop."""
+
+from _mutants import plant
+
+plant("stride-reversed")
