@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         for label, plant, transform in runs:
             report = Path(tmp) / label.replace(" ", "_").replace("(", "").replace(")", "")
             start = time.monotonic()
-            code = plants.run(plant, report, transform=transform, max_cases=max_cases, budget_s=args.budget)
+            options = plants.control_options(transform) if plant is None else ()
+            code = plants.run(plant, report, transform=transform, max_cases=max_cases, budget_s=args.budget,
+                              options=options)
             wall = time.monotonic() - start
             found = [o for o in plants.findings(report) if plants.blames_reference(o)]
             first = f"{found[0].notes['t']:.1f}" if found and "t" in found[0].notes else "-"

@@ -92,17 +92,18 @@ PLANTS: dict[str, Plant] = {
         Plant("latency_adds_up", "partitioner_utils", "_longest_path", "partition",
               "critical-path latency adds memory and compute latency instead of taking the larger",
               _ops("linear", "relu", "add")),
-        Plant("replica_largest", "accelerator_partitioner", "Partitioner.saturate_host", "partition",
-              "saturate_host puts each replica on the largest fitting idle device, not the smallest",
+        Plant("dag_outputs", "accelerator_partitioner", "Partitioner.dump_dag", "partition",
+              "a submodule call with one user lists that user as its output (>= 1 for > 1)",
               _ops("linear", "relu", "add")),
-        Plant("assert_message", "rewriter", "AST_Rewriter.visit_Assert", "rewrite",
-              "assert test, msg is rewritten to torch._assert(test, ''): the message is dropped",
-              _ops("assert", "relu")),
+        Plant("rewritten_defaults", "rewriter", "_recompile", "rewrite",
+              "a forward rewritten for its asserts loses its parameters' default values",
+              _ops("assert", "default_arg", "add")),
         Plant("embedding_width", "meta_tracer", "embedding_override", "meta_trace",
               "nn.Embedding's metadata takes num_embeddings as its last dimension, not the width",
               _ops("embedding", "assert")),
         Plant("euclidean_mod", "validator", "_PythonSemantics.mod", "validator",
-              "Python's % becomes z3's Euclidean %, wrong for a negative divisor"),
+              "Python's % becomes z3's Euclidean %, wrong for a negative divisor",
+              _ops("relu", "add")),
         Plant("placeholder_default", "split_module", "_Parent.bring_in", "split_module",
               "renamed parent inputs lose their default values",
               _ops("default_arg", "add")),
@@ -123,9 +124,9 @@ BUDGET_S = 60
 
 def command(plant: Plant | None, report: Path, *, transform: str | None = None,
             max_cases: int | None = MAX_CASES, budget_s: float = BUDGET_S,
-            python: str | None = None) -> list[str]:
-    """The ``conform run`` command line of ``plant``'s campaign (the unplanted control
-    campaign of ``transform`` when ``plant`` is None)."""
+            options: tuple[str, ...] = (), python: str | None = None) -> list[str]:
+    """The ``conform run`` command line of ``plant``'s campaign, or of the unplanted control
+    campaign of ``transform`` (with ``options``) when ``plant`` is None."""
     import sys
 
     if plant is None and transform is None:
@@ -138,7 +139,17 @@ def command(plant: Plant | None, report: Path, *, transform: str | None = None,
         argv += ["--max-cases", str(max_cases)]
     if plant is not None:
         argv += ["--plugin", plant.plugin, *plant.options]
-    return argv
+    return argv + list(options)
+
+
+def control_options(transform: str) -> tuple[str, ...]:
+    """Every op kind the plants of ``transform`` draw from: the unplanted control campaign
+    of a transform covers what its plants' campaigns do."""
+    kinds: list[str] = []
+    for plant in PLANTS.values():
+        if plant.transform == transform:
+            kinds += [k for k in plant.options[1::2] if k not in kinds]
+    return tuple(option for kind in kinds for option in ("--include-op", kind))
 
 
 def environment() -> dict[str, str]:
@@ -152,11 +163,13 @@ def environment() -> dict[str, str]:
 
 
 def run(plant: Plant | None, report: Path, *, transform: str | None = None,
-        max_cases: int | None = MAX_CASES, budget_s: float = BUDGET_S, timeout_s: float = 300) -> int:
+        max_cases: int | None = MAX_CASES, budget_s: float = BUDGET_S, options: tuple[str, ...] = (),
+        timeout_s: float = 300) -> int:
     """Run the campaign of :func:`command` from the repository root; its exit status."""
     import subprocess
 
-    argv = command(plant, report, transform=transform, max_cases=max_cases, budget_s=budget_s)
+    argv = command(plant, report, transform=transform, max_cases=max_cases, budget_s=budget_s,
+                   options=options)
     done = subprocess.run(argv, cwd=ROOT, env=environment(), timeout=timeout_s,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if done.returncode not in (0, 1):
