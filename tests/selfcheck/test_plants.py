@@ -1,7 +1,7 @@
 """Campaigns that reach the bugs: each plant of ``tests/selfcheck/plants`` breaks one reference
 module in a small way, and a short ``conform run`` of the transform that exercises it, with the
 plant loaded as a plugin, must report a new divergence that blames the reference. The same
-campaign without the plant must report nothing new, or the finding proves nothing.
+campaign without the plant must report no such divergence, or the finding proves nothing.
 
 Each campaign is bounded by ``--max-cases`` (``plants.MAX_CASES``) under a 60-second budget:
 a bounded run draws the same cases every time, and every plant is found in its first few
@@ -51,8 +51,12 @@ def test_campaign_finds_the_plant(plant: plants.Plant, tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("transform", sorted({p.transform for p in plants.PLANTS.values()}))
 def test_control_campaign_finds_nothing_new(transform: str, tmp_path: Path) -> None:
+    """Without a plant the same campaign finds nothing that blames the reference: what the
+    plants' campaigns find comes from the plants. (A new upstream-side divergence is a real
+    finding, not the reference's fault; it is shown, and the exit status must say so.)"""
     code = plants.run(None, tmp_path, transform=transform, max_cases=CONTROL_MAX_CASES,
                       options=plants.control_options(transform))
     found = plants.findings(tmp_path)
-    assert not found, [o.describe() for o in found]
-    assert code == 0
+    blamed = [o for o in found if plants.blames_reference(o)]
+    assert not blamed, [o.describe() for o in blamed]
+    assert code == (1 if found else 0), [o.describe() for o in found]
