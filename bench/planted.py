@@ -25,13 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plant", action="append", default=[], choices=sorted(plants.PLANTS),
                         help="run only these plants (repeatable; default: all)")
-    parser.add_argument("--max-cases", type=int, default=plants.MAX_CASES,
-                        help=f"cases per campaign (default {plants.MAX_CASES}; 0: no limit)")
+    parser.add_argument("--max-cases", type=int, default=None,
+                        help=f"cases per campaign (default: the plant's own bound, else {plants.MAX_CASES})")
     parser.add_argument("--budget", type=float, default=plants.BUDGET_S, help="seconds per campaign")
     parser.add_argument("--control", action="store_true", help="also run each transform unplanted")
     args = parser.parse_args(argv)
     chosen = [plants.PLANTS[n] for n in args.plant] or list(plants.PLANTS.values())
-    max_cases = args.max_cases or None
+    max_cases = args.max_cases
     print(f"{'plant':26} {'module':24} {'transform':20} {'first (s)':>9} {'found':>5} {'cases':>5} {'wall (s)':>8}")
     missed = 0
     with tempfile.TemporaryDirectory() as tmp:
