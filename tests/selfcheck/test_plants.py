@@ -37,6 +37,36 @@ def test_plants_span_the_reference() -> None:
         assert (plants.HERE / f"{plant.name}.py").is_file(), plant
 
 
+_CHECK_PATCHES = """
+import copy, importlib, sys
+import plants
+changed = []
+for plant in plants.PLANTS.values():
+    owner = importlib.import_module("reference." + plant.module)
+    for part in plant.attr.split("."):
+        owner = getattr(owner, part)
+    before = copy.copy(owner)
+    importlib.import_module(plant.plugin)
+    after = importlib.import_module("reference." + plant.module)
+    for part in plant.attr.split("."):
+        after = getattr(after, part)
+    if after is before or (isinstance(before, (dict, tuple)) and after == before):
+        changed.append(plant.name)
+print(",".join(changed))
+"""
+
+
+def test_each_plant_replaces_what_it_declares() -> None:
+    """Loading a plant module changes the reference attribute its catalogue entry names (and
+    reading the catalogue changes nothing)."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", _CHECK_PATCHES], cwd=plants.ROOT, env=plants.environment(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "", f"plants that leave their attribute as it was: {done.stdout}"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("plant", plants.PLANTS.values(), ids=lambda p: p.name)
 def test_campaign_finds_the_plant(plant: plants.Plant, tmp_path: Path) -> None:
