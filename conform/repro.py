@@ -7,6 +7,7 @@ import json
 import textwrap
 from pathlib import Path
 
+from conform import plugins
 from conform.case import Case
 from conform.outcome import Outcome
 
@@ -17,8 +18,8 @@ Case {case_id}, outcome key {key}.
 {message}
 
 Run: python {filename}
-It rebuilds the case below, applies {transform} with upstream torch.fx and with the
-fx-conform reference, and prints the outcome; exit status 1 while the divergence is there.
+It rebuilds the case below, {applies}, and prints the outcome; exit status 1 while the
+divergence is there.
 """
 
 # ---- the case -------------------------------------------------------------------------
@@ -27,15 +28,19 @@ fx-conform reference, and prints the outcome; exit status 1 while the divergence
 # ---- the check ------------------------------------------------------------------------
 import sys
 
+from conform import plugins
 from conform.case import Case
 from conform.engine import check
 
 CASE = Case.from_json(json.loads({case_json!r}))
 PARAMS = json.loads({params_json!r})
 DEVICES = {devices!r}
+#: the plugins (and passes of your own) the campaign had loaded: the transform may be one of theirs
+PLUGINS = {plugins!r}
 
 
 if __name__ == "__main__":
+    plugins.load(PLUGINS)
     module, args, kwargs = build_case()
     print("module:", type(module).__name__, "args:", [getattr(a, "shape", a) for a in args])
     outcomes = check(CASE, {transform!r}, params=PARAMS, devices=DEVICES)
@@ -68,7 +73,18 @@ def render(outcome: Outcome, case: Case) -> str:
         case_json=json.dumps(case.to_json(), sort_keys=True),
         params_json=json.dumps(outcome.params, sort_keys=True),
         devices=devices,
+        plugins=plugins.loaded(),
+        applies=_applies(outcome.transform),
     )
+
+
+def _applies(transform: str) -> str:
+    from conform.registry import transforms
+
+    row = transforms().get(transform)
+    if row is not None and row.one_sided:
+        return f"applies the pass {transform} and compares it with the eager module"
+    return f"applies {transform} with upstream torch.fx and with the fx-conform reference"
 
 
 def write(outcome: Outcome, case: Case, directory: Path) -> Path:
