@@ -18,8 +18,7 @@ Case {case_id}, outcome key {key}.
 {message}
 
 Run: python {filename}
-It rebuilds the case below, {applies}, and prints the outcome; exit status 1 while the
-divergence is there.
+{applies}
 """
 
 # ---- the case -------------------------------------------------------------------------
@@ -74,7 +73,8 @@ def render(outcome: Outcome, case: Case) -> str:
         params_json=json.dumps(outcome.params, sort_keys=True),
         devices=devices,
         plugins=plugins.loaded(),
-        applies=_applies(outcome.transform),
+        applies=textwrap.fill(f"It rebuilds the case below, {_applies(outcome.transform)}, and prints the "
+                              "outcome; exit status 1 while the divergence is there.", 88),
     )
 
 
