@@ -34,8 +34,10 @@ def test_the_example_campaign_exits_0(tmp_path: Path) -> None:
     assert "20 cases, 20 outcomes" in done.stdout
 
 
-def test_the_example_plugin_is_listed(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_example_plugin_is_listed(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     from conform.cli import main
+
+    monkeypatch.syspath_prepend(str(ROOT))  # examples/ is not installed with the package
 
     assert main(["list", "known", "--plugin", PLUGIN]) == 0
     assert "fold-constants-identity-aliases  [fold_constants, by-design]" in capsys.readouterr().out
@@ -60,3 +62,25 @@ def test_without_the_plugin_the_example_row_is_unknown(pytester: pytest.Pytester
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--conform-transform", "fold_constants")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*unknown transform 'fold_constants'*"])
+
+
+PASS_TEST = '''
+import pytest
+from conform.case import Case
+
+
+@pytest.mark.parametrize("sample", ["two_adds", "linear_relu"])
+def test_my_pass(conform, conform_transform, sample):
+    conform.assert_conforms(Case("samples", {"sample": sample}), conform_transform)
+'''
+
+
+@pytest.mark.slow
+def test_the_pytest_plugin_takes_a_pass_by_module_and_attribute(pytester: pytest.Pytester,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", _env()["PYTHONPATH"])
+    pytester.makepyfile(test_mine=PASS_TEST)
+    name = "examples.fold_constants.passes:fold_constants"
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v", "--conform-transform", name)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines([f"*test_my_pass?{name}-two_adds? PASSED*"])

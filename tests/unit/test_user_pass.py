@@ -137,3 +137,12 @@ def test_replay_of_a_plugin_row_asks_for_the_plugin(tmp_path: Path, capsys: pyte
     assert code == 2 and "planted_upstream_crash" in err and "--plugin MODULE" in err
     code, out, _ = _run(capsys, "replay", key, "--report", str(report), "--plugin", "conform.selfcheck")
     assert code == 1 and "KeyError" in out
+
+
+def test_coverage_is_measured_in_the_pass_module() -> None:
+    from conform.coverage_map import measurable, modules_for
+
+    row = row_for("_user_passes:DoubleRelu")
+    assert modules_for(row) == {"upstream": [], "reference": ["_user_passes"]}
+    (entry,) = measurable(row)["reference"]
+    assert entry.module == "_user_passes" and entry.lines and measurable(row)["upstream"] == []
