@@ -63,9 +63,9 @@ def convention_of(obj: Any, name: str) -> str:
         return "pass_base"
     elif callable(obj):
         return "graph_module"
-    raise UsageError(f"{name} is a {type(obj).__name__ if not isinstance(obj, type) else 'class ' + obj.__name__}, "
-                     "not a pass: name a GraphModule -> GraphModule function, a torch.fx.Transformer "
-                     "subclass or a torch.fx.passes.infra.pass_base.PassBase")
+    what = f"the class {obj.__name__}" if isinstance(obj, type) else f"an object of type {type(obj).__name__}"
+    raise UsageError(f"{name} is {what}, not a pass: name a GraphModule -> GraphModule function, a "
+                     "torch.fx.Transformer subclass or a torch.fx.passes.infra.pass_base.PassBase")
 
 
 def row_for(name: str) -> TransformSpec:

@@ -12,6 +12,10 @@ from torch.fx.passes.infra.pass_base import PassBase, PassResult
 NOT_A_PASS = 42
 
 
+class Plain:
+    """A class that is neither a Transformer nor a PassBase."""
+
+
 def _rename_adds(gm: torch.fx.GraphModule, target: object) -> torch.fx.GraphModule:
     for node in gm.graph.nodes:
         if node.op == "call_function" and node.target in (operator.add, torch.add):

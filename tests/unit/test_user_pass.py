@@ -67,7 +67,9 @@ def test_the_user_side_resolves_any_module_path() -> None:
 
 
 @pytest.mark.parametrize(("name", "needle"), [
-    ("_user_passes:NOT_A_PASS", "_user_passes:NOT_A_PASS is a int, not a pass: name a GraphModule -> GraphModule"),
+    ("_user_passes:NOT_A_PASS", "_user_passes:NOT_A_PASS is an object of type int, not a pass: name a "
+                                "GraphModule -> GraphModule function"),
+    ("_user_passes:Plain", "_user_passes:Plain is the class Plain, not a pass"),
     ("_user_passes:missing", "cannot load the pass _user_passes:missing: AttributeError"),
     ("no_such_module_here:fold", "cannot load the pass no_such_module_here:fold: ModuleNotFoundError"),
 ])
