@@ -150,10 +150,27 @@ def drive_traces(impl: Implementation, row: TransformSpec, subject: Subject, par
 
 
 def drive_graph_module(impl: Implementation, row: TransformSpec, subject: Subject, params: dict[str, Any]) -> Applied:
-    """``target(graph_module, **params)`` returns a module, or None when it works in place."""
+    """``target(graph_module, **params)`` returns a module, a ``PassResult``, or None when it
+    works in place."""
     target = impl.resolve(row.target)
-    result = target(subject.graph_module, **params)
-    return _applied(subject.graph_module if result is None else result, subject)
+    return _pass_applied(target(subject.graph_module, **params), subject)
+
+
+def drive_pass_base(impl: Implementation, row: TransformSpec, subject: Subject, params: dict[str, Any]) -> Applied:
+    """A ``torch.fx.passes.infra.pass_base.PassBase``: ``target(**params)(graph_module)`` for
+    the class, ``target(graph_module)`` for an instance; the ``PassResult``'s module runs."""
+    target = impl.resolve(row.target)
+    instance = target(**params) if isinstance(target, type) else target
+    return _pass_applied(instance(subject.graph_module), subject)
+
+
+def _pass_applied(result: Any, subject: Subject) -> Applied:
+    from torch.fx.passes.infra.pass_base import PassResult
+
+    module = result.graph_module if isinstance(result, PassResult) else result
+    applied = _applied(subject.graph_module if module is None else module, subject)
+    applied.value = result
+    return applied
 
 
 def drive_transformer(impl: Implementation, row: TransformSpec, subject: Subject, params: dict[str, Any]) -> Applied:
@@ -193,6 +210,7 @@ def drive_split(impl: Implementation, row: TransformSpec, subject: Subject, para
 CONVENTIONS: dict[str, Callable[..., Applied]] = {
     "traces": drive_traces,
     "graph_module": drive_graph_module,
+    "pass_base": drive_pass_base,
     "transformer": drive_transformer,
     "interpreter": drive_interpreter,
     "split": drive_split,

@@ -75,7 +75,8 @@ def _seed(text: str) -> int:
 
 def _add_campaign_options(p: argparse.ArgumentParser, *, budget_default: str) -> None:
     p.add_argument("--transform", action="append", default=[], metavar="NAME",
-                   help="a registered transform (repeatable; default: all; see `conform list transforms`)")
+                   help="a registered transform, or MODULE:ATTR of a pass of your own, checked against "
+                        "eager (repeatable; default: all; see `conform list transforms`)")
     p.add_argument("--source", action="append", default=[], metavar="NAME",
                    help="a case source (repeatable; default: random; see `conform list sources`)")
     p.add_argument("--device", default="all", choices=("cpu", "cuda", "all"),
@@ -97,8 +98,7 @@ def _add_campaign_options(p: argparse.ArgumentParser, *, budget_default: str) ->
                         "(module and example inputs; repeatable; it is imported and called)")
     p.add_argument("--stage-timeout", type=_positive_seconds, default=None, metavar="SECONDS",
                    help="cap every stage's time limit (default: 60 s per stage, or the transform's own)")
-    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                   help="load a plugin module (transforms, sources, known divergences) here and in every worker")
+    _add_plugin_option(p, "load a plugin module (transforms, sources, known divergences) here and in every worker")
     p.add_argument("--database", default=".hypothesis", metavar="DIR",
                    help="hypothesis example database; earlier failures are replayed first (default .hypothesis/)")
     p.add_argument("--memory-mb", type=_positive_int, default=None, metavar="MB",
@@ -111,6 +111,23 @@ def _add_campaign_options(p: argparse.ArgumentParser, *, budget_default: str) ->
     p.add_argument("--no-coverage", action="store_true",
                    help="do not measure coverage of the transforms' modules (nor steer by it)")
     cli_store.add_campaign_options(p)
+
+
+def _add_plugin_option(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE", help=help_text)
+
+
+def load_plugins(modules: Sequence[str], transforms: Sequence[str] = (), cases: Sequence[str] = ()) -> list[str]:
+    """Load the named plugins, then every ``MODULE:ATTR`` transform that no plugin registers
+    as a user's pass (an implicit plugin); return every name loaded, to carry to workers."""
+    from conform import plugins
+    from conform.registry import transforms as rows
+    from conform.user_pass import is_pass_name
+
+    plugins.load(modules, cases=cases)
+    passes = [name for name in dict.fromkeys(transforms) if is_pass_name(name) and name not in rows()]
+    plugins.load(passes)
+    return list(dict.fromkeys([*modules, *passes]))
 
 
 def _add_case_option(p: argparse.ArgumentParser, help_text: str) -> None:
@@ -145,13 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
     cli_store.add_parsers(sub)
     lst = sub.add_parser("list", help="list transforms, sources or known divergences")
     lst.add_argument("what", choices=("transforms", "sources", "known"))
+    _add_plugin_option(lst, "load a plugin module (or MODULE:ATTR, a pass of your own) first, to list what it adds")
     return parser
 
 
 def _campaign(args: argparse.Namespace, *, fuzz: bool) -> int:
-    from conform import campaign, plugins
+    from conform import campaign
 
-    plugins.load(args.plugin, cases=args.case)
+    loaded = load_plugins(args.plugin, args.transform, cases=args.case)
     budget = args.budget
     if budget is None and not fuzz and args.max_cases is None:
         budget = campaign.DEFAULT_BUDGET_S
@@ -176,7 +194,7 @@ def _campaign(args: argparse.Namespace, *, fuzz: bool) -> int:
         cases=tuple(dict.fromkeys(args.case)),
         stage_timeout_s=args.stage_timeout,
         database=args.database or None,
-        plugins=tuple(args.plugin),
+        plugins=tuple(loaded),
         memory_mb=args.memory_mb,
         coverage=not args.no_coverage,
         backend=args.backend,
@@ -231,11 +249,13 @@ def _print_summary(summary: dict, report_dir: Path) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
+    load_plugins(args.plugin)
     if args.what == "transforms":
-        from conform.registry import TRANSFORMS
+        from conform.registry import Oracle, transforms
 
-        for row in TRANSFORMS:
-            oracles = ",".join(sorted(o.value for o in row.oracles))
+        for row in transforms().values():
+            applies = row.oracles - {Oracle.UPSTREAM} if row.one_sided else row.oracles
+            oracles = ",".join(sorted(o.value for o in applies))
             print(f"{row.name:24} {row.convention:12} [{oracles}]  {row.description}")
     elif args.what == "sources":
         from generators.sources import get_source, source_names

@@ -78,10 +78,15 @@ def add_parsers(sub: Any) -> None:
     replay = sub.add_parser("replay", help="re-run one recorded outcome and print what it gives now")
     replay.add_argument("key", help="an outcome key (or a unique prefix) from the report or `conform export`")
     replay.add_argument("--report", default="reports", metavar="DIR")
-    from conform.cli import _add_case_option
+    from conform.cli import _add_case_option, _add_plugin_option
 
     _add_case_option(replay, "trust this case factory: a recorded factory case is rebuilt only from a "
                              "trusted function (repeatable)")
+    _add_plugin_option(replay, "load a plugin module first: an outcome of a row a plugin adds replays only "
+                               "with the plugin loaded (repeatable)")
+    replay.add_argument("--transform", action="append", default=[], metavar="MODULE:ATTR",
+                        help="the pass of your own the outcome was recorded for: a record's pass is "
+                             "imported only when named here (repeatable)")
     rep = sub.add_parser("report", help="render the HTML report again from the record store")
     rep.add_argument("--report", default="reports", metavar="DIR")
     rep.add_argument("--from", dest="from_file", default=None, metavar="FILE",
@@ -118,6 +123,10 @@ def _replay(args: argparse.Namespace) -> int:
     if len(keys) > 1:
         raise UsageError(f"key prefix {args.key!r} is ambiguous", choices=sorted(keys)[:10])
     recorded = matches[0]
+    from conform.cli import load_plugins
+
+    load_plugins(args.plugin, args.transform)
+    _check_recorded_transform(recorded.transform, recorded.key, Path(args.report))
     _check_recorded_case(recorded.source, recorded.spec, recorded.seed, recorded.params, args.case, recorded.key)
     case = Case(source=recorded.source, spec=recorded.spec, seed=recorded.seed)
     if recorded.transform == "-":
@@ -133,6 +142,21 @@ def _replay(args: argparse.Namespace) -> int:
     for o in now:
         print(o.describe())
     return EXIT_DIVERGENCE if any(o.verdict.value == "fail" for o in now) else EXIT_OK
+
+
+def _check_recorded_transform(transform: object, key: str, report: Path) -> None:
+    """Refuse an outcome whose transform this process has not loaded: a record never makes
+    replay import a pass or a plugin; the person names it again."""
+    from conform.registry import transforms
+    from conform.user_pass import is_pass_name
+
+    if transform == "-" or (isinstance(transform, str) and transform in transforms()):
+        return
+    if isinstance(transform, str) and is_pass_name(transform):
+        raise UsageError(f"outcome {key} is of the pass {transform}, which replay imports only when it is "
+                         f"named: conform replay {key} --report {report} --transform {transform}")
+    raise UsageError(f"outcome {key} is of transform {transform!r:.60}, which no loaded plugin registers: "
+                     "name the plugin that adds it with --plugin MODULE", choices=sorted(transforms()))
 
 
 def _check_recorded_case(source: object, spec: object, seed: object, params: object, cases: Sequence[str],

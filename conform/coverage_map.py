@@ -118,7 +118,10 @@ def _reference_modules(basenames: Iterable[str]) -> list[str]:
 def modules_for(row: TransformSpec) -> dict[str, list[str]]:
     """``{"upstream": [module, ...], "reference": [module, ...]}``, the target's module first."""
     upstream = [Implementation("upstream").module_path(b) for b in row.modules]
-    return {"upstream": upstream, "reference": _reference_modules(row.modules)}
+    reference = _reference_modules(row.modules)
+    if row.one_sided:  # a user's pass: its own module stands where the reference would
+        reference.insert(0, row.target.partition(":")[0])
+    return {"upstream": upstream, "reference": reference}
 
 
 def files_for(row: TransformSpec) -> dict[str, list[str]]:
@@ -305,6 +308,10 @@ class _CallGraph:
 def _reachable(row: TransformSpec, modules: list[str], entry_module: str) -> _CallGraph:
     graph = _CallGraph(modules)
     attr = row.target.partition(":")[2].split(".")[0]
+    if attr not in graph.modules[entry_module].defs and row.one_sided:
+        # a user's pass bound to an instance or an import: all of its module counts
+        graph.visit((entry_module, name) for name in graph.modules[entry_module].defs)
+        return graph
     if attr not in graph.modules[entry_module].defs:
         raise ValueError(f"row {row.name!r}: {entry_module} defines no {attr!r} at its top level")
     graph.visit([(entry_module, attr)])
@@ -340,6 +347,9 @@ def measurable(row: TransformSpec) -> dict[str, list[Measurable]]:
     """``{"upstream": [Measurable, ...], "reference": [...]}`` in :func:`files_for` order."""
     result: dict[str, list[Measurable]] = {}
     for side, modules in modules_for(row).items():
+        if not modules:  # the upstream side of a one-sided row
+            result[side] = []
+            continue
         graph = _reachable(row, modules, modules[0])
         entries = []
         for module in modules:

@@ -153,7 +153,9 @@ class CoverageAccumulator:
 
     def report(self) -> dict[str, dict[str, Any]]:
         """Per transform and side, the report's shape (see the module docstring)."""
-        return {row.name: {side: self._side(row.name, side) for side in SIDES} for row in self.rows}
+        # a one-sided row (a user's pass) has no upstream files
+        return {row.name: {side: self._side(row.name, side) for side in SIDES if self._measurable[row.name][side]}
+                for row in self.rows}
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Per transform, the line and branch percent of each side."""

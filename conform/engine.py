@@ -248,7 +248,9 @@ class _Findings:
         ))
 
 
-_STAGE_OF = {"reference": Stage.TRANSFORM_REFERENCE, "upstream": Stage.TRANSFORM_UPSTREAM}
+#: A user's pass is the implementation under test, as the reference is.
+_STAGE_OF = {"reference": Stage.TRANSFORM_REFERENCE, "upstream": Stage.TRANSFORM_UPSTREAM,
+             "user": Stage.TRANSFORM_REFERENCE}
 
 
 def check(case: Case, transform: TransformSpec | str, *, params: dict[str, Any] | None = None,
@@ -278,12 +280,12 @@ def check(case: Case, transform: TransformSpec | str, *, params: dict[str, Any] 
     sides = {impl: apply(row, impl, prepared, params) for impl in _impls(row)}
     _judge(findings, sides)
     if "cuda" in devices and Oracle.DEVICE in row.oracles and torch.cuda.is_available():
-        _judge_device(findings, sides["reference"], prepared, row, params)
+        _judge_device(findings, sides[row.sides[0]], prepared, row, params)
     outcomes = findings.items
     if not outcomes:
-        ref = sides.get("reference")
+        ref = sides.get(row.sides[0])
         if ref is not None and ref.not_applicable is not None:
-            findings.add(Stage.TRANSFORM_REFERENCE, Symptom.UNSUPPORTED, ref.not_applicable,
+            findings.add(_STAGE_OF[ref.impl], Symptom.UNSUPPORTED, ref.not_applicable,
                          verdict=Verdict.SKIP)
         else:
             both = [s.failure for s in sides.values() if s.failure]
@@ -322,7 +324,7 @@ def _traits(row: TransformSpec, prepared: Prepared, params: dict[str, Any]) -> l
 
 
 def _impls(row: TransformSpec) -> tuple[str, ...]:
-    return ("reference", "upstream") if Oracle.UPSTREAM in row.oracles else ("reference",)
+    return row.sides
 
 
 def _finish(outcome: Outcome, started: float, elapsed: float | None = None) -> Outcome:
@@ -471,7 +473,7 @@ def _judge_device(f: _Findings, cpu_side: Side, prepared: Prepared, row: Transfo
             expected = execute(eager.module, eager.inputs, eager.kwargs, seed=prepared.case.seed)
         if not expected.ok:
             return
-        cuda_side = apply(row, "reference", prepared, params, device="cuda")
+        cuda_side = apply(row, cpu_side.impl, prepared, params, device="cuda")
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
     if cuda_side.failure or cuda_side.timed_out:
@@ -493,7 +495,7 @@ def _judge_device(f: _Findings, cpu_side: Side, prepared: Prepared, row: Transfo
             if diff:
                 f.add(Stage.COMPARE, Symptom.DEVICE_DIVERGENCE,
                       "on CUDA the transformed module computes different outputs than the eager module",
-                      place="outputs", diffs=[Mismatch("eager on cuda", "reference on cuda", "outputs", diff)],
+                      place="outputs", diffs=[Mismatch("eager on cuda", f"{cpu_side.impl} on cuda", "outputs", diff)],
                       device="cuda")
 
 

@@ -1,7 +1,10 @@
-"""The two implementations every transform has: upstream torch.fx and ``reference/``.
+"""The sides a transform is applied with: upstream torch.fx and ``reference/``, or a user's pass.
 
-Both are addressed by the same module basename (``split_module``, ``normalize``, ...), so a
-registry row or a test names a transform once and gets either implementation.
+Upstream and reference are addressed by the same module basename (``split_module``,
+``normalize``, ...), so a registry row or a test names a transform once and gets either
+implementation. A row whose target lies in any other module (``"mypkg.passes:fold"``, a
+user's own pass with no reference twin) has a single side, ``user``, which resolves the
+target's module by its full import path.
 
 Example::
 
@@ -36,17 +39,30 @@ UPSTREAM_MODULES: dict[str, str] = {
 }
 
 IMPLEMENTATIONS = ("upstream", "reference")
+#: The one side of a row whose target is not a reimplemented module: a user's pass.
+USER = "user"
+SIDES = (*IMPLEMENTATIONS, USER)
+
+
+def is_reimplemented(target: str) -> bool:
+    """Whether ``"module:attr"`` names one of the reimplemented modules by basename (and so
+    has an upstream and a reference side) rather than a module of its own."""
+    return target.partition(":")[0] in UPSTREAM_MODULES
 
 
 class Implementation:
     """One side of the comparison; attribute access loads a module by basename."""
 
     def __init__(self, name: str) -> None:
-        if name not in IMPLEMENTATIONS:
-            raise unknown("implementation", name, IMPLEMENTATIONS)
+        if name not in SIDES:
+            raise unknown("implementation", name, SIDES)
         self.name = name
 
     def module_path(self, basename: str) -> str:
+        """The module to import: by basename for upstream and reference, the name as it is
+        (a full import path) for the ``user`` side."""
+        if self.name == USER:
+            return basename
         if basename not in UPSTREAM_MODULES:
             raise unknown("module", basename, UPSTREAM_MODULES)
         if self.name == "upstream":

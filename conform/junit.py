@@ -38,12 +38,12 @@ def build(outcomes: Iterable[Outcome], summary: dict[str, Any], *, report_dir: P
         worst = min(items, key=lambda o: _RANK[o.verdict])
         case = ET.SubElement(suite, "testcase", classname=_text(worst.transform), name=_text(origin),
                              time=f"{sum(o.duration_s for o in items):.3f}")
-        replay = f"conform replay {worst.key} --report {report_dir}"
+        replay = f"conform replay {worst.key} --report {report_dir}{worst.replay_options}"
         if worst.verdict is Verdict.FAIL:
             failures = [o for o in items if o.verdict is Verdict.FAIL]
             failure = ET.SubElement(case, "failure", type=_text(worst.symptom.value if worst.symptom else "divergence"),
                                     message=_text(f"{len(failures)} new divergence(s) of {origin}; replay: {replay}"))
-            failure.text = _text(worst.describe().replace(f"replay: conform replay {worst.key}", f"replay: {replay}"))
+            failure.text = _text(worst.describe().replace(f"replay: conform replay {worst.key}{worst.replay_options}", f"replay: {replay}"))
             counts["failures"] += 1
         elif worst.verdict is Verdict.KNOWN:
             ET.SubElement(case, "skipped", message=_text(f"known divergence {worst.known_id}; replay: {replay}"))

@@ -124,8 +124,14 @@ class Outcome:
         if self.message:
             lines.append(self.message)
         lines.extend(d.render() for d in self.diffs)
-        lines.append(f"replay: conform replay {self.key}")
+        lines.append(f"replay: conform replay {self.key}{self.replay_options}")
         return "\n".join(lines)
+
+    @property
+    def replay_options(self) -> str:
+        """What ``conform replay`` must be told besides the key: a pass of the user's own
+        (``MODULE:ATTR``) is imported only when it is named again."""
+        return f" --transform {self.transform}" if ":" in self.transform else ""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able view of the outcome. Containers (params, notes) are shared with the

@@ -1,7 +1,10 @@
 """pytest plugin for fx-conform (registered through the ``pytest11`` entry point).
 
-Options: ``--conform-report DIR``, ``--conform-seed N``, ``--conform-profile pr|nightly``,
-``--conform-device cpu|cuda|all``, ``--conform-transform NAME`` (repeatable).
+Options: ``--conform-report DIR``, ``--conform-seed N``, ``--conform-profile pr|nightly``
+(default ``pr``, unless hypothesis' own ``--hypothesis-profile`` is given),
+``--conform-device cpu|cuda|all``, ``--conform-transform NAME`` (repeatable; ``MODULE:ATTR``
+names a pass of your own, checked against eager), ``--conform-plugin MODULE`` (repeatable;
+loads a plugin's transforms, sources and known divergences).
 
 Fixtures:
 
@@ -40,11 +43,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write the conformance report (index.html, summary.json, conform.sqlite) to DIR")
     group.addoption("--conform-seed", metavar="N", type=int, default=0, help="seed for conformance cases")
     group.addoption("--conform-profile", choices=PROFILES, default=None,
-                    help="hypothesis settings: pr (small, fast, the same examples on every run) or nightly (thorough, new examples each run)")
+                    help="hypothesis settings: pr (small, fast, the same examples on every run; the default "
+                         "unless --hypothesis-profile is given) or nightly (thorough, new examples each run)")
     group.addoption("--conform-device", choices=("cpu", "cuda", "all"), default="all",
                     help="devices to check on (all = CPU plus CUDA when present)")
     group.addoption("--conform-transform", metavar="NAME", action="append", default=[],
-                    help="restrict conform_transform to these transforms (repeatable)")
+                    help="restrict conform_transform to these transforms; MODULE:ATTR names a pass of "
+                         "your own (repeatable)")
+    group.addoption("--conform-plugin", metavar="MODULE", action="append", default=[],
+                    help="load a plugin module (transforms, sources, known divergences; repeatable)")
 
 
 def _register_profiles() -> None:
@@ -62,6 +69,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "nightly: runs in full only under --conform-profile nightly")
     _register_profiles()
     profile = config.getoption("conform_profile")
+    if profile is None and config.getoption("hypothesis_profile", None) is None:
+        # hypothesis' default deadline (200 ms) fails a first check that traces and runs modules
+        profile = "pr"
     if profile:
         from hypothesis import settings
 
@@ -69,7 +79,10 @@ def pytest_configure(config: pytest.Config) -> None:
     from conform.errors import UsageError
 
     try:
+        from conform.cli import load_plugins
         from conform.registry import select
+
+        load_plugins(config.getoption("conform_plugin"), config.getoption("conform_transform"))
 
         select(config.getoption("conform_transform"))
         if config.getoption("conform_device") == "cuda":

@@ -13,6 +13,10 @@ default plugin (:mod:`conform.builtin`); a user's package adds its own through t
         return [TransformSpec(name="fold_constants", target="mypkg.passes:fold_constants",
                               convention="graph_module", description="...")]
 
+A row whose target is not one of the reimplemented modules is one-sided (checked against
+eager only). ``MODULE:ATTR`` where a plugin module is expected is a user's pass, an implicit
+plugin adding such a row (:mod:`conform.user_pass`).
+
 Plugins named on the command line are loaded in every worker process, in ``replay`` and in
 repro scripts, so a campaign sees the same rows everywhere.
 """
@@ -121,16 +125,27 @@ def register(plugin: Any, name: str | None = None) -> None:
 def load(modules: Iterable[str], *, cases: Iterable[str] = ()) -> None:
     """Import each named module and register it as a plugin; trust the named case factories.
 
+    A ``MODULE:ATTR`` name is a user's pass (:mod:`conform.user_pass`): it is imported and
+    registered as a plugin adding its one-sided row, named the same.
+
     Raises:
-        UsageError: a module cannot be imported (the message names it).
+        UsageError: a module cannot be imported, or a pass name names no pass (the message
+            names it).
     """
     for name in modules:
-        try:
-            module = importlib.import_module(name)
-        except Exception as exc:
-            raise UsageError(f"cannot load plugin {name!r}: {type(exc).__name__}: {exc}; "
-                             "give an importable module name (--plugin MODULE)") from None
-        register(module, name)
+        if ":" in name:
+            # MODULE:ATTR is a user's pass, an implicit plugin adding its one-sided row
+            from conform.user_pass import UserPass
+
+            if not manager().has_plugin(name):
+                register(UserPass(name), name)
+        else:
+            try:
+                module = importlib.import_module(name)
+            except Exception as exc:
+                raise UsageError(f"cannot load plugin {name!r}: {type(exc).__name__}: {exc}; "
+                                 "give an importable module name (--plugin MODULE)") from None
+            register(module, name)
         if name not in _state["loaded"]:
             _state["loaded"].append(name)
     if cases:

@@ -7,7 +7,8 @@ Adding a transform is adding a row to :data:`TRANSFORMS`, not editing the engine
   ``torch.fx.passes.split_module.split_module`` upstream and
   ``reference.split_module.split_module`` in the reference;
 * ``convention``: how to call it, a key of :data:`conform.adapters.CONVENTIONS`
-  (``traces``, ``graph_module``, ``transformer``, ``interpreter``, ``split``), or ``custom``
+  (``traces``, ``graph_module``, ``pass_base``, ``transformer``, ``interpreter``,
+  ``split``), or ``custom``
   with ``driver`` naming a ``"module:function"`` with the driver signature
   ``(impl, row, subject, params) -> Applied``;
 * ``params``: ``"module:function"`` of a parameter strategy factory
@@ -18,6 +19,12 @@ Adding a transform is adding a row to :data:`TRANSFORMS`, not editing the engine
 * ``oracles``: which comparisons apply (``eager``, ``upstream``, ``device``);
 * ``covers``: the ``reference/`` module basenames this row exercises (a test checks that
   every reference module is covered by some row).
+
+A row whose ``target`` names a module of its own (``"mypkg.passes:fold_constants"``, any
+importable module that is not one of the reimplemented basenames) is *one-sided*: a user's
+pass with no reference twin. Its single side, ``user``, is checked against eager (and the
+device oracle); the upstream oracle has nothing to compare it with. ``conform run
+--transform MODULE:ATTR`` builds such a row on the fly (:mod:`conform.user_pass`).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from typing import Any
 
 from conform.adapters import CONVENTIONS, Applied
 from conform.errors import unknown
-from conform.implementations import Implementation
+from conform.implementations import USER, Implementation, is_reimplemented
 
 
 class Oracle(StrEnum):
@@ -65,8 +72,25 @@ class TransformSpec:
     timeout_s: float = 60.0
 
     @property
+    def sides(self) -> tuple[str, ...]:
+        """The implementations the engine applies, the one under test first: ``reference``
+        (and ``upstream`` when the upstream oracle applies) for a reimplemented module, the
+        single ``user`` side for a one-sided row."""
+        if not self.one_sided:
+            return ("reference", "upstream") if Oracle.UPSTREAM in self.oracles else ("reference",)
+        return (USER,)
+
+    @property
+    def one_sided(self) -> bool:
+        """Whether the target is a user's pass rather than a reimplemented module."""
+        return not is_reimplemented(self.target)
+
+    @property
     def modules(self) -> tuple[str, ...]:
-        """Reference module basenames this row exercises."""
+        """Reference module basenames this row exercises (for a one-sided row, only its
+        ``covers``: its own module has no reference counterpart)."""
+        if self.one_sided:
+            return tuple(dict.fromkeys(self.covers))
         return tuple(dict.fromkeys((self.target.partition(":")[0], *self.covers)))
 
     def load_driver(self) -> Callable[..., Applied]:

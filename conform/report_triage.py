@@ -157,7 +157,7 @@ def origin_groups(outcomes: list[Outcome], report_dir: Path | None, replay_dir: 
             examples.append(Example(
                 outcome=o, shrunk=bool(o.notes.get("shrunk_from")),
                 diffs=[_clip(d.render(), DIFF_CHARS) for d in o.diffs],
-                repro=path, repro_html=html, replay=f"conform replay {o.key} --report {replay_dir}",
+                repro=path, repro_html=html, replay=f"conform replay {o.key} --report {replay_dir}{o.replay_options}",
             ))
         times = [t for o in items if isinstance(t := o.notes.get("t"), int | float)]
         first = items[0]

@@ -14,6 +14,7 @@ import logging
 import textwrap
 from pathlib import Path
 
+from conform import plugins
 from conform.bugs.case_code import CaseCode, case_code
 from conform.case import Case
 from conform.outcome import Outcome
@@ -27,9 +28,7 @@ Case {case_id}, outcome key {key}.
 {message}
 
 Run: python {filename}
-It builds the case with build_case() below (edit it to try a variant), applies {transform}
-with upstream torch.fx and with the fx-conform reference, and prints the outcome; exit
-status 1 while the divergence is there.
+{applies}
 """
 {future}
 import json
@@ -41,6 +40,7 @@ import sys
 {case_source}
 
 # ---- the check ------------------------------------------------------------------------
+from conform import plugins
 from conform.case import Case
 from conform.engine import check
 
@@ -48,9 +48,12 @@ CASE = Case.from_json(json.loads({case_json!r})).with_builder(
     build_case, stochastic=STOCHASTIC, concrete_args=CONCRETE_ARGS, leaf_modules=LEAF_MODULES)
 PARAMS = json.loads({params_json!r})
 DEVICES = {devices!r}
+#: the plugins (and passes of your own) the campaign had loaded: the transform may be one of theirs
+PLUGINS = {plugins!r}
 
 
 if __name__ == "__main__":
+    plugins.load(PLUGINS)
     module, args, kwargs = build_case()
     print("module:", type(module).__name__, "args:", [getattr(a, "shape", a) for a in args])
     outcomes = check(CASE, {transform!r}, params=PARAMS, devices=DEVICES)
@@ -98,7 +101,19 @@ def render(outcome: Outcome, case: Case) -> str:
         case_json=json.dumps(case.to_json(), sort_keys=True),
         params_json=json.dumps(outcome.params, sort_keys=True),
         devices=devices,
+        plugins=plugins.loaded(),
+        applies=textwrap.fill(f"It builds the case with build_case() below (edit it to try a variant), {_applies(outcome.transform)}, and prints the "
+                              "outcome; exit status 1 while the divergence is there.", 88),
     )
+
+
+def _applies(transform: str) -> str:
+    from conform.registry import transforms
+
+    row = transforms().get(transform)
+    if row is not None and row.one_sided:
+        return f"applies the pass {transform} and compares it with the eager module"
+    return f"applies {transform} with upstream torch.fx and with the fx-conform reference"
 
 
 def write(outcome: Outcome, case: Case, directory: Path) -> Path:

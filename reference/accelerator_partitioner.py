@@ -43,6 +43,13 @@ from reference.partitioner_utils import (
 )
 from reference.split_module import split_module
 
+__all__ = [
+    "Partitioner", "PartitionResult", "DAG", "DAGNode", "reset_partition_device", "combine_two_partitions",
+    "set_parents_and_children", "reorganize_partitions", "get_bfs_level_partition",
+    "get_node_to_partition_mapping", "get_logical_id_to_device", "get_device_partition_stats",
+    "get_device_to_partitions_mapping", "check_dependency",
+]
+
 _OPERATIONS = ("call_module", "call_method", "call_function")
 _HOLDERS = ("placeholder", "get_attr")
 

@@ -32,20 +32,22 @@ from reference._mkldnn_layout import (
     fresh_name,
     gen_mkl_autotuner,
     layout_optimize,
-    mkldnn_supported,
-    mkldnn_supported_unknown,
     modules_to_mkldnn,
     replace_node_module,
     reset_modules,
     use_mkl_length,
 )
 
+# module-level tables: public upstream, outside its __all__
+from reference._mkldnn_layout import mkldnn_supported as mkldnn_supported
+from reference._mkldnn_layout import mkldnn_supported_unknown as mkldnn_supported_unknown
+
 __all__ = [
     # folding and dropout removal
     "fuse", "remove_dropout", "matches_module_pattern", "replace_node_module", "extract_subgraph",
     # the MKLDNN layout pass
     "optimize_for_inference", "MklSubgraph", "use_mkl_length", "gen_mkl_autotuner",
-    "modules_to_mkldnn", "reset_modules", "UnionFind", "mkldnn_supported", "mkldnn_supported_unknown",
+    "modules_to_mkldnn", "reset_modules", "UnionFind",
 ]
 
 #: (producer, batch norm) module classes ``fuse`` folds, matched by exact type.

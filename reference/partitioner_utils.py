@@ -20,6 +20,12 @@ from typing import Any
 
 from torch.fx.node import Node, map_arg
 
+__all__ = [
+    "Partition", "Device", "NodeLatency", "PartitionLatency", "PartitionMode", "PartitionerConfig",
+    "get_extra_size_of", "get_latency_of_one_partition", "get_partition_to_latency_mapping",
+    "get_comm_latency_between", "get_latency_of_partitioned_graph",
+]
+
 _HOLDERS = ("placeholder", "get_attr")
 
 

@@ -1,0 +1,1 @@
+"""Examples of checking a pass of your own with fx-conform."""
