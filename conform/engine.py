@@ -40,6 +40,7 @@ from conform.execute import (
     stage,
 )
 from conform.implementations import Implementation
+from conform.oracles import metamorphic
 from conform.outcome import Mismatch, Outcome, Stage, Symptom, Verdict, stable_key
 from conform.registry import Oracle, TransformSpec, get
 from generators.sources import Built
@@ -279,6 +280,7 @@ def check(case: Case, transform: TransformSpec | str, *, params: dict[str, Any] 
     _judge(findings, sides)
     if "cuda" in devices and Oracle.DEVICE in row.oracles and torch.cuda.is_available():
         _judge_device(findings, sides["reference"], prepared, row, params)
+    metamorphic.judge(findings, sides)
     outcomes = findings.items
     if not outcomes:
         ref = sides.get("reference")
