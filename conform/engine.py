@@ -280,7 +280,7 @@ def check(case: Case, transform: TransformSpec | str, *, params: dict[str, Any] 
     _judge(findings, sides)
     if "cuda" in devices and Oracle.DEVICE in row.oracles and torch.cuda.is_available():
         _judge_device(findings, sides["reference"], prepared, row, params)
-    metamorphic.judge(findings, sides)
+    checked = metamorphic.judge(findings, sides)
     outcomes = findings.items
     if not outcomes:
         ref = sides.get("reference")
@@ -302,6 +302,8 @@ def check(case: Case, transform: TransformSpec | str, *, params: dict[str, Any] 
     for outcome in outcomes:
         outcome.notes.setdefault("seconds", {s.impl: round(s.seconds, 4) for s in sides.values()})
         outcome.notes.update(driver_notes)
+        if checked:
+            outcome.notes["metamorphic"] = checked
         if traits:
             outcome.notes["traits"] = traits
         _finish(outcome, started, elapsed)

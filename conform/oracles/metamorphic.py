@@ -86,7 +86,7 @@ class _Run:
         self.f, self.side, self.impl = f, side, side.impl
         self.prepared, self.row = f.prepared, f.row
         self.meta_only = self.prepared.built.stochastic
-        self._retraced: torch.fx.GraphModule | None | bool = False
+        self._retraced: tuple[torch.fx.GraphModule | None, BaseException | None] | None = None
 
     @property
     def runnable(self) -> Any:
@@ -131,35 +131,31 @@ class _Run:
             return False
         return True
 
-    def traced(self) -> torch.fx.GraphModule | None:
-        """The transformed module traced again (None when it does not trace); once."""
-        if self._retraced is False:
+    def _trace(self) -> tuple[torch.fx.GraphModule | None, BaseException | None]:
+        """The transformed module traced again, or what tracing it raised; traced once."""
+        if self._retraced is None:
             try:
                 with quiet(), stage(f"retrace-{self.impl}", self.row.timeout_s):
                     seed_everything(self.prepared.case.seed)
-                    self._retraced = retrace(self.runnable, self.prepared.built.leaf_modules)
-            except (Exception, Timeout):
-                self._retraced = None
-        return self._retraced  # type: ignore[return-value]
+                    self._retraced = (retrace(self.runnable, self.prepared.built.leaf_modules), None)
+            except (Exception, Timeout) as exc:
+                self._retraced = (None, exc)
+        return self._retraced
+
+    def traced(self) -> torch.fx.GraphModule | None:
+        return self._trace()[0]
 
     # --- the oracles ---------------------------------------------------------------------
 
     def check_retrace(self) -> None:
-        try:
-            with quiet(), stage(f"retrace-{self.impl}", self.row.timeout_s):
-                seed_everything(self.prepared.case.seed)
-                self._retraced = retrace(self.runnable, self.prepared.built.leaf_modules)
-        except Timeout:
-            self._retraced = None
+        retraced, error = self._trace()
+        if isinstance(error, Timeout):
             self.report_failure("retrace", None, "tracing the transformed module", timed_out=True)
-            return
-        except Exception as exc:
-            self._retraced = None
-            if not self._case_retraces():
-                return  # the traced case itself does not trace again: nothing the transform did
-            self.report_failure("retrace", Failure.capture(exc), "tracing the transformed module")
-            return
-        self.compare("retrace", self._retraced, "re-traced")
+        elif error is not None:
+            if self._case_retraces():  # else the traced case itself does not trace again
+                self.report_failure("retrace", Failure.capture(error), "tracing the transformed module")
+        else:
+            self.compare("retrace", retraced, "re-traced")
 
     def _case_retraces(self) -> bool:
         try:
@@ -261,12 +257,14 @@ def _shape_diff(a: list[tuple[str, str, str]], b: list[tuple[str, str, str]]) ->
 METAMORPHIC = (Oracle.RETRACE, Oracle.IDEMPOTENT, Oracle.COMPOSE, Oracle.ROUNDTRIP)
 
 
-def judge(f: _Findings, sides: dict[str, Side]) -> None:
-    """Run the row's metamorphic oracles on every side that produced a running module."""
+def judge(f: _Findings, sides: dict[str, Side]) -> list[str]:
+    """Run the row's metamorphic oracles on every side that produced a running module; the
+    ``"<oracle>:<impl>"`` checks that ran."""
     row = f.row
     wanted = [o for o in METAMORPHIC if o in row.oracles]
+    ran: list[str] = []
     if not wanted:
-        return
+        return ran
     for side in sides.values():
         if (side.applied is None or side.lint is not None or side.execution is None
                 or not side.execution.ok or not isinstance(side.applied.runnable, torch.nn.Module)):
@@ -281,3 +279,5 @@ def judge(f: _Findings, sides: dict[str, Side]) -> None:
         if Oracle.COMPOSE in wanted:
             for pair in row.compose:
                 run.check_compose(pair.then, pair.params)
+        ran.extend(f"{o.value}:{side.impl}" for o in wanted)
+    return ran
