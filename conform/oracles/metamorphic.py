@@ -20,14 +20,14 @@ not run is skipped: the differential oracles already report it.
 
 from __future__ import annotations
 
-import copy
 import difflib
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.fx
 
-from conform.adapters import NotApplicable, Subject
+from conform.adapters import NotApplicable, Subject, clone_values
 from conform.compare import compare_values
 from conform.execute import Failure, Timeout, execute, quiet, seed_everything, stage
 from conform.outcome import Mismatch, Stage, Symptom
@@ -154,7 +154,10 @@ class _Run:
         elif error is not None:
             if self._case_retraces():  # else the traced case itself does not trace again
                 self.report_failure("retrace", Failure.capture(error), "tracing the transformed module")
-        else:
+        elif not (isinstance(self.runnable, torch.fx.GraphModule)
+                  and graph_shape(self.runnable) == graph_shape(retraced)):
+            # the re-traced module reads the very attributes and submodules of the transformed
+            # one: the same graph computes the same
             self.compare("retrace", retraced, "re-traced")
 
     def _case_retraces(self) -> bool:
@@ -165,13 +168,19 @@ class _Run:
             return False
         return True
 
-    def _again(self, row: Any, params: dict[str, Any], oracle: str, place: str) -> Any:
-        """Apply ``row`` to the transformed module; the Applied, or None (reported or moot)."""
+    def _again(self, row: Any, params: dict[str, Any], oracle: str, place: str, *,
+               copy_subject: bool = True) -> Any:
+        """Apply ``row`` to the transformed module (a copy of it unless ``copy_subject`` is
+        False); the Applied, or None (reported or moot)."""
         module = self.runnable
         graph_module = module if isinstance(module, torch.fx.GraphModule) else self.traced()
         if graph_module is None:
             return None
-        subject = Subject(module, graph_module, self.prepared.built.args, self.prepared.built.kwargs).clone()
+        built = self.prepared.built
+        subject = Subject(module, graph_module, built.args, built.kwargs)
+        # the case's inputs are shared by every check: a transform that runs the graph gets copies
+        subject = subject.clone() if copy_subject else Subject(
+            module, graph_module, clone_values(built.args), clone_values(built.kwargs))
         seed_everything(self.prepared.case.seed)
         try:
             with quiet(), stage(f"{oracle}-{self.impl}", row.timeout_s):
@@ -194,18 +203,23 @@ class _Run:
         return applied
 
     def check_idempotent(self) -> None:
+        """Runs last: the second application may change the transformed module in place."""
         place = f"idempotent:{self.impl}"
-        applied = self._again(self.row, self.f.params, "idempotent", place)
+        once = self.runnable
+        before = _program(once) if isinstance(once, torch.fx.GraphModule) else None
+        applied = self._again(self.row, self.f.params, "idempotent", place, copy_subject=False)
         if applied is None or applied.runnable is None:
             return
-        once, twice = self.runnable, applied.runnable
-        if isinstance(once, torch.fx.GraphModule) and isinstance(twice, torch.fx.GraphModule):
-            a, b = graph_shape(once), graph_shape(twice)
-            if a != b:
+        twice = applied.runnable
+        if before is not None and isinstance(twice, torch.fx.GraphModule):
+            after = _program(twice)
+            if before[0] != after[0]:
                 self.f.add(Stage.COMPARE, Symptom.METAMORPHIC,
                            f"idempotent: applying the transform to {self.impl}'s output changes the graph",
-                           place=place, diffs=[Mismatch("once", "twice", "graph", _shape_diff(a, b))])
+                           place=place, diffs=[Mismatch("once", "twice", "graph", _shape_diff(before[0], after[0]))])
                 return
+            if before == after:
+                return  # the same program over the same attributes computes the same
         self.compare("idempotent", twice, "twice-transformed", place)
 
     def check_compose(self, then: str, params_path: str | None) -> None:
@@ -228,15 +242,16 @@ class _Run:
         for gm in self.side.applied.graphs:
             try:
                 with quiet(), stage(f"roundtrip-{self.impl}", self.row.timeout_s):
-                    fresh = torch.fx.GraphModule(gm, copy.deepcopy(gm.graph), gm.__class__.__name__)
+                    src = gm.graph.python_code(root_module="self").src
+                    compile(src, f"<{self.impl} regenerated>", "exec")
             except Timeout:
                 self.report_failure("roundtrip", None, "regenerating the code", timed_out=True)
                 return
             except Exception as exc:
                 self.report_failure("roundtrip", Failure.capture(exc), "regenerating the code from the graph")
                 return
-            if _body(fresh.code) != _body(gm.code):
-                detail = "\n".join(difflib.unified_diff(gm.code.splitlines(), fresh.code.splitlines(),
+            if src.strip() != gm.code.strip():
+                detail = "\n".join(difflib.unified_diff(gm.code.splitlines(), src.splitlines(),
                                                         "module code", "code from its graph", lineterm=""))
                 self.f.add(Stage.COMPARE, Symptom.METAMORPHIC,
                            f"roundtrip: {self.impl}'s module runs code that its graph no longer gives "
@@ -245,8 +260,40 @@ class _Run:
                 return
 
 
-def _body(code: str) -> str:
-    return code.strip()
+def _program(gm: torch.fx.GraphModule) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """The graph's shape and a digest of what its nodes read from the module: every tensor
+    attribute's values and every called submodule's configuration and state."""
+    reads = []
+    for node in gm.graph.nodes:
+        if node.op not in ("get_attr", "call_module"):
+            continue
+        try:
+            value = gm.get_submodule(node.target) if node.op == "call_module" else _attr(gm, node.target)
+        except AttributeError:
+            reads.append(f"{node.target}: missing")
+            continue
+        if isinstance(value, torch.nn.Module):
+            state = value.state_dict()
+            reads.append(f"{node.target}: {value!r} " + " ".join(_digest(t) for t in state.values()))
+        else:
+            reads.append(f"{node.target}: {_digest(value)}")
+    return graph_shape(gm), reads
+
+
+def _attr(gm: torch.nn.Module, target: str) -> Any:
+    value: Any = gm
+    for atom in target.split("."):
+        value = getattr(value, atom)
+    return value
+
+
+def _digest(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        if value.layout != torch.strided or value.is_quantized:
+            return f"<{value.layout} {tuple(value.shape)} {id(value)}>"  # compared by identity
+        raw = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        return f"{value.dtype}{tuple(value.shape)}:{hashlib.sha1(raw).hexdigest()}"
+    return repr(value)
 
 
 def _shape_diff(a: list[tuple[str, str, str]], b: list[tuple[str, str, str]]) -> str:
@@ -272,12 +319,16 @@ def judge(f: _Findings, sides: dict[str, Side]) -> list[str]:
         run = _Run(f, side)
         if Oracle.ROUNDTRIP in wanted:
             run.check_roundtrip()
+            ran.append(f"roundtrip:{side.impl}")
         if Oracle.RETRACE in wanted:
             run.check_retrace()
-        if Oracle.IDEMPOTENT in wanted:
-            run.check_idempotent()
+            ran.append(f"retrace:{side.impl}")
         if Oracle.COMPOSE in wanted:
             for pair in row.compose:
-                run.check_compose(pair.then, pair.params)
-        ran.extend(f"{o.value}:{side.impl}" for o in wanted)
+                if pair.tried_on(f.prepared.case.key):
+                    run.check_compose(pair.then, pair.params)
+                    ran.append(f"compose:{pair.then}:{side.impl}")
+        if Oracle.IDEMPOTENT in wanted:  # last: it may change the transformed module in place
+            run.check_idempotent()
+            ran.append(f"idempotent:{side.impl}")
     return ran
