@@ -241,7 +241,7 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
         params="generators.params.optimization:fuse_params",
         fingerprint="conform.fingerprints.optimization:modules",
         oracles=IDEMPOTENT | {Oracle.COMPOSE},
-        compose=(Compose("remove_dropout"),),
+        compose=(Compose("remove_dropout", every=4),),
     ),
     TransformSpec(
         name="remove_dropout",
