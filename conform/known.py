@@ -930,11 +930,12 @@ KNOWN: tuple[KnownDivergence, ...] = (
         reason=(
             "merge_matmul applied to its own output traces it again, and upstream's merged "
             "module does not trace faithfully (see merge-matmul-retraced-split-sizes): the second "
-            "pass turns split_result_tensors into torch.split(product, [0, 0, ...]), so the graph "
-            "changes and the result raises when it runs. The reference's second pass finds no "
+            "pass turns split_result_tensors into torch.split(product, [0, 0, ...]), and the "
+            "twice-merged module raises when it runs. The reference's second pass finds no "
             "torch.matmul left to merge and returns the same graph."
         ),
-        match=Match(stage=Stage.COMPARE, symptom=Symptom.METAMORPHIC, place="idempotent:upstream"),
+        match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="RuntimeError",
+                    place="idempotent:upstream"),
         witness="conform.witnesses.optimization:shared_right_operand_witness",
         issue="unfiled",
     ),

@@ -194,6 +194,20 @@ def test_the_real_transforms_pass(case: Any, transform: str, params: dict[str, A
         assert "idempotent:reference" in ran
 
 
+def rpow() -> Built:
+    class RPow(torch.nn.Module):
+        def forward(self, x, y):
+            return x.__rpow__(y)
+
+    return Built(RPow(), (torch.rand(3) + 0.5, torch.rand(3)))
+
+
+def test_a_call_traced_back_in_another_spelling_is_not_a_change() -> None:
+    outcomes = check(factory("test_metamorphic", "rpow"), "merge_matmul")
+    assert [o.verdict for o in outcomes] == [Verdict.PASS], "; ".join(o.describe() for o in outcomes)
+    assert "idempotent:upstream" in outcomes[0].notes["metamorphic"]
+
+
 def test_upstream_merge_matmul_is_known_to_break_on_retrace_and_reapply() -> None:
     outcomes = check(CASE, "merge_matmul")
     known = {o.place: o.known_id for o in outcomes if o.verdict is Verdict.KNOWN}
