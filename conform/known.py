@@ -915,27 +915,13 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "upstream's merged module calls split_result_tensors, a plain function: tracing the "
             "merged module again runs it on a Proxy, where it asks for blocks of size 0, and the "
             "re-traced module records torch.split(product, [0, 0, ...]), which raises when it "
-            "runs. The reference's merged product is one call of a function registered with "
-            "torch.fx.wrap, a leaf that keeps reading the block sizes when the module runs."
+            "runs. merge_matmul applied to its own output traces it the same way, so merging "
+            "twice gives a module that raises too. The reference's merged product is one call of "
+            "a function registered with torch.fx.wrap, a leaf that keeps reading the block sizes "
+            "when the module runs, and a second merge finds no torch.matmul left to merge."
         ),
         match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="RuntimeError",
-                    place="retrace:upstream"),
-        witness="conform.witnesses.optimization:shared_right_operand_witness",
-        issue="unfiled",
-    ),
-    KnownDivergence(
-        id="merge-matmul-not-idempotent",
-        transform="merge_matmul",
-        kind=Kind.UPSTREAM_BUG,
-        reason=(
-            "merge_matmul applied to its own output traces it again, and upstream's merged "
-            "module does not trace faithfully (see merge-matmul-retraced-split-sizes): the second "
-            "pass turns split_result_tensors into torch.split(product, [0, 0, ...]), and the "
-            "twice-merged module raises when it runs. The reference's second pass finds no "
-            "torch.matmul left to merge and returns the same graph."
-        ),
-        match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="RuntimeError",
-                    place="idempotent:upstream"),
+                    place="(retrace|idempotent):upstream"),
         witness="conform.witnesses.optimization:shared_right_operand_witness",
         issue="unfiled",
     ),

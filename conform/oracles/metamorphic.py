@@ -14,8 +14,9 @@ Each check runs on the reference's and, when the row has an upstream side, on up
 result, as the stage ``"<oracle>-<impl>"`` bounded by the row's time limit; a finding's
 place is ``"<oracle>:<impl>"`` (``"compose:<then>:<impl>"`` for a composition), so a
 failure on the upstream side is an upstream divergence and one on the reference side a
-reference bug. A side whose transform failed, whose graph fails lint or whose module does
-not run is skipped: the differential oracles already report it.
+reference bug. A side whose transform failed, whose graph fails lint, whose module does
+not run or that an earlier oracle already blamed is skipped: the differential oracles
+already report it.
 """
 
 from __future__ import annotations
@@ -313,6 +314,13 @@ def _shape_diff(a: list[tuple[str, str, str]], b: list[tuple[str, str, str]]) ->
 METAMORPHIC = (Oracle.RETRACE, Oracle.IDEMPOTENT, Oracle.COMPOSE, Oracle.ROUNDTRIP)
 
 
+def _already_diverges(f: _Findings, impl: str) -> bool:
+    """Whether an earlier oracle already blamed ``impl``'s result (its module computes
+    something else than the eager one, say): one bug, one report."""
+    return any(o.stage is _STAGE_OF[impl] or (o.place or "").startswith((f"{impl}:", f"{impl}@"))
+               for o in f.items)
+
+
 def judge(f: _Findings, sides: dict[str, Side]) -> list[str]:
     """Run the row's metamorphic oracles on every side that produced a running module; the
     ``"<oracle>:<impl>"`` checks that ran."""
@@ -323,7 +331,8 @@ def judge(f: _Findings, sides: dict[str, Side]) -> list[str]:
         return ran
     for side in sides.values():
         if (side.applied is None or side.lint is not None or side.execution is None
-                or not side.execution.ok or not isinstance(side.applied.runnable, torch.nn.Module)):
+                or not side.execution.ok or not isinstance(side.applied.runnable, torch.nn.Module)
+                or _already_diverges(f, side.impl)):
             continue
         run = _Run(f, side)
         if Oracle.ROUNDTRIP in wanted:
