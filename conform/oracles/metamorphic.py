@@ -93,15 +93,13 @@ class _Run:
     def runnable(self) -> Any:
         return self.side.applied.runnable
 
-    def report_failure(self, oracle: str, failure: Failure | None, what: str, *, timed_out: bool = False,
-                       executing: bool = False) -> None:
+    def report_failure(self, oracle: str, failure: Failure | None, what: str, *, timed_out: bool = False) -> None:
         place = f"{oracle}:{self.impl}"
         if timed_out:
-            self.f.add(_STAGE_OF[self.impl] if not executing else Stage.EXECUTE, Symptom.TIMEOUT,
+            self.f.add(_STAGE_OF[self.impl], Symptom.TIMEOUT,
                        f"{oracle}: {what} ran past its time limit ({self.impl})", place=place)
             return
-        stage_ = Stage.EXECUTE if executing else _STAGE_OF[self.impl]
-        self.f.add(stage_, Symptom.CRASH,
+        self.f.add(_STAGE_OF[self.impl], Symptom.CRASH,
                    f"{oracle}: {what} raises {failure.exception}: {failure.message} ({self.impl})",
                    failure=failure, place=place)
 
