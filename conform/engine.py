@@ -40,6 +40,7 @@ from conform.execute import (
     stage,
 )
 from conform.implementations import Implementation
+from conform.oracles import metamorphic
 from conform.outcome import Mismatch, Outcome, Stage, Symptom, Verdict, stable_key
 from conform.registry import Oracle, TransformSpec, get
 from generators.sources import Built
@@ -281,6 +282,7 @@ def check(case: Case, transform: TransformSpec | str, *, params: dict[str, Any] 
     _judge(findings, sides)
     if "cuda" in devices and Oracle.DEVICE in row.oracles and torch.cuda.is_available():
         _judge_device(findings, sides[row.sides[0]], prepared, row, params)
+    checked = metamorphic.judge(findings, sides)
     outcomes = findings.items
     if not outcomes:
         ref = sides.get(row.sides[0])
@@ -302,6 +304,8 @@ def check(case: Case, transform: TransformSpec | str, *, params: dict[str, Any] 
     for outcome in outcomes:
         outcome.notes.setdefault("seconds", {s.impl: round(s.seconds, 4) for s in sides.values()})
         outcome.notes.update(driver_notes)
+        if checked:
+            outcome.notes["metamorphic"] = checked
         if traits:
             outcome.notes["traits"] = traits
         _finish(outcome, started, elapsed)

@@ -46,6 +46,9 @@ class Match:
     rendered diffs) and first diverging node name; ``source`` is a case source name;
     ``params`` holds key/value pairs the outcome's parameters must contain.
 
+    ``place`` is a regular expression the outcome's place must match in full (the
+    metamorphic oracles' places are ``"<oracle>:<impl>"``, ``"retrace:upstream"`` say).
+
     ``case`` names a *trait*, a ``"module:function"`` predicate over the case,
     ``(graph_module, built, params) -> bool`` (the traced module, the
     :class:`~generators.sources.Built` case and the transform's parameters). The engine
@@ -64,6 +67,7 @@ class Match:
     source: str | None = None
     params: tuple[tuple[str, Any], ...] = ()
     case: str | None = None
+    place: str | None = None
 
     def __call__(self, outcome: Outcome) -> bool:
         if self.case is not None and self.case not in outcome.notes.get("traits", ()):
@@ -75,6 +79,8 @@ class Match:
         if self.exception is not None and outcome.exception != self.exception:
             return False
         if self.source is not None and outcome.source != self.source:
+            return False
+        if self.place is not None and not (outcome.place and re.fullmatch(self.place, outcome.place)):
             return False
         if self.message is not None:
             text = "\n".join([outcome.message, *(d.render() for d in outcome.diffs)])
@@ -899,6 +905,24 @@ KNOWN: tuple[KnownDivergence, ...] = (
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="ValueError",
                     message="values to unpack", case="conform.traits.optimization:matmul_with_keyword_operand"),
         witness="conform.witnesses.optimization:keyword_operand_witness",
+        issue="unfiled",
+    ),
+    KnownDivergence(
+        id="merge-matmul-retraced-split-sizes",
+        transform="merge_matmul",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "upstream's merged module calls split_result_tensors, a plain function: tracing the "
+            "merged module again runs it on a Proxy, where it asks for blocks of size 0, and the "
+            "re-traced module records torch.split(product, [0, 0, ...]), which raises when it "
+            "runs. merge_matmul applied to its own output traces it the same way, so merging "
+            "twice gives a module that raises too. The reference's merged product is one call of "
+            "a function registered with torch.fx.wrap, a leaf that keeps reading the block sizes "
+            "when the module runs, and a second merge finds no torch.matmul left to merge."
+        ),
+        match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="RuntimeError",
+                    place="(retrace|idempotent):upstream"),
+        witness="conform.witnesses.optimization:shared_right_operand_witness",
         issue="unfiled",
     ),
     KnownDivergence(

@@ -30,6 +30,7 @@ class Symptom(StrEnum):
     IMPL_DIVERGENCE = "impl-divergence"
     DEVICE_DIVERGENCE = "device-divergence"
     INVALID_GRAPH = "invalid-graph"
+    METAMORPHIC = "metamorphic"  # the output breaks a relation it must satisfy on its own
     UNSUPPORTED = "unsupported"
 
 

@@ -16,7 +16,11 @@ Adding a transform is adding a row to :data:`TRANSFORMS`, not editing the engine
   and replayed); None means no parameters;
 * ``fingerprint``: ``"module:function"`` taking an :class:`~conform.adapters.Applied` and
   returning a JSON-able structural summary; reference and upstream must produce equal ones;
-* ``oracles``: which comparisons apply (``eager``, ``upstream``, ``device``);
+* ``oracles``: which comparisons apply (``eager``, ``upstream``, ``device``, and the
+  metamorphic ``retrace``, ``roundtrip``, ``idempotent`` and ``compose`` of
+  :mod:`conform.oracles.metamorphic`); :data:`DEFAULT_ORACLES` unless the row says otherwise;
+* ``compose``: :class:`Compose` pairs, the transforms the ``compose`` oracle applies to this
+  row's output;
 * ``covers``: the ``reference/`` module basenames this row exercises (a test checks that
   every reference module is covered by some row).
 
@@ -44,9 +48,26 @@ class Oracle(StrEnum):
     EAGER = "eager"  # the transformed module computes what the eager module computes
     UPSTREAM = "upstream"  # reference and upstream agree: outputs, fingerprint, errors
     DEVICE = "device"  # the reference's transformed module agrees on CPU and CUDA
+    RETRACE = "retrace"  # the transformed module traces again and computes the same
+    ROUNDTRIP = "roundtrip"  # the transformed GraphModules' code is what their graphs give
+    IDEMPOTENT = "idempotent"  # applying the transform to its output changes nothing
+    COMPOSE = "compose"  # the row's Compose transforms applied to its output compute the same
 
 
 ALL_ORACLES = frozenset(Oracle)
+#: The oracles of a row that names none: every one that holds for any transform. Idempotence
+#: is a contract of some transforms only, and composition needs the pairs to try.
+DEFAULT_ORACLES = frozenset({Oracle.EAGER, Oracle.UPSTREAM, Oracle.DEVICE, Oracle.RETRACE, Oracle.ROUNDTRIP})
+#: Rows whose transform is a normal form (normalizing, folding, removing, merging): a second
+#: application finds nothing left to do, so the graph and its outputs stay as they are.
+#: Not split_module (a second split nests the partitions), optimize_for_inference (its layout
+#: conversions wrap the converted modules again), the tracers (their input is an eager
+#: module, not a graph) or the analyses (they leave the graph as it is).
+IDEMPOTENT = DEFAULT_ORACLES | {Oracle.IDEMPOTENT}
+#: Analyses annotate the traced case in place and return no module of their own: there is
+#: nothing transformed to re-trace, and annotating node types without recompiling is theirs
+#: to do.
+ANALYSIS = frozenset({Oracle.EAGER, Oracle.UPSTREAM, Oracle.DEVICE})
 
 
 def load(path: str) -> Any:
@@ -59,6 +80,23 @@ def load(path: str) -> Any:
 
 
 @dataclasses.dataclass(frozen=True)
+class Compose:
+    """A second transform for the ``compose`` oracle: the row named ``then`` applied to the
+    first row's output, with the parameters ``params`` (``"module:function"``,
+    ``(graph_module) -> dict``) computes of that output's graph; ``{}`` when None.
+
+    ``every`` bounds the cost of an expensive second transform: the pair is tried on one case
+    in ``every``, chosen by the case's key (so a replay of the case tries it again)."""
+
+    then: str
+    params: str | None = None
+    every: int = 1
+
+    def tried_on(self, case_key: str) -> bool:
+        return self.every <= 1 or int(case_key, 16) % self.every == 0
+
+
+@dataclasses.dataclass(frozen=True)
 class TransformSpec:
     name: str
     target: str
@@ -67,7 +105,8 @@ class TransformSpec:
     params: str | None = None
     fingerprint: str | None = None
     driver: str | None = None
-    oracles: frozenset[Oracle] = ALL_ORACLES
+    oracles: frozenset[Oracle] = DEFAULT_ORACLES
+    compose: tuple[Compose, ...] = ()
     covers: tuple[str, ...] = ()
     timeout_s: float = 60.0
 
@@ -135,6 +174,7 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
         convention="interpreter",
         description="ShapeProp(gm).propagate(*inputs): tensor_meta on every node",
         fingerprint="conform.fingerprints.shapes:fingerprint",
+        oracles=ANALYSIS,
     ),
     TransformSpec(
         name="graph_manipulation",
@@ -144,6 +184,7 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
         description="get_size_of_all_nodes(gm, inputs): size_bytes (output, total) of every node",
         fingerprint="conform.fingerprints.graph_utils:sizes",
         covers=("shape_prop",),
+        oracles=ANALYSIS,
     ),
     TransformSpec(
         name="param_fetch",
@@ -152,6 +193,7 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
         driver="conform.drivers.graph_utils:drive_lowering_attrs",
         description="lift_lowering_attrs_to_nodes(gm): attrs_for_lowering on leaf-module calls",
         fingerprint="conform.fingerprints.graph_utils:lowering_attrs",
+        oracles=ANALYSIS,
     ),
     TransformSpec(
         name="annotate_getitem_nodes",
@@ -160,6 +202,7 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
         driver="conform.drivers.graph_utils:drive_getitem_types",
         description="annotate_getitem_nodes(gm.graph): node.type of getitem nodes from their sequence's type",
         fingerprint="conform.fingerprints.graph_utils:getitem_types",
+        oracles=ANALYSIS,
     ),
     TransformSpec(
         name="normalize_args",
@@ -169,6 +212,8 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
         params="generators.params.normalize:normalize_args_params",
         fingerprint="conform.fingerprints.normalize:fingerprint",
         covers=("operator_schemas",),
+        oracles=IDEMPOTENT | {Oracle.COMPOSE},
+        compose=(Compose("split_module", "conform.oracles.metamorphic:halves", every=4),),
     ),
     TransformSpec(
         name="normalize_args_typed",
@@ -187,6 +232,7 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
         description="NormalizeOperators(gm).transform(): binary torch ops spelled as operator.*",
         fingerprint="conform.fingerprints.normalize:fingerprint",
         covers=("schema_type_annotation",),
+        oracles=IDEMPOTENT,
     ),
     TransformSpec(
         name="annotate_types",
@@ -218,6 +264,8 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
         description="fuse(module, inplace): Conv/Linear + BatchNorm folding in eval mode",
         params="generators.params.optimization:fuse_params",
         fingerprint="conform.fingerprints.optimization:modules",
+        oracles=IDEMPOTENT | {Oracle.COMPOSE},
+        compose=(Compose("remove_dropout", every=4),),
     ),
     TransformSpec(
         name="remove_dropout",
@@ -225,6 +273,7 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
         convention="traces",
         description="remove_dropout(module): nn.Dropout calls removed",
         fingerprint="conform.fingerprints.optimization:modules",
+        oracles=IDEMPOTENT,
     ),
     TransformSpec(
         name="optimize_for_inference",
@@ -234,7 +283,7 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
         description="optimize_for_inference(module, pass_config): fusion, dropout removal, MKLDNN layout (CPU)",
         params="generators.params.optimization:optimize_params",
         fingerprint="conform.fingerprints.optimization:modules",
-        oracles=frozenset({Oracle.EAGER, Oracle.UPSTREAM}),
+        oracles=frozenset({Oracle.EAGER, Oracle.UPSTREAM, Oracle.RETRACE, Oracle.ROUNDTRIP}),
     ),
     TransformSpec(
         name="merge_matmul",
@@ -242,6 +291,7 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
         convention="traces",
         description="merge_matmul(module): torch.matmul calls sharing a right operand merged",
         fingerprint="conform.fingerprints.optimization:merged_matmuls",
+        oracles=IDEMPOTENT,
     ),
     TransformSpec(
         name="validator",

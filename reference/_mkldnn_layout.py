@@ -407,6 +407,11 @@ def mkldnn_mul(a: Any, b: Any) -> Any:
     return a * b
 
 
+# Leaves under symbolic tracing (their shape checks read values a Proxy does not have), so a
+# module holding them traces again.
+fx.wrap("mkldnn_add")
+fx.wrap("mkldnn_mul")
+
 # Shapes are only known when the module runs: these check before using MKLDNN's kernels.
 _SHAPE_CHECKED = {operator.add: mkldnn_add, operator.mul: mkldnn_mul}
 _UNCHECKED = {checked: plain for plain, checked in _SHAPE_CHECKED.items()}
@@ -418,6 +423,7 @@ def _wrap_in_conversions(graph: fx.Graph, node: fx.Node) -> None:
 
     if node.op == "call_function" and node.target in _SHAPE_CHECKED:
         node.target = _SHAPE_CHECKED[node.target]
+        node.meta["is_wrapped"] = True  # the generated code registers the call as a leaf
 
     with graph.inserting_before(node):
         node.args = fx.map_arg(node.args, to_mkldnn)
@@ -495,6 +501,7 @@ def _return_to_dense(
                 # Back in dense layout, add/mul are the plain operators again: the checked
                 # forms would convert a broadcast result to MKLDNN layout.
                 node.target = _UNCHECKED[node.target]
+                node.meta.pop("is_wrapped", None)
                 continue
             if node.op != "call_module" or modules[node.target] not in originals:
                 continue

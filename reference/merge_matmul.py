@@ -10,7 +10,8 @@ The grouping and independence rules are upstream's (same right operand, pairwise
 independence searched six nodes deep). The merged computation is one graph node calling
 :func:`merged_matmul`, which stacks the left operands by rows whatever their rank and falls
 back to separate products when the shared operand is batched (three or more dims), where
-stacking rows would mix batch entries. Groups with an in-place operation between their first
+stacking rows would mix batch entries; it is a leaf under symbolic tracing (``torch.fx.wrap``),
+so the merged module traces again. Groups with an in-place operation between their first
 and last matmul that may write to an operand are left alone (the merged product reads the
 operands at the last one).
 Operands are read when a group is merged, so a group may use the products of an earlier one.
@@ -128,6 +129,10 @@ def merged_matmul(lhs: list[torch.Tensor], rhs: torch.Tensor) -> tuple[torch.Ten
     blocks = torch.split(product, [r.shape[0] for r in rows])
     tail = tuple(rhs.shape[1:])
     return tuple(b.reshape(tuple(x.shape[:-1]) + tail) for b, x in zip(blocks, lhs))
+
+
+# A leaf under symbolic tracing: its branches read operand ranks, which a Proxy does not have.
+torch.fx.wrap("merged_matmul")
 
 
 def _operands(node: Node) -> tuple[Node, Node] | None:
@@ -324,6 +329,8 @@ def merge_matmul(in_mod: torch.nn.Module) -> torch.fx.GraphModule:
         last = members[-1]
         with graph.inserting_after(last):
             merged = graph.call_function(merged_matmul, ([lhs for lhs, _ in pairs], pairs[0][1]))
+        # The generated code registers the call as a leaf, so the merged module traces again.
+        merged.meta["is_wrapped"] = True
         with graph.inserting_after(merged):
             pieces = [
                 graph.call_function(operator.getitem, (merged, i)) for i in range(len(members))

@@ -224,6 +224,21 @@ def shared_batched_operand_witness() -> Witness:
     return Witness(_factory("shared_batched_operand"))
 
 
+class SharedRightOperand(nn.Module):
+    """The plainest merge: two independent products of 2-D operands with the same right one."""
+
+    def forward(self, a, b, w):
+        return torch.matmul(a, w), torch.matmul(b, w)
+
+
+def shared_right_operand() -> Built:
+    return Built(SharedRightOperand(), (torch.randn(2, 4), torch.randn(3, 4), torch.randn(4, 5)))
+
+
+def shared_right_operand_witness() -> Witness:
+    return Witness(_factory("shared_right_operand"))
+
+
 class MutationBetween(nn.Module):
     def forward(self, a, b, w):
         first = torch.matmul(a, w)

@@ -132,6 +132,24 @@ def test_batched_left_operands(impl: Implementation) -> None:
     same_outputs(merged(*args), module(*args))
 
 
+@pytest.mark.parametrize("module", [TwoShareRight(), ThreeShareParameter()], ids=["inputs", "parameter"])
+def test_the_merged_module_traces_again(impl: Implementation, module: torch.nn.Module,
+                                        request: pytest.FixtureRequest) -> None:
+    upstream_bug(request, impl, "merge-matmul-retraced-split-sizes")
+    merged, summary = merge(impl, module)
+    assert summary["merged"], "the case must merge something for the re-trace to mean anything"
+    retraced = torch.fx.symbolic_trace(merged)
+    retraced.graph.lint()
+    args = [torch.randn(2, 4) for _ in range(2)] + [torch.randn(4, 6)] if isinstance(
+        module, TwoShareRight) else [torch.randn(3, 4) for _ in range(3)]
+    same_outputs(retraced(*args), merged(*args))
+    same_outputs(retraced(*args), module(*args))
+    # the merged product is one call in the re-traced graph too, and re-traces again
+    twice = torch.fx.symbolic_trace(retraced)
+    assert merged_matmuls(Applied(runnable=twice, value=twice, subject=None))["merged"] == summary["merged"]
+    same_outputs(twice(*args), module(*args))
+
+
 def test_two_groups(impl: Implementation, request: pytest.FixtureRequest) -> None:
     upstream_bug(request, impl, "merge-matmul-second-group")
 
