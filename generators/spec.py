@@ -170,7 +170,15 @@ def build(spec: dict[str, Any], seed: int) -> Built:
         kwargs={},
         stochastic=bool(spec.get("stochastic", False)),
         concrete_args=concrete_args(spec),
+        leaf_modules=leaf_modules(module),
     )
+
+
+def leaf_modules(module: torch.nn.Module) -> tuple[type, ...]:
+    """Helper classes of ``module`` that plain tracing must keep as leaves (their forward
+    asserts on a traced value, say): those whose class sets ``fx_conform_leaf``."""
+    found = {type(m) for m in module.modules() if getattr(type(m), "fx_conform_leaf", False)}
+    return tuple(sorted(found, key=lambda cls: cls.__name__))
 
 
 def standalone_source(spec: dict[str, Any], seed: int) -> str:

@@ -10,8 +10,16 @@ from __future__ import annotations
 from generators.vocab import blocks, layers, patterns, pointwise, structure
 from generators.vocab.base import OpKind
 
+# the focus patterns (generators.focus) are internal kinds: only a transform's focus draws them
+from generators.focus import graph_utils as _focus_graph_utils  # noqa: E402
+from generators.focus import normalize as _focus_normalize  # noqa: E402
+from generators.focus import optimization as _focus_optimization  # noqa: E402
+from generators.focus import split as _focus_split  # noqa: E402
+
+_FOCUS_KINDS = (*_focus_optimization.KINDS, *_focus_normalize.KINDS, *_focus_graph_utils.KINDS, *_focus_split.KINDS)
+
 VOCABULARY: dict[str, OpKind] = {}
-for _kind in (*pointwise.KINDS, *structure.KINDS, *layers.KINDS, *blocks.KINDS, *patterns.KINDS):
+for _kind in (*pointwise.KINDS, *structure.KINDS, *layers.KINDS, *blocks.KINDS, *patterns.KINDS, *_FOCUS_KINDS):
     if _kind.name in VOCABULARY:
         raise RuntimeError(f"duplicate op kind {_kind.name!r}")
     VOCABULARY[_kind.name] = _kind

@@ -533,7 +533,9 @@ class Matmul(OpKind):
         x, y = node["in"][:2]
         style = a["style"]
         if self.name == "matmul":
-            expr = (f"{x} @ {y}", f"torch.matmul({x}, {y})", f"{x}.matmul({y})")[style]
+            # styles 3 and 4 pass operands by keyword (planted by the merge_matmul focus)
+            expr = (f"{x} @ {y}", f"torch.matmul({x}, {y})", f"{x}.matmul({y})", f"torch.matmul({x}, other={y})",
+                    f"torch.matmul(input={x}, other={y})")[style]
         elif self.name == "mm":
             expr = (f"torch.mm({x}, {y})", f"{x}.mm({y})", f"torch.mm(input={x}, mat2={y})")[style]
         elif self.name == "bmm":

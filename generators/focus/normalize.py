@@ -1,0 +1,103 @@
+"""Patterns and focus of the ``rewrite`` row (``RewritingTracer``): the forward constructs
+upstream's rewriter recompiles or never reaches (``torch/fx/experimental/rewriter.py``).
+
+* ``checked_child``: a child module whose forward has an ``assert``, on a traced value (the
+  child is then a leaf for plain tracing, which cannot follow it) or on its own state;
+* ``rewrite_construct``: the root's forward reads a class-private attribute (``self.__s``),
+  has an annotated assignment or a bare annotation, or calls ``super()`` with or without
+  arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from generators.focus.focus import Focus
+from generators.focus.optimization import Pattern
+from generators.vocab.base import FLOAT_LIMIT, Gene, OpKind, Planner, Value, Writer
+
+_CHILDREN = {
+    "CheckedChild": '''
+class CheckedChild(nn.Module):
+    """Doubles its input after checking its rank: an assert on a traced value, so plain
+    tracing keeps the child as a leaf (``fx_conform_leaf``)."""
+
+    fx_conform_leaf = True
+
+    def forward(self, x):
+        assert x.dim() >= 1, "the child expects a tensor with dimensions"
+        return x * 2.0
+''',
+    "StateCheckedChild": '''
+class StateCheckedChild(nn.Module):
+    """Scales its input after checking its own state (an assert tracing evaluates once)."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = 2.0
+
+    def forward(self, x):
+        assert self.scale > 0, "the scale must be positive"
+        return x * self.scale
+''',
+}
+
+
+class CheckedChildKind(Pattern):
+    name = "checked_child"
+    cost = 2
+
+    def plan(self, p: Planner, g: Gene) -> Value | None:
+        x = p.float_value(g, lambda v: bool(v.shape) and v.bound <= FLOAT_LIMIT / 2)
+        if x is None:
+            x = p.new_input((g.int(1, 3), g.int(1, 4)))
+        cls = g.pick(("CheckedChild", "CheckedChild", "StateCheckedChild"))
+        return p.add(self.name, [x], {"cls": cls, "attr": p.fresh("child")}, x.shape, x.dtype, 2.0 * x.bound)
+
+    def emit(self, node: dict[str, Any], w: Writer) -> None:
+        a = node["attrs"]
+        w.helper(a["cls"], _CHILDREN[a["cls"]])
+        w.member(f"self.{a['attr']} = {a['cls']}()")
+        w.assign(node, f"self.{a['attr']}({node['in'][0]})")
+
+
+#: Root-forward constructs: 0 private attribute, 1 annotated assignment, 2 bare annotation,
+#: 3 super(Class, self), 4 zero-argument super().
+REWRITE_STYLES = 5
+
+
+class RewriteConstruct(Pattern):
+    name = "rewrite_construct"
+    cost = 2
+
+    def plan(self, p: Planner, g: Gene) -> Value | None:
+        x = p.float_value(g, lambda v: v.bound <= FLOAT_LIMIT / 2)
+        if x is None:
+            x = p.new_input((g.int(1, 3), g.int(1, 4)))
+        style = g.int(0, REWRITE_STYLES - 1)
+        return p.add(self.name, [x], {"style": style}, x.shape, x.dtype, 2.0 * x.bound + 1.0)
+
+    def emit(self, node: dict[str, Any], w: Writer) -> None:
+        from generators.spec import CLASS_NAME
+
+        x, v, style = node["in"][0], node["id"], node["attrs"]["style"]
+        if style == 0:
+            w.member(f"self.__{v}_scale = 2.0")
+            w.assign(node, f"{x} * self.__{v}_scale")
+        elif style == 1:
+            w.line(f"{v}: torch.Tensor = {x} * 2.0")
+        elif style == 2:
+            w.line(f"{v}: torch.Tensor")
+            w.assign(node, f"{x} + 1.0")
+        else:
+            call = f"super({CLASS_NAME}, self)" if style == 3 else "super()"
+            w.assign(node, f"{x} * (0.5 if {call}.__getattribute__('training') else 2.0)")
+
+
+KINDS: tuple[OpKind, ...] = (CheckedChildKind(), RewriteConstruct())
+
+REWRITE = Focus(
+    weights={"assert": 2.0, "relu": 1.0, "add": 1.0, "linear": 1.0, "block": 0.5, "default_arg": 0.5, "constant": 0.3},
+    patterns={"checked_child": 3.0, "rewrite_construct": 4.0},
+    training=None,
+)

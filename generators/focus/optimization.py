@@ -1,0 +1,312 @@
+"""Patterns and foci of the optimization family: ``fuse``, ``remove_dropout``,
+``optimize_for_inference`` and ``merge_matmul``.
+
+Each pattern plants the construct behind known divergences and the branches upstream takes
+on it (see ``torch/fx/experimental/optimization.py`` and ``merge_matmul.py``):
+
+* ``fold_pair``: conv/Linear followed by a batch norm, with the layer called again, its
+  weight read, its output used elsewhere (fusion skips the pair), or the norm shared;
+* ``linear_norm``: Linear + BatchNorm1d over a 2-d or 3-d output, with or without affine,
+  with the norm's channels equal to the Linear's features or not;
+* ``conv_functional_norm``: conv followed by ``F.batch_norm`` (never fused);
+* ``keyword_dropout``: dropout module or function called with its input by keyword;
+* ``channel_gate``, ``uneven_pool``, ``reduced_in_region``, ``number_in_region``: the
+  MKLDNN layout pass's regions (broadcasting add/mul, adaptive pools, 0-dim values, numbers);
+* ``matmul_group``: ``torch.matmul`` calls sharing a right operand (2-d or batched), with
+  left operands of mixed ranks, operands by keyword, and in-place updates between them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from generators.focus import _plant
+from generators.focus.focus import Focus
+from generators.vocab.base import FLOAT_LIMIT, MAX_DIM, MAX_ELEMENTS, Gene, OpKind, Planner, Value, Writer, numel
+
+
+class Pattern(OpKind):
+    """A planner-level template: plans several nodes of existing kinds. Never emitted (its
+    nodes are ordinary spec nodes) and never drawn by the general vocabulary."""
+
+    category = "pattern"
+    weight = 0.0
+    cost = 6
+
+    def emit(self, node: dict[str, Any], w: Writer) -> None:
+        raise AssertionError(f"pattern {self.name} plans nodes of other kinds and never adds its own")
+
+
+class WeightRead(OpKind):
+    """``x + self.<layer>.weight.mean()``: a read of a layer's parameter in forward (a second
+    use of the layer's qualified name). Planted by :class:`FoldPair`."""
+
+    name = "weight_read"
+    category = "state"
+    weight = 0.0
+    cost = 3
+
+    def plan(self, p: Planner, g: Gene) -> Value | None:
+        return None
+
+    def emit(self, node: dict[str, Any], w: Writer) -> None:
+        w.assign(node, f"{node['in'][0]} + self.{node['attrs']['attr']}.weight.mean()")
+
+
+def _feature_map(p: Planner, g: Gene, nd: int) -> Value:
+    if nd == 0:
+        return _plant.value_of_rank(p, g, 2, (g.int(2, 4), g.int(1, MAX_DIM)))
+    default = (g.int(1, 2), g.int(1, 3), *[g.int(3, 5) for _ in range(nd)])
+    return _plant.value_of_rank(p, g, nd + 2, default)
+
+
+def _layer(p: Planner, g: Gene, x: Value, nd: int, reuse: dict[str, Any] | None = None) -> Value | None:
+    if nd == 0:
+        return _plant.linear(p, x, out=g.int(1, MAX_DIM), bias=not g.chance(25), reuse=reuse)
+    k = g.int(1, min(3, min(x.shape[2:])))
+    return _plant.conv(p, x, cout=g.int(1, 4), k=k, pad=g.int(0, 1), bias=not g.chance(25), reuse=reuse)
+
+
+class FoldPair(Pattern):
+    name = "fold_pair"
+
+    def plan(self, p: Planner, g: Gene) -> Value | None:
+        nd = g.int(0, 3)  # 0: Linear + BatchNorm1d, else ConvNd + BatchNormNd
+        x = _feature_map(p, g, nd)
+        y = _layer(p, g, x, nd)
+        if y is None:
+            return None
+        layer = p.modules[-1]
+        z = _plant.batch_norm(p, y, affine=not g.chance(20))
+        if z is None:
+            return None
+        norm = p.modules[-1]
+        style = g.int(0, 4)  # 0: fold alone, 1: layer called again, 2: weight read, 3: output reused, 4: norm shared
+        if style == 1:
+            other = p.new_input(x.shape) if g.chance(50) else x
+            again = _layer(p, g, other, nd, reuse=layer)
+            return z if again is None else _plant.binary(p, "add", z, again) or z
+        if style == 2:
+            return p.add("weight_read", [z], {"attr": layer["attr"]}, z.shape, z.dtype, z.bound + 1.0)
+        if style == 3:
+            return _plant.binary(p, "add", z, _plant.unary(p, "relu", y)) or z
+        if style == 4:
+            other = p.new_input(y.shape)
+            again = _plant.batch_norm(p, other, reuse=norm)
+            return z if again is None else _plant.binary(p, "add", z, again) or z
+        if g.chance(50):
+            return _plant.unary(p, "relu", z, style=g.int(0, 2))
+        return z
+
+
+class LinearNorm(Pattern):
+    name = "linear_norm"
+
+    def plan(self, p: Planner, g: Gene) -> Value | None:
+        rank = g.int(2, 3)
+        default = (g.int(2, 4), g.int(1, MAX_DIM)) if rank == 2 else (g.int(2, 3), g.int(2, 4), g.int(1, MAX_DIM))
+        x = _plant.value_of_rank(p, g, rank, default)
+        # over a sequence, the norm's channels are dim 1: equal to the features or not
+        out = x.shape[1] if rank == 3 and g.chance(50) else g.int(1, MAX_DIM)
+        y = _plant.linear(p, x, out=out, bias=not g.chance(25))
+        if y is None:
+            return None
+        return _plant.batch_norm(p, y, affine=not g.chance(50))
+
+
+class ConvFunctionalNorm(Pattern):
+    name = "conv_functional_norm"
+
+    def plan(self, p: Planner, g: Gene) -> Value | None:
+        nd = g.int(1, 2)
+        x = _feature_map(p, g, nd)
+        y = _layer(p, g, x, nd)
+        return None if y is None else _plant.batch_norm(p, y, affine=g.chance(50), functional=True)
+
+
+class KeywordDropout(Pattern):
+    name = "keyword_dropout"
+    cost = 2
+
+    def plan(self, p: Planner, g: Gene) -> Value | None:
+        x = p.float_value(g)
+        if x is None:
+            return None
+        if p.training:
+            p.stochastic = True
+        # 2: self.drop(input=x), 3: F.dropout(input=x, ...)
+        return p.add("dropout", [x], {"style": g.int(2, 3), "attr": p.fresh("drop")}, x.shape, x.dtype, 2.0 * x.bound)
+
+
+def _conv_relu(p: Planner, g: Gene) -> Value | None:
+    x = _plant.value_of_rank(p, g, 4, (1, g.int(1, 3), g.int(3, 6), g.int(3, 6)))
+    y = _plant.conv(p, x, cout=g.int(1, 4), k=g.int(1, 3), pad=1)
+    return None if y is None else _plant.unary(p, "relu", y, style=g.int(0, 2))
+
+
+class ChannelGate(Pattern):
+    """Squeeze-and-excite: ``y * sigmoid(conv1x1(pool(y)))``, or ``y + bias`` with a
+    per-channel parameter: add/mul of differently shaped values inside a region."""
+
+    name = "channel_gate"
+
+    def plan(self, p: Planner, g: Gene) -> Value | None:
+        y = _conv_relu(p, g)
+        if y is None:
+            return None
+        op = g.pick(("mul", "add"))
+        if g.chance(50):
+            bias = p.new_param((y.shape[1], 1, 1))
+            return _plant.binary(p, op, y, bias)
+        attrs = {"nd": 2, "out": [1, 1], "max": False, "style": g.int(0, 2), "attr": p.fresh("pool")}
+        pooled = p.add("adaptive_pool", [y], attrs, (*y.shape[:2], 1, 1), y.dtype, y.bound)
+        gate = _plant.conv(p, pooled, cout=y.shape[1], k=1)
+        if gate is None:
+            return None
+        gate = _plant.unary(p, "sigmoid", gate, bound=1.0)
+        return _plant.binary(p, op, y, gate, style=g.int(0, 1))
+
+
+class UnevenPool(Pattern):
+    name = "uneven_pool"
+
+    def plan(self, p: Planner, g: Gene) -> Value | None:
+        y = _conv_relu(p, g)
+        if y is None:
+            return None
+        out = [g.int(1, s) for s in y.shape[2:]]
+        attrs = {"nd": 2, "out": out, "max": False, "style": g.int(0, 2), "attr": p.fresh("pool")}
+        pooled = p.add("adaptive_pool", [y], attrs, (*y.shape[:2], *out), y.dtype, y.bound)
+        return _plant.unary(p, "relu", pooled, style=g.int(0, 2))
+
+
+class ReducedInRegion(Pattern):
+    """A 0-dim value (``torch.min(x)``) entering relu/sigmoid: MKLDNN cannot hold it."""
+
+    name = "reduced_in_region"
+    cost = 3
+
+    def plan(self, p: Planner, g: Gene) -> Value | None:
+        x = p.float_value(g, lambda v: bool(v.shape))
+        if x is None:
+            return None
+        kind = g.pick(("amin", "amax", "sum", "mean"))
+        bound = x.bound * numel(x.shape) if kind == "sum" else x.bound
+        if bound > FLOAT_LIMIT:
+            return None
+        r = p.add(kind, [x], {"dim": None, "keepdim": False, "style": -1}, (), x.dtype, bound)
+        r = _plant.unary(p, "relu", r, style=g.int(0, 2))
+        return _plant.unary(p, "sigmoid", r, bound=1.0) if g.chance(50) else r
+
+
+class NumberInRegion(Pattern):
+    """``x * 2`` before a conv, or ``relu(conv(x)) + 1``: add/mul with a Python number."""
+
+    name = "number_in_region"
+
+    def plan(self, p: Planner, g: Gene) -> Value | None:
+        before = g.chance(50)
+        if before:
+            x = _plant.value_of_rank(p, g, 4, (1, g.int(1, 3), g.int(3, 6), g.int(3, 6)))
+            x = _plant.binary(p, g.pick(("mul", "add")), x, g.pick((2.0, 0.5)), style=g.int(0, 1))
+            if x is None:
+                return None
+            y = _plant.conv(p, x, cout=g.int(1, 4), k=g.int(1, 3), pad=1)
+            return None if y is None else _plant.unary(p, "relu", y)
+        y = _conv_relu(p, g)
+        return None if y is None else _plant.binary(p, g.pick(("add", "mul")), y, 1.0, style=g.int(0, 1))
+
+
+#: torch.matmul spellings of the ``matmul`` kind: 1 positional, 3 and 4 by keyword, 0 ``@``
+_MATMUL_STYLES = (1, 1, 3, 4, 0)
+
+
+class MatmulGroup(Pattern):
+    """Two or three ``torch.matmul`` calls sharing one right operand (a parameter or an
+    input; 2-d, or 3-d with a batch dim), on left operands of mixed ranks and batch dims,
+    sometimes by keyword, sometimes with an in-place update of a left operand between them."""
+
+    name = "matmul_group"
+    cost = 10
+
+    def plan(self, p: Planner, g: Gene) -> Value | None:
+        k, n = g.int(1, MAX_DIM), g.int(1, MAX_DIM)
+        batched = g.chance(25)
+        shape = (g.int(2, 3), k, n) if batched else (k, n)
+        w = p.new_param(shape, 1.0 / math.sqrt(k)) if g.chance(50) else p.new_input(shape)
+        products = []
+        for i in range(g.int(2, 3)):
+            rank = g.pick((2, 2, 1, 3))
+            if batched and rank == 3:
+                lead: tuple[int, ...] = (shape[0], g.int(1, 3))
+            else:
+                lead = {1: (), 2: (g.int(1, 4),), 3: (g.int(1, 2), g.int(1, 3))}[rank]
+            a = p.float_value(g, lambda v, want=(*lead, k): v.shape == want and v.name != w.name)
+            if a is None or g.chance(50):
+                # an owned intermediate, so an update between matmuls may write it
+                a = _plant.unary(p, "tanh", p.new_input((*lead, k)), bound=1.0)
+            out_shape = _matmul_shape(a.shape, w.shape)
+            if out_shape is None or numel(out_shape) > MAX_ELEMENTS:
+                return None
+            bound = k * a.bound * w.bound
+            if bound > FLOAT_LIMIT:
+                return None
+            style = g.pick(_MATMUL_STYLES)
+            products.append(p.add("matmul", [a, w], {"style": style, "rank": len(a.shape)}, out_shape, a.dtype, bound))
+            if i == 0 and a.storage is not None and g.chance(35):
+                p.mutate(a, a.bound + 1.0)
+                p.add("inplace", [a], {"style": 6}, a.shape, a.dtype, a.bound + 1.0, view_of=a)
+        return products[-1]
+
+
+def _matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
+    if len(a) == 1:
+        return (*b[:-2], b[-1])
+    if len(b) == 2:
+        return (*a[:-1], b[-1])
+    batch_a, batch_b = a[:-2], b[:-2]
+    if len(batch_a) > len(batch_b) or any(x != y and x != 1 for x, y in zip(reversed(batch_a), reversed(batch_b))):
+        return None
+    return (*batch_b, a[-2], b[-1])
+
+
+KINDS: tuple[OpKind, ...] = (
+    WeightRead(),
+    FoldPair(),
+    LinearNorm(),
+    ConvFunctionalNorm(),
+    KeywordDropout(),
+    ChannelGate(),
+    UnevenPool(),
+    ReducedInRegion(),
+    NumberInRegion(),
+    MatmulGroup(),
+)
+
+_LAYERS = {"conv1d": 0.5, "conv2d": 1.0, "conv3d": 0.3, "linear": 1.0, "batch_norm": 1.5, "batch_norm_fn": 0.5,
+           "fusable": 1.0, "conv_block": 0.5, "relu": 1.0, "add": 0.5}
+
+FUSE = Focus(
+    weights=_LAYERS,
+    patterns={"fold_pair": 4.0, "linear_norm": 3.0, "conv_functional_norm": 1.0},
+)
+
+REMOVE_DROPOUT = Focus(
+    weights={"dropout": 3.0, "linear": 1.0, "relu": 1.0, "block": 0.5, "sequential": 0.5, "add": 0.5},
+    patterns={"keyword_dropout": 2.0},
+)
+
+OPTIMIZE_FOR_INFERENCE = Focus(
+    weights={**_LAYERS, "max_pool": 0.5, "avg_pool": 0.5, "adaptive_pool": 0.5, "sigmoid": 0.5, "dropout": 1.0,
+             "constant": 1.0, "mul": 0.5, "permute": 0.3},
+    patterns={"fold_pair": 2.0, "linear_norm": 2.0, "keyword_dropout": 1.0, "channel_gate": 2.0,
+              "uneven_pool": 2.0, "reduced_in_region": 1.5, "number_in_region": 1.5},
+)
+
+MERGE_MATMUL = Focus(
+    weights={"matmul": 2.0, "inplace": 1.0, "tanh": 0.5, "add": 0.5, "linear_fn": 0.3, "mm": 0.3},
+    patterns={"matmul_group": 5.0},
+    training=None,
+    dtypes=("float32", "float64"),
+)

@@ -1,0 +1,89 @@
+"""Patterns and foci of the split family (``split_module``, and the partitioner, which
+splits with it): in-place writes read on both sides by other nodes, so a partition map
+puts the reads and the write in different partitions; grad-mode regions, whose
+``_set_grad_enabled`` calls split_module replays per partition
+(``torch/fx/passes/split_module.py``); and embeddings for ``sparse_nn`` partitioning."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from generators.focus import _plant
+from generators.focus.focus import Focus
+from generators.focus.optimization import Pattern
+from generators.vocab.base import FLOAT_LIMIT, MAX_DIM, Gene, OpKind, Planner, Value, Writer
+
+#: In-place styles of the ``inplace`` kind planted here: relu_, torch.relu_, add_(1.0),
+#: F.relu(inplace=True) (indices into its table).
+_WRITES = ((0, 0.0), (1, 0.0), (6, 1.0), (8, 0.0))
+
+
+class ReadThenWrite(Pattern):
+    """``r = sigmoid(y); y.relu_(); out = r + y``: a read before and after an in-place write."""
+
+    name = "read_then_write"
+
+    def plan(self, p: Planner, g: Gene) -> Value | None:
+        y = p.float_value(g, lambda v: v.storage is not None and v.bound <= FLOAT_LIMIT / 4)
+        if y is None:
+            base = p.new_input((g.int(1, 3), g.int(1, MAX_DIM)))
+            y = _plant.binary(p, "mul", base, 2.0)
+            if y is None:
+                return None
+        before = _plant.unary(p, g.pick(("sigmoid", "tanh")), y, bound=1.0)
+        style, grow = _WRITES[g.int(0, len(_WRITES) - 1)]
+        p.mutate(y, y.bound + grow)
+        p.add("inplace", [y], {"style": style}, y.shape, y.dtype, y.bound, view_of=y)
+        after = _plant.unary(p, "neg", y) if g.chance(50) else y
+        return _plant.binary(p, "add", before, after)
+
+
+_REGION_HELPER = '''
+def fx_conform_set_grad(flag, anchor):
+    """Switch grad mode; recorded in the graph when tracing (plain tracing would only run it)."""
+    if isinstance(anchor, torch.fx.Proxy):
+        anchor.tracer.create_proxy("call_function", torch._C._set_grad_enabled, (flag,), {})
+    else:
+        torch._C._set_grad_enabled(flag)
+'''
+
+
+class GradRegion(Pattern):
+    """A no-grad region around one or two pointwise ops, opened and closed by
+    ``torch._C._set_grad_enabled`` nodes."""
+
+    name = "grad_region"
+    cost = 4
+
+    def plan(self, p: Planner, g: Gene) -> Value | None:
+        x = p.float_value(g, lambda v: v.bound <= FLOAT_LIMIT / 2)
+        if x is None:
+            x = p.new_input((g.int(1, 3), g.int(1, MAX_DIM)))
+        ops = g.int(1, 2)
+        return p.add(self.name, [x], {"ops": ops}, x.shape, x.dtype, 1.0 if ops == 1 else 1.0)
+
+    def emit(self, node: dict[str, Any], w: Writer) -> None:
+        x, v = node["in"][0], node["id"]
+        w.helper("fx_conform_set_grad", _REGION_HELPER)
+        w.line(f"fx_conform_set_grad(False, {x})")
+        if node["attrs"]["ops"] == 2:
+            w.assign(node, f"torch.relu(torch.sigmoid({x}))")
+        else:
+            w.assign(node, f"torch.sigmoid({x})")
+        w.line(f"fx_conform_set_grad(True, {x})")
+
+
+KINDS: tuple[OpKind, ...] = (ReadThenWrite(), GradRegion())
+
+SPLIT_MODULE = Focus(
+    weights={"inplace": 2.0, "relu": 1.0, "add": 1.0, "mul": 0.5, "linear": 1.0, "block": 0.5, "default_arg": 0.5,
+             "slice": 0.5, "split": 0.5},
+    patterns={"read_then_write": 3.0, "grad_region": 2.0},
+    training=None,
+)
+
+PARTITION = Focus(
+    weights={"embedding": 2.0, "embedding_bag": 2.0, "inplace": 1.0, "linear": 1.0, "relu": 1.0, "add": 1.0, "cat": 0.5},
+    patterns={"read_then_write": 3.0},
+    training=None,
+)
