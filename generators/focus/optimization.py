@@ -23,7 +23,17 @@ from typing import Any
 
 from generators.focus import _plant
 from generators.focus.focus import Focus
-from generators.vocab.base import FLOAT_LIMIT, MAX_DIM, MAX_ELEMENTS, Gene, OpKind, Planner, Value, Writer, numel
+from generators.vocab.base import (
+    FLOAT_LIMIT,
+    MAX_DIM,
+    MAX_ELEMENTS,
+    Gene,
+    OpKind,
+    Planner,
+    Value,
+    Writer,
+    numel,
+)
 
 
 class Pattern(OpKind):
@@ -135,8 +145,8 @@ class KeywordDropout(Pattern):
             return None
         if p.training:
             p.stochastic = True
-        # 2: self.drop(input=x), 3: F.dropout(input=x, ...)
-        return p.add("dropout", [x], {"style": g.int(2, 3), "attr": p.fresh("drop")}, x.shape, x.dtype, 2.0 * x.bound)
+        # self.drop(input=x)
+        return p.add("dropout", [x], {"style": 2, "attr": p.fresh("drop")}, x.shape, x.dtype, 2.0 * x.bound)
 
 
 def _conv_relu(p: Planner, g: Gene) -> Value | None:

@@ -63,7 +63,7 @@ class GradRegion(Pattern):
         return p.add(self.name, [x], {"ops": ops}, x.shape, x.dtype, 1.0 if ops == 1 else 1.0)
 
     def emit(self, node: dict[str, Any], w: Writer) -> None:
-        x, v = node["in"][0], node["id"]
+        x = node["in"][0]
         w.helper("fx_conform_set_grad", _REGION_HELPER)
         w.line(f"fx_conform_set_grad(False, {x})")
         if node["attrs"]["ops"] == 2:

@@ -7,14 +7,14 @@ include/exclude by category.
 
 from __future__ import annotations
 
+# The focus patterns (generators.focus) are internal kinds: only a transform's focus draws
+# them. They import generators.vocab.base only, so importing them here is safe.
+from generators.focus import graph_utils as _focus_graph_utils
+from generators.focus import normalize as _focus_normalize
+from generators.focus import optimization as _focus_optimization
+from generators.focus import split as _focus_split
 from generators.vocab import blocks, layers, patterns, pointwise, structure
 from generators.vocab.base import OpKind
-
-# the focus patterns (generators.focus) are internal kinds: only a transform's focus draws them
-from generators.focus import graph_utils as _focus_graph_utils  # noqa: E402
-from generators.focus import normalize as _focus_normalize  # noqa: E402
-from generators.focus import optimization as _focus_optimization  # noqa: E402
-from generators.focus import split as _focus_split  # noqa: E402
 
 _FOCUS_KINDS = (*_focus_optimization.KINDS, *_focus_normalize.KINDS, *_focus_graph_utils.KINDS, *_focus_split.KINDS)
 

@@ -345,8 +345,8 @@ class Embedding(OpKind):
 
 class Dropout(OpKind):
     """Dropout as a module or a function; random only in training mode. Styles: 0 module,
-    1 function, 2 module with the input by keyword, 3 function with the input by keyword
-    (2 and 3 are only planted by patterns)."""
+    1 function, 2 module with the input by keyword (only planted by a pattern: tracing
+    passes a function's keyword input on by position)."""
 
     name = "dropout"
     category = "stochastic"
@@ -363,12 +363,10 @@ class Dropout(OpKind):
 
     def emit(self, node: dict[str, Any], w: Writer) -> None:
         a, x = node["attrs"], node["in"][0]
-        # styles 2 and 3 pass the input by keyword (planted by the remove_dropout focus)
+        # style 2 passes the input by keyword (planted by the dropout focus)
         if a["style"] in (0, 2):
             w.member(f"self.{a['attr']} = nn.Dropout(0.5)")
             w.assign(node, f"self.{a['attr']}({'input=' if a['style'] == 2 else ''}{x})")
-        elif a["style"] == 3:
-            w.assign(node, f"F.dropout(input={x}, p=0.5, training=self.training)")
         else:
             w.assign(node, f"F.dropout({x}, p=0.5, training=self.training)")
 

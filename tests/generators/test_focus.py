@@ -1,0 +1,253 @@
+"""Directed generation: every pattern plants its construct, every focused draw builds,
+traces and validates, shrinking still simplifies focused draws, and swarm subsets vary."""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable
+
+import pytest
+import torch
+import torch.fx
+import torch.nn as nn
+import torch.nn.functional as F
+from hypothesis import HealthCheck, Phase, find, given, settings
+from hypothesis import strategies as st
+
+from conform.case import Case
+from conform.engine import Prepared, prepare, trace
+from conform.registry import TRANSFORMS, get
+from conform.strategies import cases, prepared_for
+from generators import spec as spec_mod
+from generators.focus.draw import PATTERN_CATEGORY, features, focused_specs, swarm
+from generators.focus.focus import Focus
+from generators.random_modules import Config, genomes, realize
+from generators.vocab import VOCABULARY
+
+SETTINGS = settings(max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+FOCUSED = [row.name for row in TRANSFORMS if row.focus]
+PATTERNS = sorted(name for name, kind in VOCABULARY.items() if kind.category == PATTERN_CATEGORY)
+
+
+def _modules(gm: torch.fx.GraphModule) -> dict[str, nn.Module]:
+    return dict(gm.named_modules())
+
+
+def _calls(gm: torch.fx.GraphModule, kinds: tuple[type, ...]) -> list[torch.fx.Node]:
+    mods = _modules(gm)
+    return [n for n in gm.graph.nodes if n.op == "call_module" and isinstance(mods[n.target], kinds)]
+
+
+def _norm_after_layer(gm: torch.fx.GraphModule) -> bool:
+    layers = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+    mods = _modules(gm)
+    return any(isinstance(n.args[0], torch.fx.Node) and n.args[0].op == "call_module"
+               and isinstance(mods[n.args[0].target], layers)
+               for n in _calls(gm, (nn.modules.batchnorm._BatchNorm,)))
+
+
+def _functional_norm_after_conv(gm: torch.fx.GraphModule) -> bool:
+    return any(n.target is F.batch_norm and n.args[0].op == "call_module" for n in gm.graph.nodes)
+
+
+def _keyword_dropout(gm: torch.fx.GraphModule) -> bool:
+    return any("input" in n.kwargs and isinstance(_modules(gm)[n.target], nn.Dropout)
+               for n in gm.graph.nodes if n.op == "call_module")
+
+
+def _binary_of_two_nodes_after_conv(gm: torch.fx.GraphModule) -> bool:
+    convs = _calls(gm, (nn.Conv2d,))
+    return bool(convs) and any(n.target in (operator.add, operator.mul) and all(isinstance(a, torch.fx.Node) for a in n.args)
+                               for n in gm.graph.nodes)
+
+
+def _adaptive_pool(gm: torch.fx.GraphModule) -> bool:
+    return bool(_calls(gm, (nn.AdaptiveAvgPool2d,))) or any(n.target is F.adaptive_avg_pool2d for n in gm.graph.nodes)
+
+
+def _full_reduction_into_relu(gm: torch.fx.GraphModule) -> bool:
+    relus = (torch.relu, F.relu, "relu")
+    return any(n.target in relus and isinstance(n.args[0], torch.fx.Node) and len(n.args[0].args) == 1
+               and n.args[0].target in (torch.min, torch.max, torch.mean, torch.sum, torch.amax, "max", "sum")
+               for n in gm.graph.nodes)
+
+
+def _number_operand(gm: torch.fx.GraphModule) -> bool:
+    return bool(_calls(gm, (nn.Conv2d,))) and any(
+        n.target in (operator.add, operator.mul) and any(isinstance(a, float) for a in n.args) for n in gm.graph.nodes)
+
+
+def _shared_right_operand(gm: torch.fx.GraphModule) -> bool:
+    rights = [n.kwargs.get("other", n.args[1] if len(n.args) > 1 else None) for n in gm.graph.nodes
+              if n.target in (torch.matmul, operator.matmul)]
+    return any(rights.count(r) >= 2 for r in rights if r is not None)
+
+
+def _checked_child(gm: torch.fx.GraphModule) -> bool:
+    return any(type(m).__name__ in ("CheckedChild", "StateCheckedChild") for m in gm.modules()) or any(
+        n.op == "call_function" and n.target is operator.mul and n.args[1] == 2.0 for n in gm.graph.nodes)
+
+
+def _typed_getitem(gm: torch.fx.GraphModule) -> bool:
+    return any(n.target is operator.getitem and n.args[0].type is not None for n in gm.graph.nodes)
+
+
+def _inplace_write(gm: torch.fx.GraphModule) -> bool:
+    def name(n: torch.fx.Node) -> str:
+        return n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
+
+    return any((name(n).endswith("_") and not name(n).startswith("_")) or n.kwargs.get("inplace")
+               for n in gm.graph.nodes if n.op in ("call_function", "call_method"))
+
+
+def _grad_region(gm: torch.fx.GraphModule) -> bool:
+    flags = [n.args[0] for n in gm.graph.nodes if n.target is torch._C._set_grad_enabled]
+    return bool(flags) and flags[::2] == [False] * (len(flags) // 2) and flags[1::2] == [True] * (len(flags) // 2)
+
+
+#: pattern -> what its construct looks like in the traced graph
+CONSTRUCTS: dict[str, Callable[[torch.fx.GraphModule], bool]] = {
+    "fold_pair": _norm_after_layer,
+    "linear_norm": _norm_after_layer,
+    "conv_functional_norm": _functional_norm_after_conv,
+    "keyword_dropout": _keyword_dropout,
+    "channel_gate": _binary_of_two_nodes_after_conv,
+    "uneven_pool": _adaptive_pool,
+    "reduced_in_region": _full_reduction_into_relu,
+    "number_in_region": _number_operand,
+    "matmul_group": _shared_right_operand,
+    "checked_child": _checked_child,
+    "typed_getitem": _typed_getitem,
+    "read_then_write": _inplace_write,
+    "grad_region": _grad_region,
+}
+
+#: patterns whose construct is in the forward's source rather than the graph
+SOURCE_CONSTRUCTS = {
+    "rewrite_construct": ("self.__", ": torch.Tensor", "super(GeneratedModule, self)", "super()"),
+}
+
+
+def test_every_pattern_has_a_construct_check() -> None:
+    assert set(PATTERNS) == set(CONSTRUCTS) | set(SOURCE_CONSTRUCTS)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_pattern_plants_its_construct(pattern: str) -> None:
+    config = Config(table=((pattern, 1.0),), max_nodes=60, dtypes=("float32",), training=False)
+    planted = []
+
+    @settings(max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck),
+              phases=(Phase.generate,))
+    @given(genomes(config))
+    def check(genome: dict) -> None:
+        spec = realize(genome, config)
+        spec_mod.validate(spec)
+        if not spec["nodes"]:
+            return  # every gene failed to plant on its shapes and rolled back: nothing planted
+        built = spec_mod.build(spec, 0)
+        gm = trace(built)
+        gm.graph.lint()
+        if pattern in SOURCE_CONSTRUCTS:
+            source = spec_mod.module_source(spec)
+            assert any(text in source for text in SOURCE_CONSTRUCTS[pattern]), source
+        else:
+            assert CONSTRUCTS[pattern](gm), gm.code
+        planted.append(spec)
+
+    check()
+    assert len(planted) >= 5, f"{pattern} planted in only {len(planted)} of 15 draws"
+
+
+@pytest.mark.parametrize("transform", FOCUSED)
+def test_focused_draws_build_trace_and_validate(transform: str) -> None:
+    focus = get(transform).load_focus()
+
+    @SETTINGS
+    @given(focused_specs(focus), st.integers(0, 2**16))
+    def check(spec: dict, seed: int) -> None:
+        spec_mod.validate(spec)
+        assert spec_mod.json.loads(spec_mod.json.dumps(spec)) == spec
+        prepared = prepare(Case("random", spec, seed))
+        assert isinstance(prepared, Prepared), prepared.message
+        prepared.graph_module.graph.lint()
+
+    check()
+
+
+def test_shrinking_a_focused_draw_gives_the_construct_alone() -> None:
+    focus = get("fuse").load_focus()
+
+    def has_fold(spec: dict) -> bool:
+        ops = {n["id"]: n["op"] for n in spec["nodes"]}
+        return any(n["op"] == "batch_norm" and ops.get(n["in"][0], "").startswith("conv") for n in spec["nodes"])
+
+    smallest = find(focused_specs(focus), has_fold, settings=settings(max_examples=300, database=None, deadline=None))
+    assert [n["op"] for n in smallest["nodes"]] == ["conv1d", "batch_norm"]
+    assert all(math.prod(entry["shape"]) <= 12 for entry in smallest["inputs"])
+
+
+def test_swarm_subsets_vary_and_keep_a_pattern() -> None:
+    focus = get("optimize_for_inference").load_focus()
+    table = features(focus)
+    subsets = set()
+
+    @settings(max_examples=40, database=None, deadline=None)
+    @given(st.lists(st.booleans(), min_size=len(table), max_size=len(table)))
+    def check(omit: list[bool]) -> None:
+        kept = swarm(focus, omit)
+        assert any(name in focus.patterns for name, _ in kept)
+        assert set(kept) <= set(table)
+        subsets.add(kept)
+
+    check()
+    assert len(subsets) >= 10
+    # leaving everything out keeps the patterns
+    assert swarm(focus, [True] * len(table)) == tuple(row for row in table if row[0] in focus.patterns)
+
+
+def test_focused_draws_mix_focus_and_general_vocabulary() -> None:
+    focus = Focus(weights={"relu": 1.0}, patterns={"matmul_group": 1.0}, share=0.5)
+    kinds: list[set[str]] = []
+
+    @settings(max_examples=60, database=None, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(focused_specs(focus))
+    def check(spec: dict) -> None:
+        kinds.append({n["op"] for n in spec["nodes"]})
+
+    check()
+    focused = {"relu", "matmul", "param", "tanh", "inplace"}
+    assert any(k and k <= focused for k in kinds)
+    assert any(k - focused for k in kinds)
+
+
+def test_bad_focus_is_rejected() -> None:
+    with pytest.raises(ValueError, match="not a pattern kind"):
+        focused_specs(Focus(weights={}, patterns={"relu": 1.0}))
+    with pytest.raises(ValueError, match="share"):
+        Focus(weights={"relu": 1.0}, patterns={}, share=1.5)
+
+
+def test_cases_draws_prepared_cases_and_params() -> None:
+    drawn = []
+
+    @settings(max_examples=5, database=None, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(cases("fuse"))
+    def check(pair: tuple) -> None:
+        case, params = pair
+        assert case.source == "random" and set(params) == {"inplace"}
+        prepared = prepared_for(case)
+        assert isinstance(prepared, Prepared)
+        assert prepared_for(case) is prepared  # cached: the check reuses the prepared case
+        drawn.append(case)
+
+    check()
+    assert drawn
+
+
+def test_cases_rejects_an_unknown_source() -> None:
+    from conform.errors import UsageError
+
+    with pytest.raises(UsageError, match="unknown source 'nope'"):
+        cases("fuse", sources=["nope"])
