@@ -3,9 +3,10 @@ upstream's rewriter recompiles or never reaches (``torch/fx/experimental/rewrite
 
 * ``checked_child``: a child module whose forward has an ``assert``, on a traced value (the
   child is then a leaf for plain tracing, which cannot follow it) or on its own state;
-* ``rewrite_construct``: the root's forward reads a class-private attribute (``self.__s``),
-  has an annotated assignment or a bare annotation, or calls ``super()`` with or without
-  arguments.
+* ``private_attribute``, ``annotated_local``, ``super_call``: the root's forward reads a
+  class-private attribute (``self.__s``), has an annotated assignment or a bare annotation,
+  or calls ``super()`` with or without arguments: upstream fails on the first one it meets,
+  so each is a pattern of its own and swarm subsets draw them apart.
 """
 
 from __future__ import annotations
@@ -61,21 +62,21 @@ class CheckedChildKind(Pattern):
         w.assign(node, f"self.{a['attr']}({node['in'][0]})")
 
 
-#: Root-forward constructs: 0 private attribute, 1 annotated assignment, 2 bare annotation,
-#: 3 super(Class, self), 4 zero-argument super().
-REWRITE_STYLES = 5
+#: Root-forward constructs (styles of the ``forward_construct`` kind): 0 private attribute,
+#: 1 annotated assignment, 2 bare annotation, 3 super(Class, self), 4 zero-argument super().
+FORWARD_STYLES = 5
 
 
-class RewriteConstruct(Pattern):
-    name = "rewrite_construct"
-    cost = 2
+class ForwardConstruct(OpKind):
+    """``v = x * <something>`` written with a construct of :data:`FORWARD_STYLES` in the
+    root's forward. Planted by the patterns below, never drawn alone."""
+
+    name = "forward_construct"
+    category = "control"
+    weight = 0.0
 
     def plan(self, p: Planner, g: Gene) -> Value | None:
-        x = p.float_value(g, lambda v: v.bound <= FLOAT_LIMIT / 2)
-        if x is None:
-            x = p.new_input((g.int(1, 3), g.int(1, 4)))
-        style = g.int(0, REWRITE_STYLES - 1)
-        return p.add(self.name, [x], {"style": style}, x.shape, x.dtype, 2.0 * x.bound + 1.0)
+        return None
 
     def emit(self, node: dict[str, Any], w: Writer) -> None:
         from generators.spec import CLASS_NAME
@@ -94,10 +95,40 @@ class RewriteConstruct(Pattern):
             w.assign(node, f"{x} * (0.5 if {call}.__getattribute__('training') else 2.0)")
 
 
-KINDS: tuple[OpKind, ...] = (CheckedChildKind(), RewriteConstruct())
+class _Construct(Pattern):
+    """Plants one ``forward_construct`` node of one of ``styles``."""
+
+    styles: tuple[int, ...] = ()
+    cost = 2
+
+    def plan(self, p: Planner, g: Gene) -> Value | None:
+        x = p.float_value(g, lambda v: v.bound <= FLOAT_LIMIT / 2)
+        if x is None:
+            x = p.new_input((g.int(1, 3), g.int(1, 4)))
+        style = g.pick(self.styles)
+        return p.add("forward_construct", [x], {"style": style}, x.shape, x.dtype, 2.0 * x.bound + 1.0)
+
+
+class PrivateAttribute(_Construct):
+    name = "private_attribute"
+    styles = (0,)
+
+
+class AnnotatedLocal(_Construct):
+    name = "annotated_local"
+    styles = (1, 2)
+
+
+class SuperCall(_Construct):
+    name = "super_call"
+    styles = (3, 4)
+
+
+KINDS: tuple[OpKind, ...] = (CheckedChildKind(), ForwardConstruct(), PrivateAttribute(), AnnotatedLocal(), SuperCall())
 
 REWRITE = Focus(
-    weights={"assert": 2.0, "relu": 1.0, "add": 1.0, "linear": 1.0, "block": 0.5, "default_arg": 0.5, "constant": 0.3},
-    patterns={"checked_child": 3.0, "rewrite_construct": 4.0},
+    weights={"assert": 2.0, "relu": 1.0, "add": 1.0, "linear": 1.0, "block": 0.5, "constant": 0.3},
+    patterns={"checked_child": 3.0, "private_attribute": 2.0, "annotated_local": 2.0, "super_call": 2.0},
+    max_nodes=30,
     training=None,
 )

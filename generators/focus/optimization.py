@@ -6,14 +6,19 @@ on it (see ``torch/fx/experimental/optimization.py`` and ``merge_matmul.py``):
 
 * ``fold_pair``: conv/Linear followed by a batch norm, with the layer called again, its
   weight read, its output used elsewhere (fusion skips the pair), or the norm shared;
-* ``linear_norm``: Linear + BatchNorm1d over a 2-d or 3-d output, with or without affine,
-  with the norm's channels equal to the Linear's features or not;
+* ``linear_norm``: Linear + BatchNorm1d over a 2-d or 3-d output, with the norm's
+  channels equal to the Linear's features or not; ``norm_without_affine``: the norm
+  without affine parameters;
 * ``conv_functional_norm``: conv followed by ``F.batch_norm`` (never fused);
 * ``keyword_dropout``: dropout module or function called with its input by keyword;
 * ``channel_gate``, ``uneven_pool``, ``reduced_in_region``, ``number_in_region``: the
   MKLDNN layout pass's regions (broadcasting add/mul, adaptive pools, 0-dim values, numbers);
-* ``matmul_group``: ``torch.matmul`` calls sharing a right operand (2-d or batched), with
-  left operands of mixed ranks, operands by keyword, and in-place updates between them.
+* ``matmul_group``, ``keyword_matmul``, ``matmul_update_between``: ``torch.matmul`` calls
+  sharing a right operand (2-d or batched), with left operands of the same or mixed ranks,
+  an operand by keyword, or an in-place update between them.
+
+Constructs that make upstream fail early (a norm without affine parameters, a keyword
+operand) are patterns of their own, so swarm subsets draw them apart from the others.
 """
 
 from __future__ import annotations
@@ -88,7 +93,7 @@ class FoldPair(Pattern):
         if y is None:
             return None
         layer = p.modules[-1]
-        z = _plant.batch_norm(p, y, affine=not g.chance(20))
+        z = _plant.batch_norm(p, y)
         if z is None:
             return None
         norm = p.modules[-1]
@@ -122,7 +127,21 @@ class LinearNorm(Pattern):
         y = _plant.linear(p, x, out=out, bias=not g.chance(25))
         if y is None:
             return None
-        return _plant.batch_norm(p, y, affine=not g.chance(50))
+        return _plant.batch_norm(p, y)
+
+
+class NormWithoutAffine(Pattern):
+    """Linear or conv followed by a batch norm without affine parameters (``bn.weight`` is
+    None), alone in its pattern so the error it may cause does not hide the others."""
+
+    name = "norm_without_affine"
+    cost = 3
+
+    def plan(self, p: Planner, g: Gene) -> Value | None:
+        nd = g.pick((0, 0, 1, 2))
+        x = _feature_map(p, g, nd)
+        y = _layer(p, g, x, nd)
+        return None if y is None else _plant.batch_norm(p, y, affine=False)
 
 
 class ConvFunctionalNorm(Pattern):
@@ -228,32 +247,33 @@ class NumberInRegion(Pattern):
         return None if y is None else _plant.binary(p, g.pick(("add", "mul")), y, 1.0, style=g.int(0, 1))
 
 
-#: torch.matmul spellings of the ``matmul`` kind: 1 positional, 3 and 4 by keyword, 0 ``@``
-_MATMUL_STYLES = (1, 1, 3, 4, 0)
-
-
 class MatmulGroup(Pattern):
-    """Two or three ``torch.matmul`` calls sharing one right operand (a parameter or an
-    input; 2-d, or 3-d with a batch dim), on left operands of mixed ranks and batch dims,
-    sometimes by keyword, sometimes with an in-place update of a left operand between them."""
+    """Two or three ``torch.matmul(a, w)`` calls sharing one right operand ``w`` (a
+    parameter or an input; 2-d, or 3-d with a batch dim), on left operands of mixed ranks
+    and batch dims. The variants that make upstream fail early are patterns of their own
+    (:class:`KeywordMatmul`, :class:`MatmulUpdateBetween`), so a swarm can draw them apart."""
 
     name = "matmul_group"
     cost = 10
+    keyword = False
+    update = False
 
     def plan(self, p: Planner, g: Gene) -> Value | None:
         k, n = g.int(1, MAX_DIM), g.int(1, MAX_DIM)
-        batched = g.chance(25)
+        batched = not self.keyword and not self.update and g.chance(30)
         shape = (g.int(2, 3), k, n) if batched else (k, n)
         w = p.new_param(shape, 1.0 / math.sqrt(k)) if g.chance(50) else p.new_input(shape)
+        same_rank = g.chance(50)
         products = []
-        for i in range(g.int(2, 3)):
-            rank = g.pick((2, 2, 1, 3))
+        count = g.int(2, 3)
+        for i in range(count):
+            rank = 2 if same_rank else g.pick((2, 1, 3))
             if batched and rank == 3:
                 lead: tuple[int, ...] = (shape[0], g.int(1, 3))
             else:
                 lead = {1: (), 2: (g.int(1, 4),), 3: (g.int(1, 2), g.int(1, 3))}[rank]
             a = p.float_value(g, lambda v, want=(*lead, k): v.shape == want and v.name != w.name)
-            if a is None or g.chance(50):
+            if a is None or self.update or g.chance(50):
                 # an owned intermediate, so an update between matmuls may write it
                 a = _plant.unary(p, "tanh", p.new_input((*lead, k)), bound=1.0)
             out_shape = _matmul_shape(a.shape, w.shape)
@@ -262,12 +282,27 @@ class MatmulGroup(Pattern):
             bound = k * a.bound * w.bound
             if bound > FLOAT_LIMIT:
                 return None
-            style = g.pick(_MATMUL_STYLES)
+            # 1: torch.matmul(a, w); by keyword: 3: (a, other=w), 4: (input=a, other=w)
+            style = g.pick((3, 4)) if self.keyword and i == count - 1 else 1
             products.append(p.add("matmul", [a, w], {"style": style, "rank": len(a.shape)}, out_shape, a.dtype, bound))
-            if i == 0 and a.storage is not None and g.chance(35):
+            if self.update and i == 0 and a.storage is not None:
                 p.mutate(a, a.bound + 1.0)
                 p.add("inplace", [a], {"style": 6}, a.shape, a.dtype, a.bound + 1.0, view_of=a)
         return products[-1]
+
+
+class KeywordMatmul(MatmulGroup):
+    """A group whose last ``torch.matmul`` passes an operand by keyword."""
+
+    name = "keyword_matmul"
+    keyword = True
+
+
+class MatmulUpdateBetween(MatmulGroup):
+    """A group with ``a.add_(1.0)`` of the first left operand after its matmul."""
+
+    name = "matmul_update_between"
+    update = True
 
 
 def _matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -285,6 +320,7 @@ KINDS: tuple[OpKind, ...] = (
     WeightRead(),
     FoldPair(),
     LinearNorm(),
+    NormWithoutAffine(),
     ConvFunctionalNorm(),
     KeywordDropout(),
     ChannelGate(),
@@ -292,6 +328,8 @@ KINDS: tuple[OpKind, ...] = (
     ReducedInRegion(),
     NumberInRegion(),
     MatmulGroup(),
+    KeywordMatmul(),
+    MatmulUpdateBetween(),
 )
 
 _LAYERS = {"conv1d": 0.5, "conv2d": 1.0, "conv3d": 0.3, "linear": 1.0, "batch_norm": 1.5, "batch_norm_fn": 0.5,
@@ -299,24 +337,28 @@ _LAYERS = {"conv1d": 0.5, "conv2d": 1.0, "conv3d": 0.3, "linear": 1.0, "batch_no
 
 FUSE = Focus(
     weights=_LAYERS,
-    patterns={"fold_pair": 4.0, "linear_norm": 3.0, "conv_functional_norm": 1.0},
+    patterns={"fold_pair": 4.0, "linear_norm": 3.0, "norm_without_affine": 1.0, "conv_functional_norm": 1.0},
+    max_nodes=30,
 )
 
 REMOVE_DROPOUT = Focus(
     weights={"dropout": 3.0, "linear": 1.0, "relu": 1.0, "block": 0.5, "sequential": 0.5, "add": 0.5},
     patterns={"keyword_dropout": 2.0},
+    max_nodes=30,
 )
 
 OPTIMIZE_FOR_INFERENCE = Focus(
     weights={**_LAYERS, "max_pool": 0.5, "avg_pool": 0.5, "adaptive_pool": 0.5, "sigmoid": 0.5, "dropout": 1.0,
              "constant": 1.0, "mul": 0.5, "permute": 0.3},
-    patterns={"fold_pair": 2.0, "linear_norm": 2.0, "keyword_dropout": 1.0, "channel_gate": 2.0,
-              "uneven_pool": 2.0, "reduced_in_region": 1.5, "number_in_region": 1.5},
+    patterns={"fold_pair": 2.0, "linear_norm": 2.0, "norm_without_affine": 0.5, "keyword_dropout": 1.0,
+              "channel_gate": 2.0, "uneven_pool": 2.0, "reduced_in_region": 1.5, "number_in_region": 1.5},
+    max_nodes=30,
 )
 
 MERGE_MATMUL = Focus(
     weights={"matmul": 2.0, "inplace": 1.0, "tanh": 0.5, "add": 0.5, "linear_fn": 0.3, "mm": 0.3},
-    patterns={"matmul_group": 5.0},
+    patterns={"matmul_group": 4.0, "keyword_matmul": 1.0, "matmul_update_between": 2.0},
     training=None,
     dtypes=("float32", "float64"),
+    max_nodes=40,
 )

@@ -12,6 +12,7 @@ from generators.focus import _plant
 from generators.focus.focus import Focus
 from generators.focus.optimization import Pattern
 from generators.vocab.base import FLOAT_LIMIT, MAX_DIM, Gene, OpKind, Planner, Value, Writer
+from generators.vocab.layers import EMBED_BOUND
 
 #: In-place styles of the ``inplace`` kind planted here: relu_, torch.relu_, add_(1.0),
 #: F.relu(inplace=True) (indices into its table).
@@ -73,7 +74,29 @@ class GradRegion(Pattern):
         w.line(f"fx_conform_set_grad(True, {x})")
 
 
-KINDS: tuple[OpKind, ...] = (ReadThenWrite(), GradRegion())
+class EmbeddingLookup(Pattern):
+    """One ``nn.Embedding``/``nn.EmbeddingBag`` lookup of integer indices: a focus whose
+    swarm keeps only this pattern draws modules of embeddings alone (``sparse_nn``
+    partitions embeddings and dense operations apart)."""
+
+    name = "embedding_lookup"
+    cost = 2
+
+    def plan(self, p: Planner, g: Gene) -> Value | None:
+        bag = g.chance(40)
+        rows, dim = g.int(2, 8), g.int(1, MAX_DIM)
+        shape = (g.int(1, 3), g.int(1, 4)) if bag else (g.int(1, 4),)
+        idx = p.choose(g, lambda v: v.dtype == "int64" and v.nonneg and v.bound < rows and v.shape == shape)
+        idx = idx or p.new_input(shape, "int64", high=rows)
+        attrs: dict[str, Any] = {"attr": p.fresh("emb"), "rows": rows, "dim": dim, "style": 0}
+        if bag:
+            attrs["mode"] = g.pick(("mean", "sum", "max"))
+            bound = EMBED_BOUND * (shape[1] if attrs["mode"] == "sum" else 1)
+            return p.add("embedding_bag", [idx], attrs, (shape[0], dim), p.dtype, bound)
+        return p.add("embedding", [idx], attrs, (*shape, dim), p.dtype, EMBED_BOUND)
+
+
+KINDS: tuple[OpKind, ...] = (ReadThenWrite(), GradRegion(), EmbeddingLookup())
 
 SPLIT_MODULE = Focus(
     weights={"inplace": 2.0, "relu": 1.0, "add": 1.0, "mul": 0.5, "linear": 1.0, "block": 0.5, "default_arg": 0.5,
@@ -84,6 +107,6 @@ SPLIT_MODULE = Focus(
 
 PARTITION = Focus(
     weights={"embedding": 2.0, "embedding_bag": 2.0, "inplace": 1.0, "linear": 1.0, "relu": 1.0, "add": 1.0, "cat": 0.5},
-    patterns={"read_then_write": 3.0},
+    patterns={"read_then_write": 3.0, "embedding_lookup": 2.0},
     training=None,
 )

@@ -117,15 +117,21 @@ CONSTRUCTS: dict[str, Callable[[torch.fx.GraphModule], bool]] = {
     "reduced_in_region": _full_reduction_into_relu,
     "number_in_region": _number_operand,
     "matmul_group": _shared_right_operand,
+    "keyword_matmul": lambda gm: _shared_right_operand(gm) and any("other" in n.kwargs for n in gm.graph.nodes),
+    "matmul_update_between": lambda gm: _shared_right_operand(gm) and _inplace_write(gm),
+    "norm_without_affine": lambda gm: any(not m.affine for m in gm.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)),
     "checked_child": _checked_child,
     "typed_getitem": _typed_getitem,
     "read_then_write": _inplace_write,
     "grad_region": _grad_region,
+    "embedding_lookup": lambda gm: bool(_calls(gm, (nn.Embedding, nn.EmbeddingBag))),
 }
 
 #: patterns whose construct is in the forward's source rather than the graph
 SOURCE_CONSTRUCTS = {
-    "rewrite_construct": ("self.__", ": torch.Tensor", "super(GeneratedModule, self)", "super()"),
+    "private_attribute": ("self.__",),
+    "annotated_local": (": torch.Tensor",),
+    "super_call": ("super(GeneratedModule, self)", "super()."),
 }
 
 
@@ -184,7 +190,9 @@ def test_shrinking_a_focused_draw_gives_the_construct_alone() -> None:
         return any(n["op"] == "batch_norm" and ops.get(n["in"][0], "").startswith("conv") for n in spec["nodes"])
 
     smallest = find(focused_specs(focus), has_fold, settings=settings(max_examples=300, database=None, deadline=None))
-    assert [n["op"] for n in smallest["nodes"]] == ["conv1d", "batch_norm"]
+    # one planted construct is left: the pair, at most with its variant's second use
+    ops = [n["op"] for n in smallest["nodes"]]
+    assert ops[:2] == ["conv1d", "batch_norm"] and len(ops) <= 4, ops
     assert all(math.prod(entry["shape"]) <= 12 for entry in smallest["inputs"])
 
 
@@ -251,3 +259,22 @@ def test_cases_rejects_an_unknown_source() -> None:
 
     with pytest.raises(UsageError, match="unknown source 'nope'"):
         cases("fuse", sources=["nope"])
+
+
+def test_split_params_on_a_region_graph_draw_affixes_and_negative_ids() -> None:
+    from generators.params.split import has_regions, split_params
+
+    config = Config(table=(("grad_region", 1.0),), max_nodes=20, dtypes=("float32",), training=False)
+    spec = find(genomes(config), lambda g: bool(realize(g, config)["nodes"]), settings=settings(database=None))
+    gm = trace(spec_mod.build(realize(spec, config), 0))
+    assert has_regions(gm)
+    seen = {"affix": False, "negative": False}
+
+    @settings(max_examples=60, database=None, deadline=None)
+    @given(split_params(gm))
+    def check(params: dict) -> None:
+        seen["affix"] |= params.get("partition_affix") == "pp"
+        seen["negative"] |= min(params["partition"].values(), default=0) < -1
+
+    check()
+    assert seen == {"affix": True, "negative": True}
