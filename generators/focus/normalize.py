@@ -127,7 +127,7 @@ class SuperCall(_Construct):
 KINDS: tuple[OpKind, ...] = (CheckedChildKind(), ForwardConstruct(), PrivateAttribute(), AnnotatedLocal(), SuperCall())
 
 REWRITE = Focus(
-    weights={"assert": 2.0, "relu": 1.0, "add": 1.0, "linear": 1.0, "block": 0.5, "constant": 0.3},
+    weights={"assert": 2.0, "relu": 1.0, "add": 1.0, "linear": 1.0, "block": 0.5, "constant": 0.3, "default_arg": 0.5},
     patterns={"checked_child": 3.0, "private_attribute": 2.0, "annotated_local": 2.0, "super_call": 2.0},
     max_nodes=30,
     training=None,
