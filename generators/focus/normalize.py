@@ -45,6 +45,8 @@ class StateCheckedChild(nn.Module):
 
 
 class CheckedChildKind(Pattern):
+    """A child module with an ``assert`` in its forward, called on a value."""
+
     name = "checked_child"
     cost = 2
 
@@ -110,16 +112,22 @@ class _Construct(Pattern):
 
 
 class PrivateAttribute(_Construct):
+    """``x * self.__scale``: a class-private (name-mangled) attribute."""
+
     name = "private_attribute"
     styles = (0,)
 
 
 class AnnotatedLocal(_Construct):
+    """``y: torch.Tensor = x * 2.0``, or a bare ``y: torch.Tensor`` before the assignment."""
+
     name = "annotated_local"
     styles = (1, 2)
 
 
 class SuperCall(_Construct):
+    """``super(GeneratedModule, self)`` or zero-argument ``super()`` in the forward."""
+
     name = "super_call"
     styles = (3, 4)
 

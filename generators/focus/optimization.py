@@ -84,6 +84,9 @@ def _layer(p: Planner, g: Gene, x: Value, nd: int, reuse: dict[str, Any] | None 
 
 
 class FoldPair(Pattern):
+    """conv/Linear + batch norm, the layer called again, its weight read, its output also
+    used elsewhere (fusion skips the pair), or the norm called again on another value."""
+
     name = "fold_pair"
 
     def plan(self, p: Planner, g: Gene) -> Value | None:
@@ -116,6 +119,8 @@ class FoldPair(Pattern):
 
 
 class LinearNorm(Pattern):
+    """Linear + BatchNorm1d over a 2-d or 3-d output (channels equal to the features or not)."""
+
     name = "linear_norm"
 
     def plan(self, p: Planner, g: Gene) -> Value | None:
@@ -145,6 +150,8 @@ class NormWithoutAffine(Pattern):
 
 
 class ConvFunctionalNorm(Pattern):
+    """A conv followed by ``F.batch_norm`` with registered statistics (never fused)."""
+
     name = "conv_functional_norm"
 
     def plan(self, p: Planner, g: Gene) -> Value | None:
@@ -155,6 +162,8 @@ class ConvFunctionalNorm(Pattern):
 
 
 class KeywordDropout(Pattern):
+    """``self.drop(input=x)``: an ``nn.Dropout`` called with its input by keyword."""
+
     name = "keyword_dropout"
     cost = 2
 
@@ -198,6 +207,9 @@ class ChannelGate(Pattern):
 
 
 class UnevenPool(Pattern):
+    """``relu(adaptive_avg_pool2d(relu(conv(x)), out))`` with ``out`` drawn per dim (often
+    not dividing the input)."""
+
     name = "uneven_pool"
 
     def plan(self, p: Planner, g: Gene) -> Value | None:
