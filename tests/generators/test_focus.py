@@ -278,3 +278,21 @@ def test_split_params_on_a_region_graph_draw_affixes_and_negative_ids() -> None:
 
     check()
     assert seen == {"affix": True, "negative": True}
+
+
+def test_standalone_script_of_a_leaf_child_traces(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    config = Config(table=(("checked_child", 1.0),), max_nodes=20, dtypes=("float32",), training=False)
+    genome = {"dtype": "float32", "training": False, "inputs": [(1, [1, 2, 0, 0])],
+              "genes": [("checked_child", [0] * 8)], "output": 0}
+    spec = realize(genome, config)
+    assert spec["nodes"][0]["attrs"]["cls"] == "CheckedChild"
+    built = spec_mod.build(spec, 0)
+    assert [cls.__name__ for cls in built.leaf_modules] == ["CheckedChild"]
+    script = tmp_path / "case.py"
+    script.write_text(spec_mod.standalone_source(spec, 0))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "self.child" in done.stdout  # the child is called as a leaf module
