@@ -96,12 +96,70 @@ class EmbeddingLookup(Pattern):
         return p.add("embedding", [idx], attrs, (*shape, dim), p.dtype, EMBED_BOUND)
 
 
-KINDS: tuple[OpKind, ...] = (ReadThenWrite(), GradRegion(), EmbeddingLookup())
+class ReturnedParameter(Pattern):
+    """A parameter that forward returns as it is (read by no other node), next to the
+    other outputs: split_module must fetch it in the parent."""
+
+    name = "returned_parameter"
+    cost = 2
+
+    def plan(self, p: Planner, g: Gene) -> Value | None:
+        return p.new_param((g.int(1, 3), g.int(1, MAX_DIM)))
+
+
+_HOLDER = '''
+class Holder(nn.Module):
+    """Holds one Linear under a chosen attribute name and calls it."""
+
+    def __init__(self, name, dim):
+        super().__init__()
+        self.child_name = name
+        setattr(self, name, nn.Linear(dim, dim))
+
+    def forward(self, x):
+        return getattr(self, self.child_name)(x)
+'''
+
+
+class CollidingTargets(Pattern):
+    """Two nested Linears whose qualified names differ only in where the dot is
+    (``v3.k_x`` and ``v3_k.x``): replacing dots by underscores makes them one name."""
+
+    name = "colliding_targets"
+    cost = 3
+
+    def plan(self, p: Planner, g: Gene) -> Value | None:
+        x = p.float_value(g, lambda v: bool(v.shape) and v.shape[-1] <= MAX_DIM and v.bound <= FLOAT_LIMIT / 10)
+        if x is None:
+            x = p.new_input((g.int(1, 3), g.int(1, MAX_DIM)))
+        d = x.shape[-1]
+        bound = _plant.lin_bound(d, x.bound)
+        first = p.add(self.name, [x], {"dim": d, "second": False}, x.shape, x.dtype, bound)
+        other = x if g.chance(50) else first
+        if other is first:
+            bound = _plant.lin_bound(d, bound)
+        if bound > FLOAT_LIMIT:
+            return None
+        return p.add(self.name, [other], {"dim": d, "second": True, "of": first.name}, x.shape, x.dtype, bound)
+
+    def emit(self, node: dict[str, Any], w: Writer) -> None:
+        a = node["attrs"]
+        w.helper("Holder", _HOLDER)
+        if a["second"]:
+            # v<N>_k.x next to v<N>.k_x
+            w.member(f"self.{a['of']}_k = Holder('x', {a['dim']})")
+            w.assign(node, f"self.{a['of']}_k({node['in'][0]})")
+        else:
+            w.member(f"self.{node['id']} = Holder('k_x', {a['dim']})")
+            w.assign(node, f"self.{node['id']}({node['in'][0]})")
+
+
+KINDS: tuple[OpKind, ...] = (ReadThenWrite(), GradRegion(), EmbeddingLookup(), ReturnedParameter(), CollidingTargets())
 
 SPLIT_MODULE = Focus(
     weights={"inplace": 2.0, "relu": 1.0, "add": 1.0, "mul": 0.5, "linear": 1.0, "block": 0.5, "default_arg": 0.5,
              "slice": 0.5, "split": 0.5},
-    patterns={"read_then_write": 3.0, "grad_region": 2.0},
+    patterns={"read_then_write": 3.0, "grad_region": 2.0, "returned_parameter": 1.0, "colliding_targets": 1.0},
     training=None,
 )
 

@@ -106,6 +106,17 @@ def _grad_region(gm: torch.fx.GraphModule) -> bool:
     return bool(flags) and flags[::2] == [False] * (len(flags) // 2) and flags[1::2] == [True] * (len(flags) // 2)
 
 
+def _returns_attribute(gm: torch.fx.GraphModule) -> bool:
+    output = next(n for n in gm.graph.nodes if n.op == "output")
+    return any(n.op == "get_attr" and len(n.users) == 1 for n in output.all_input_nodes)
+
+
+def _colliding(gm: torch.fx.GraphModule) -> bool:
+    targets = [n.target for n in gm.graph.nodes if n.op == "call_module"]
+    flat = [t.replace(".", "_") for t in targets]
+    return len(set(targets)) > len(set(flat))
+
+
 #: pattern -> what its construct looks like in the traced graph
 CONSTRUCTS: dict[str, Callable[[torch.fx.GraphModule], bool]] = {
     "fold_pair": _norm_after_layer,
@@ -124,6 +135,8 @@ CONSTRUCTS: dict[str, Callable[[torch.fx.GraphModule], bool]] = {
     "typed_getitem": _typed_getitem,
     "read_then_write": _inplace_write,
     "grad_region": _grad_region,
+    "returned_parameter": _returns_attribute,
+    "colliding_targets": _colliding,
     "embedding_lookup": lambda gm: bool(_calls(gm, (nn.Embedding, nn.EmbeddingBag))),
 }
 
