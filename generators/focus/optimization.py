@@ -6,9 +6,9 @@ on it (see ``torch/fx/experimental/optimization.py`` and ``merge_matmul.py``):
 
 * ``fold_pair``: conv/Linear followed by a batch norm, with the layer called again, its
   weight read, its output used elsewhere (fusion skips the pair), or the norm shared;
-* ``linear_norm``: Linear + BatchNorm1d over a 2-d or 3-d output, with the norm's
-  channels equal to the Linear's features or not; ``norm_without_affine``: the norm
-  without affine parameters;
+* ``linear_norm``, ``linear_norm_other_channels``: Linear + BatchNorm1d over a 2-d or 3-d
+  output, with the norm's channels equal to the Linear's features or not;
+  ``norm_without_affine``: the norm without affine parameters;
 * ``conv_functional_norm``: conv followed by ``F.batch_norm`` (never fused);
 * ``keyword_dropout``: dropout module or function called with its input by keyword;
 * ``channel_gate``, ``uneven_pool``, ``reduced_in_region``, ``number_in_region``: the
@@ -119,20 +119,32 @@ class FoldPair(Pattern):
 
 
 class LinearNorm(Pattern):
-    """Linear + BatchNorm1d over a 2-d or 3-d output (channels equal to the features or not)."""
+    """Linear + BatchNorm1d over a 2-d output, or over a 3-d (N, L, C) output whose L equals
+    the Linear's features (the pair looks foldable)."""
 
     name = "linear_norm"
+    other_channels = False
 
     def plan(self, p: Planner, g: Gene) -> Value | None:
-        rank = g.int(2, 3)
+        rank = 3 if self.other_channels else g.int(2, 3)
         default = (g.int(2, 4), g.int(1, MAX_DIM)) if rank == 2 else (g.int(2, 3), g.int(2, 4), g.int(1, MAX_DIM))
         x = _plant.value_of_rank(p, g, rank, default)
-        # over a sequence, the norm's channels are dim 1: equal to the features or not
-        out = x.shape[1] if rank == 3 and g.chance(50) else g.int(1, MAX_DIM)
+        # over a sequence the norm's channels are dim 1, equal to the features or not
+        out = g.int(1, MAX_DIM)
+        if rank == 3:
+            out = x.shape[1] if not self.other_channels else (out if out != x.shape[1] else out + 1)
         y = _plant.linear(p, x, out=out, bias=not g.chance(25))
         if y is None:
             return None
         return _plant.batch_norm(p, y)
+
+
+class LinearNormOtherChannels(LinearNorm):
+    """Linear + BatchNorm1d over a 3-d (N, L, C) output whose L differs from the Linear's
+    features: the pair cannot be folded."""
+
+    name = "linear_norm_other_channels"
+    other_channels = True
 
 
 class NormWithoutAffine(Pattern):
@@ -332,6 +344,7 @@ KINDS: tuple[OpKind, ...] = (
     WeightRead(),
     FoldPair(),
     LinearNorm(),
+    LinearNormOtherChannels(),
     NormWithoutAffine(),
     ConvFunctionalNorm(),
     KeywordDropout(),
@@ -349,7 +362,8 @@ _LAYERS = {"conv1d": 0.5, "conv2d": 1.0, "conv3d": 0.3, "linear": 1.0, "batch_no
 
 FUSE = Focus(
     weights=_LAYERS,
-    patterns={"fold_pair": 4.0, "linear_norm": 3.0, "norm_without_affine": 1.0, "conv_functional_norm": 1.0},
+    patterns={"fold_pair": 4.0, "linear_norm": 3.0, "linear_norm_other_channels": 1.0, "norm_without_affine": 1.0,
+              "conv_functional_norm": 1.0},
     max_nodes=30,
 )
 
@@ -365,7 +379,8 @@ OPTIMIZE_FOR_INFERENCE = Focus(
     weights={"conv2d": 1.5, "linear": 0.5, "batch_norm": 0.3, "relu": 1.5, "sigmoid": 0.5, "max_pool": 0.5,
              "avg_pool": 0.5, "adaptive_pool": 0.5, "add": 0.5, "mul": 0.5, "dropout": 0.5, "constant": 1.0},
     patterns={"channel_gate": 2.0, "uneven_pool": 2.0, "reduced_in_region": 1.0, "number_in_region": 2.0,
-              "fold_pair": 1.0, "linear_norm": 1.0, "norm_without_affine": 0.3, "keyword_dropout": 0.5},
+              "fold_pair": 1.0, "linear_norm": 1.0, "linear_norm_other_channels": 0.3, "norm_without_affine": 0.3,
+              "keyword_dropout": 0.5},
     max_nodes=20,
 )
 

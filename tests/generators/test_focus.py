@@ -121,6 +121,7 @@ def _colliding(gm: torch.fx.GraphModule) -> bool:
 CONSTRUCTS: dict[str, Callable[[torch.fx.GraphModule], bool]] = {
     "fold_pair": _norm_after_layer,
     "linear_norm": _norm_after_layer,
+    "linear_norm_other_channels": _norm_after_layer,
     "conv_functional_norm": _functional_norm_after_conv,
     "keyword_dropout": _keyword_dropout,
     "channel_gate": _binary_of_two_nodes_after_conv,
