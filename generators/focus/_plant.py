@@ -1,6 +1,6 @@
-"""Helpers that add nodes of the general vocabulary's kinds with chosen attributes, for the
-patterns: each returns the new value, or None when the shapes or magnitudes do not allow
-it (the pattern then plans nothing and the planner rolls back)."""
+"""The base class of patterns, and helpers that add nodes of the general vocabulary's kinds
+with chosen attributes: each helper returns the new value, or None when the shapes or
+magnitudes do not allow it (the pattern then plans nothing and the planner rolls back)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,21 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from generators.vocab.base import FLOAT_LIMIT, MAX_ELEMENTS, Planner, Value, numel
+from generators.vocab.base import FLOAT_LIMIT, MAX_ELEMENTS, OpKind, Planner, Value, Writer, numel
+
+
+class Pattern(OpKind):
+    """A planner-level template that plants a whole construct, drawn only by a focus (never
+    by the general vocabulary). Most plan nodes of existing kinds and add none of their own;
+    one that writes new code (a helper class, an annotation) adds nodes of its own kind and
+    overrides :meth:`emit`."""
+
+    category = "pattern"
+    weight = 0.0
+    cost = 6
+
+    def emit(self, node: dict[str, Any], w: Writer) -> None:
+        raise AssertionError(f"pattern {self.name} plans nodes of other kinds and never adds its own")
 
 
 def lin_bound(fan_in: int, b: float, bias: bool = True) -> float:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from generators.focus._plant import Pattern
 from generators.focus.focus import Focus
-from generators.focus.optimization import Pattern
 from generators.vocab.base import Gene, OpKind, Planner, Value, Writer
 
 #: Type expressions by index; ``{n}`` pieces of ``{t}`` (torch.Tensor).

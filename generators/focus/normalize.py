@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from generators.focus._plant import Pattern
 from generators.focus.focus import Focus
-from generators.focus.optimization import Pattern
 from generators.vocab.base import FLOAT_LIMIT, Gene, OpKind, Planner, Value, Writer
 
 _CHILDREN = {

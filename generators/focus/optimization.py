@@ -27,6 +27,7 @@ import math
 from typing import Any
 
 from generators.focus import _plant
+from generators.focus._plant import Pattern
 from generators.focus.focus import Focus
 from generators.vocab.base import (
     FLOAT_LIMIT,
@@ -39,18 +40,6 @@ from generators.vocab.base import (
     Writer,
     numel,
 )
-
-
-class Pattern(OpKind):
-    """A planner-level template: plans several nodes of existing kinds. Never emitted (its
-    nodes are ordinary spec nodes) and never drawn by the general vocabulary."""
-
-    category = "pattern"
-    weight = 0.0
-    cost = 6
-
-    def emit(self, node: dict[str, Any], w: Writer) -> None:
-        raise AssertionError(f"pattern {self.name} plans nodes of other kinds and never adds its own")
 
 
 class WeightRead(OpKind):

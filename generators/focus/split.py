@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from generators.focus import _plant
+from generators.focus._plant import Pattern
 from generators.focus.focus import Focus
-from generators.focus.optimization import Pattern
 from generators.vocab.base import FLOAT_LIMIT, MAX_DIM, Gene, OpKind, Planner, Value, Writer
 from generators.vocab.layers import EMBED_BOUND
 
