@@ -310,3 +310,13 @@ def test_standalone_script_of_a_leaf_child_traces(tmp_path) -> None:
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "self.child" in done.stdout  # the child is called as a leaf module
+
+
+def test_reach_counts_the_known_entries_focused_cases_reach() -> None:
+    from bench.reach import reach
+
+    result = reach(get("remove_dropout"), seconds=4.0)
+    assert result["cases"] > 0
+    assert result["registered"] == ["remove-dropout-keyword-input"]
+    assert set(result["reached"]) <= set(result["registered"])
+    assert sum(result["verdicts"].values()) >= result["cases"]
