@@ -156,6 +156,19 @@ class _Batch:
     shrink_deadline: float = 0.0
     smallest: tuple[Case, Outcome] | None = None
     original_key: str | None = None
+    strategies: dict[str, Any] = dataclasses.field(default_factory=dict)  # spec strategy by source name
+
+    def specs(self, name: str) -> Any:
+        """The spec strategy of source ``name``: the row's focus for the random source
+        (:func:`conform.strategies.specs_for`), the configured source's specs otherwise."""
+        if name not in self.strategies:
+            if name == "random":
+                from conform.strategies import specs_for
+
+                self.strategies[name] = specs_for(self.row, name, self.config.source_options.get(name))
+            else:
+                self.strategies[name] = self.config.source(name).specs()
+        return self.strategies[name]
 
     def over(self) -> bool:
         return time.monotonic() >= self.deadline or self.quota[0] <= 0 or self.channel.stopping()
@@ -167,8 +180,7 @@ def _draw(data: st.DataObject, batch: _Batch) -> tuple[Case, Any, dict[str, Any]
 
     config = batch.config
     name = data.draw(st.sampled_from(config.sources), label="source")
-    source = config.source(name)
-    spec = data.draw(source.specs(), label="spec")
+    spec = data.draw(batch.specs(name), label="spec")
     case = Case(source=name, spec=spec, seed=data.draw(st.integers(0, 2**31 - 1), label="seed"))
     if case.key in batch.quarantine or (batch.target is None and not batch.owns(case.key)):
         return case, None, {}
