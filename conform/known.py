@@ -347,6 +347,38 @@ KNOWN: tuple[KnownDivergence, ...] = (
         issue="unfiled",
     ),
     KnownDivergence(
+        id="annotate-getitem-slice-of-bare-list",
+        transform="annotate_getitem_nodes",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "a slice of a value annotated with a bare typing.List (seq[1:]) raises AssertionError "
+            "upstream: the List branch asserts exactly one element type whatever the index. The "
+            "slice of an untyped list has no element type to give, and the reference leaves it "
+            "unannotated."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AssertionError",
+                    case="conform.traits.graph_utils:slice_of_bare_list",
+                    message=r"Expected 1 parameterized type, got 0"),
+        witness="conform.witnesses.graph_utils:sliced_bare_list_witness",
+        issue="unfiled",
+    ),
+    KnownDivergence(
+        id="annotate-getitem-slice-of-list",
+        transform="annotate_getitem_nodes",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "upstream types every getitem of a list-typed value (list[T], typing.List[T]) as the "
+            "element type T, slices included: seq[1:] is annotated T though it is a list, and "
+            "an index into the slice is then left untyped. A slice of a list is a list of the "
+            "same type; the reference annotates it so."
+        ),
+        match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
+                    case="conform.traits.graph_utils:slice_of_typed_list",
+                    message=r"fingerprint\.getitem\w*: "),
+        witness="conform.witnesses.graph_utils:sliced_list_witness",
+        issue="unfiled",
+    ),
+    KnownDivergence(
         id="normalize-operators-drops-keywords",
         transform="normalize_operators",
         kind=Kind.UPSTREAM_BUG,
