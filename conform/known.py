@@ -902,6 +902,24 @@ KNOWN: tuple[KnownDivergence, ...] = (
         issue="unfiled",
     ),
     KnownDivergence(
+        id="merge-matmul-batched-operand-mixed-ranks",
+        transform="merge_matmul",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "upstream concatenates the left operands of a group with torch.cat along dim 0 "
+            "whatever their ranks; with a batched right operand (2, K, N), a vector (K,) next to "
+            "a batch (2, M, K) makes the merged module raise 'Tensors must have same number of "
+            "dimensions', though each matmul is valid on its own. The reference multiplies the "
+            "operands of a batched group one by one."
+        ),
+        match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="RuntimeError",
+                    message=r"module upstream produced raises RuntimeError: Tensors must have same number of "
+                            r"dimensions",
+                    case="conform.traits.optimization:batched_left_operands_of_mixed_ranks"),
+        witness="conform.witnesses.optimization:batched_operand_mixed_ranks_witness",
+        issue="unfiled",
+    ),
+    KnownDivergence(
         id="merge-matmul-vector-left-operand",
         transform="merge_matmul",
         kind=Kind.UPSTREAM_BUG,

@@ -379,6 +379,13 @@ def left_operands_not_stackable(graph_module: torch.fx.GraphModule, built: Built
     return False
 
 
+def batched_left_operands_of_mixed_ranks(graph_module: torch.fx.GraphModule, built: Built,
+                                        params: dict[str, Any]) -> bool:
+    """A group whose shared right operand is batched (3 or more dims) and whose left
+    operands differ in rank: concatenating them along dim 0 raises before any split."""
+    return any(len(rhs) >= 3 and len({len(shape) for shape in lhs}) > 1 for lhs, rhs in _group_shapes(graph_module, built))
+
+
 def matmul_with_keyword_operand(graph_module: torch.fx.GraphModule, built: Built, params: dict[str, Any]) -> bool:
     """A ``torch.matmul`` call that does not pass exactly its two operands by position."""
     return any(

@@ -378,3 +378,12 @@ def trace_time_constant() -> Built:
 
 def trace_time_constant_witness() -> Witness:
     return Witness(_factory("trace_time_constant"), {"conv_bn_fuse": False, "remove_dropout": False, "mkldnn": "always"})
+
+
+def batched_operand_mixed_ranks() -> Built:
+    """A vector and a batch of matrices, each times one batched right operand."""
+    return Built(SharedBatchedOperand(), (torch.randn(3), torch.randn(2, 5, 3), torch.randn(2, 3, 4)))
+
+
+def batched_operand_mixed_ranks_witness() -> Witness:
+    return Witness(_factory("batched_operand_mixed_ranks"))

@@ -278,6 +278,10 @@ CASES = [
                            upstream_raises(UPSTREAM_MERGE, "split_result_tensors",
                                            RuntimeError("Tensors must have same number of dimensions: got 1 and 2"))),
                  id="merge-matmul-vector-left-operand"),
+    pytest.param(Precision("merge-matmul-batched-operand-mixed-ranks", here("one_group"), {},
+                           upstream_raises(UPSTREAM_MERGE, "split_result_tensors",
+                                           RuntimeError("Tensors must have same number of dimensions: got 1 and 3"))),
+                 id="merge-matmul-batched-operand-mixed-ranks"),
     pytest.param(Precision("merge-matmul-keyword-operand", here("one_group"), {},
                            upstream_raises(UPSTREAM_MERGE, "are_nodes_independent",
                                            ValueError("not enough values to unpack (expected 2, got 1)"))),
@@ -407,3 +411,9 @@ def test_integer_values_in_a_region_are_unconvertible_too() -> None:
     assert trait_holds(entry, here("relu_of_indices"), params)
     outcomes = run(here("relu_of_indices"), "optimize_for_inference", params)
     assert {o.known_id for o in outcomes} == {entry}, "; ".join(o.describe() for o in outcomes)
+
+
+def test_batched_group_of_one_rank_is_no_mixed_rank_group() -> None:
+    # (2, 4) and (2, 4) times a (3, 4, 5) operand: batched, but the concatenation lines up
+    assert not trait_holds("merge-matmul-batched-operand-mixed-ranks", witness_case("shared_batched_operand"), {})
+    assert trait_holds("merge-matmul-batched-operand-mixed-ranks", witness_case("batched_operand_mixed_ranks"), {})
