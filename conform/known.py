@@ -905,6 +905,26 @@ KNOWN: tuple[KnownDivergence, ...] = (
         issue="unfiled",
     ),
     KnownDivergence(
+        id="optimize-for-inference-converted-parameter-read",
+        transform="optimize_for_inference",
+        kind=Kind.BY_DESIGN,
+        reason=(
+            "an upstream limitation the reference shares on purpose, not a bug of either: the "
+            "layout pass replaces a Conv2d/Linear/BatchNorm2d it converts by an MKLDNN module "
+            "whose weight and bias are MKLDNN tensors, assuming only the module's own call reads "
+            "them. A forward that also reads the parameter (x + self.conv.weight.mean()) then "
+            "runs a dense operator on an MKLDNN tensor, which raises NotImplementedError ('Could "
+            "not run aten::mean.out with arguments from the MkldnnCPU backend'). Keeping the "
+            "dense parameters next to the converted ones would change which modules the pass "
+            "produces, so the reference converts the same modules and fails the same way."
+        ),
+        match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="NotImplementedError",
+                    message=r"module (upstream|reference) produced raises NotImplementedError: Could not run "
+                            r"'[\w:.]+' with arguments from the 'MkldnnCPU' backend",
+                    case="conform.traits.optimization:parameter_of_converted_module_read"),
+        witness="conform.witnesses.optimization:converted_parameter_read_witness",
+    ),
+    KnownDivergence(
         id="merge-matmul-batched-operand-mixed-ranks",
         transform="merge_matmul",
         kind=Kind.UPSTREAM_BUG,

@@ -387,3 +387,20 @@ def batched_operand_mixed_ranks() -> Built:
 
 def batched_operand_mixed_ranks_witness() -> Witness:
     return Witness(_factory("batched_operand_mixed_ranks"))
+
+
+class ReadsConvWeight(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        return torch.relu(self.conv(x)) + self.conv.weight.mean()
+
+
+def reads_conv_weight() -> Built:
+    return Built(ReadsConvWeight().eval(), (torch.randn(1, 3, 6, 6),))
+
+
+def converted_parameter_read_witness() -> Witness:
+    return Witness(_factory("reads_conv_weight"), {"conv_bn_fuse": False, "remove_dropout": True, "mkldnn": "always"})
