@@ -923,6 +923,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                             r"'[\w:.]+' with arguments from the 'MkldnnCPU' backend",
                     case="conform.traits.optimization:parameter_of_converted_module_read"),
         witness="conform.witnesses.optimization:converted_parameter_read_witness",
+        issue="unfiled",
     ),
     KnownDivergence(
         id="merge-matmul-batched-operand-mixed-ranks",
