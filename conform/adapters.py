@@ -39,7 +39,8 @@ class Subject:
     see each other's mutations.
 
     ``module`` is the eager module, ``graph_module`` its ``symbolic_trace`` (or the row's
-    tracer), ``inputs`` and ``kwargs`` the example call.
+    tracer), ``inputs`` and ``kwargs`` the example call, ``concrete_args`` the arguments the
+    case's trace fixes (a driver that traces the module itself passes them on).
 
     A copy made by :meth:`clone` or :meth:`to` is taken lazily, field by field, the first
     time a driver reads it: a transform that traces the eager module itself never pays for
@@ -47,11 +48,13 @@ class Subject:
     """
 
     def __init__(self, module: torch.nn.Module, graph_module: torch.fx.GraphModule,
-                 inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+                 inputs: tuple[Any, ...], kwargs: dict[str, Any],
+                 concrete_args: dict[str, Any] | None = None) -> None:
         self.module = module
         self.graph_module = graph_module
         self.inputs = inputs
         self.kwargs = kwargs
+        self.concrete_args = concrete_args
 
     @classmethod
     def _deferred(cls, pending: dict[str, Callable[[], Any]]) -> Subject:
@@ -84,6 +87,7 @@ class Subject:
             "graph_module": lambda: move(_copy_graph_module(self.graph_module)),
             "inputs": lambda: to_device(clone_values(self.inputs), device),
             "kwargs": lambda: to_device(clone_values(self.kwargs), device),
+            "concrete_args": lambda: self.concrete_args,
         })
 
 

@@ -179,7 +179,8 @@ def apply(row: TransformSpec, impl: str, prepared: Prepared, params: dict[str, A
     what it produced, execute it, and take its fingerprint."""
     side = Side(impl=impl)
     base = Subject(module=prepared.built.module, graph_module=prepared.graph_module,
-                   inputs=prepared.built.args, kwargs=prepared.built.kwargs)
+                   inputs=prepared.built.args, kwargs=prepared.built.kwargs,
+                   concrete_args=prepared.built.concrete_args)
     subject = base.to(device if device != "cpu" else None)
     # A transform may run the graph on the subject's inputs (ShapeProp does); the transformed
     # module is executed on copies taken before it had the chance to mutate them.

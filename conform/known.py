@@ -197,10 +197,13 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "upstream's module). The reference gives the second one a suffix ('a_b_c_1')."
         ),
         # upstream's own module goes wrong (never the reference's), and the structure shows the
-        # second module under a suffixed name in the reference only
+        # second module under a suffixed name in the reference only: in a node's target, or in
+        # the partition's qualname map (one flattened name upstream, a suffixed one next to it
+        # in the reference)
         match=Match(case="conform.traits.split:flattened_target_collision",
                     message=r"module upstream produced computes different|transformed modules compute "
-                            r"different outputs|nodes\[\d+\]\[2\]: (\w+) vs \1_\d+\b"),
+                            r"different outputs|nodes\[\d+\]\[2\]: (\w+) vs \1_\d+\b"
+                            r"|fingerprint\.qualname_map\.submod_\d+\.\w+_\d+: only on the right: [\w.]+"),
         witness="conform.witnesses.split:flatten_collision_witness",
         issue="unfiled",
     ),
@@ -350,6 +353,38 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     case="conform.traits.graph_utils:getitem_of_annotated_class",
                     message="has no attribute '_fields'"),
         witness="conform.witnesses.graph_utils:annotated_class_witness",
+        issue="unfiled",
+    ),
+    KnownDivergence(
+        id="annotate-getitem-slice-of-bare-list",
+        transform="annotate_getitem_nodes",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "a slice of a value annotated with a bare typing.List (seq[1:]) raises AssertionError "
+            "upstream: the List branch asserts exactly one element type whatever the index. The "
+            "slice of an untyped list has no element type to give, and the reference leaves it "
+            "unannotated."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AssertionError",
+                    case="conform.traits.graph_utils:slice_of_bare_list",
+                    message=r"Expected 1 parameterized type, got 0"),
+        witness="conform.witnesses.graph_utils:sliced_bare_list_witness",
+        issue="unfiled",
+    ),
+    KnownDivergence(
+        id="annotate-getitem-slice-of-list",
+        transform="annotate_getitem_nodes",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "upstream types every getitem of a list-typed value (list[T], typing.List[T]) as the "
+            "element type T, slices included: seq[1:] is annotated T though it is a list, and "
+            "an index into the slice is then left untyped. A slice of a list is a list of the "
+            "same type; the reference annotates it so."
+        ),
+        match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
+                    case="conform.traits.graph_utils:slice_of_typed_list",
+                    message=r"fingerprint\.getitem\w*: "),
+        witness="conform.witnesses.graph_utils:sliced_list_witness",
         issue="unfiled",
     ),
     KnownDivergence(
@@ -873,6 +908,45 @@ KNOWN: tuple[KnownDivergence, ...] = (
             r"split_with_sizes expects split_sizes to sum exactly|module upstream produced computes "
             r"different|transformed modules compute different outputs")),
         witness="conform.witnesses.optimization:shared_batched_operand_witness",
+        issue="unfiled",
+    ),
+    KnownDivergence(
+        id="optimize-for-inference-converted-parameter-read",
+        transform="optimize_for_inference",
+        kind=Kind.BY_DESIGN,
+        reason=(
+            "an upstream limitation the reference shares on purpose, not a bug of either: the "
+            "layout pass replaces a Conv2d/Linear/BatchNorm2d it converts by an MKLDNN module "
+            "whose weight and bias are MKLDNN tensors, assuming only the module's own call reads "
+            "them. A forward that also reads the parameter (x + self.conv.weight.mean()) then "
+            "runs a dense operator on an MKLDNN tensor, which raises NotImplementedError ('Could "
+            "not run aten::mean.out with arguments from the MkldnnCPU backend'). Keeping the "
+            "dense parameters next to the converted ones would change which modules the pass "
+            "produces, so the reference converts the same modules and fails the same way."
+        ),
+        match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="NotImplementedError",
+                    message=r"module (upstream|reference) produced raises NotImplementedError: Could not run "
+                            r"'[\w:.]+' with arguments from the 'MkldnnCPU' backend",
+                    case="conform.traits.optimization:parameter_of_converted_module_read"),
+        witness="conform.witnesses.optimization:converted_parameter_read_witness",
+        issue="unfiled",
+    ),
+    KnownDivergence(
+        id="merge-matmul-batched-operand-mixed-ranks",
+        transform="merge_matmul",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "upstream concatenates the left operands of a group with torch.cat along dim 0 "
+            "whatever their ranks; with a batched right operand (2, K, N), a vector (K,) next to "
+            "a batch (2, M, K) makes the merged module raise 'Tensors must have same number of "
+            "dimensions', though each matmul is valid on its own. The reference multiplies the "
+            "operands of a batched group one by one."
+        ),
+        match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="RuntimeError",
+                    message=r"module upstream produced raises RuntimeError: Tensors must have same number of "
+                            r"dimensions",
+                    case="conform.traits.optimization:batched_left_operands_of_mixed_ranks"),
+        witness="conform.witnesses.optimization:batched_operand_mixed_ranks_witness",
         issue="unfiled",
     ),
     KnownDivergence(

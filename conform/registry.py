@@ -22,7 +22,11 @@ Adding a transform is adding a row to :data:`TRANSFORMS`, not editing the engine
 * ``compose``: :class:`Compose` pairs, the transforms the ``compose`` oracle applies to this
   row's output;
 * ``covers``: the ``reference/`` module basenames this row exercises (a test checks that
-  every reference module is covered by some row).
+  every reference module is covered by some row);
+* ``focus``: ``"module:attr"`` of a :class:`generators.focus.focus.Focus`, what the transform
+  is sensitive to (op-kind weights and patterns that plant whole constructs); random cases
+  for the row are drawn from it (:func:`conform.strategies.cases`). None draws from the
+  general vocabulary.
 
 A row whose ``target`` names a module of its own (``"mypkg.passes:fold_constants"``, any
 importable module that is not one of the reimplemented basenames) is *one-sided*: a user's
@@ -109,6 +113,7 @@ class TransformSpec:
     compose: tuple[Compose, ...] = ()
     covers: tuple[str, ...] = ()
     timeout_s: float = 60.0
+    focus: str | None = None
 
     @property
     def sides(self) -> tuple[str, ...]:
@@ -154,6 +159,10 @@ class TransformSpec:
     def load_params(self) -> Callable[..., Any] | None:
         return load(self.params) if self.params else None
 
+    def load_focus(self) -> Any:
+        """The row's :class:`~generators.focus.focus.Focus`, or None."""
+        return load(self.focus) if self.focus else None
+
     def load_fingerprint(self) -> Callable[[Applied], Any] | None:
         return load(self.fingerprint) if self.fingerprint else None
 
@@ -161,6 +170,7 @@ class TransformSpec:
 TRANSFORMS: tuple[TransformSpec, ...] = (
     TransformSpec(
         name="split_module",
+        focus="generators.focus.split:SPLIT_MODULE",
         target="split_module:split_module",
         convention="custom",
         driver="conform.drivers.split:drive",
@@ -197,6 +207,7 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
     ),
     TransformSpec(
         name="annotate_getitem_nodes",
+        focus="generators.focus.graph_utils:ANNOTATE_GETITEM",
         target="annotate_getitem_nodes:annotate_getitem_nodes",
         convention="custom",
         driver="conform.drivers.graph_utils:drive_getitem_types",
@@ -244,6 +255,7 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
     ),
     TransformSpec(
         name="rewrite",
+        focus="generators.focus.normalize:REWRITE",
         target="rewriter:RewritingTracer",
         convention="custom",
         driver="conform.drivers.normalize:drive_rewrite",
@@ -259,6 +271,7 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
     ),
     TransformSpec(
         name="fuse",
+        focus="generators.focus.optimization:FUSE",
         target="optimization:fuse",
         convention="traces",
         description="fuse(module, inplace): Conv/Linear + BatchNorm folding in eval mode",
@@ -269,6 +282,7 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
     ),
     TransformSpec(
         name="remove_dropout",
+        focus="generators.focus.optimization:REMOVE_DROPOUT",
         target="optimization:remove_dropout",
         convention="traces",
         description="remove_dropout(module): nn.Dropout calls removed",
@@ -277,6 +291,7 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
     ),
     TransformSpec(
         name="optimize_for_inference",
+        focus="generators.focus.optimization:OPTIMIZE_FOR_INFERENCE",
         target="optimization:optimize_for_inference",
         convention="custom",
         driver="conform.drivers.optimization:drive_optimize_for_inference",
@@ -287,6 +302,7 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
     ),
     TransformSpec(
         name="merge_matmul",
+        focus="generators.focus.optimization:MERGE_MATMUL",
         target="merge_matmul:merge_matmul",
         convention="traces",
         description="merge_matmul(module): torch.matmul calls sharing a right operand merged",
@@ -305,6 +321,7 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
     ),
     TransformSpec(
         name="partition",
+        focus="generators.focus.split:PARTITION",
         target="accelerator_partitioner:Partitioner",
         convention="custom",
         driver="conform.drivers.partition:drive",

@@ -157,6 +157,19 @@ class _Batch:
     shrink_deadline: float = 0.0
     smallest: tuple[Case, Outcome] | None = None
     original_key: str | None = None
+    strategies: dict[str, Any] = dataclasses.field(default_factory=dict)  # spec strategy by source name
+
+    def specs(self, name: str) -> Any:
+        """The spec strategy of source ``name``: the row's focus for the random source
+        (:func:`conform.strategies.specs_for`), the configured source's specs otherwise."""
+        if name not in self.strategies:
+            if name == "random":
+                from conform.strategies import specs_for
+
+                self.strategies[name] = specs_for(self.row, name, self.config.source_options.get(name))
+            else:
+                self.strategies[name] = self.config.source(name).specs()
+        return self.strategies[name]
 
     def over(self) -> bool:
         return time.monotonic() >= self.deadline or self.quota[0] <= 0 or self.channel.stopping()
@@ -168,8 +181,7 @@ def _draw(data: st.DataObject, batch: _Batch) -> tuple[Case, Any, dict[str, Any]
 
     config = batch.config
     name = data.draw(st.sampled_from(config.sources), label="source")
-    source = config.source(name)
-    spec = data.draw(source.specs(), label="spec")
+    spec = data.draw(batch.specs(name), label="spec")
     case = Case(source=name, spec=spec, seed=data.draw(st.integers(0, 2**31 - 1), label="seed"))
     if case.key in batch.quarantine or (batch.target is None and not batch.owns(case.key)):
         return case, None, {}
@@ -354,10 +366,12 @@ def run_share(channel: Channel, payload: dict[str, Any]) -> dict[str, Any]:
             break
         row = by_name.get(name) or order[batches % len(order)]
         # batches shrink with what is left of the budget, so the scheduler gets to steer
-        # a short campaign too
+        # a short campaign too; a --max-cases campaign ends its batches by count alone, so
+        # the same seed draws the same cases however fast the machine is
         length = min(BATCH_SECONDS, max(MIN_BATCH_SECONDS, (deadline - time.monotonic()) / 5))
+        batch_deadline = deadline if config.max_cases is not None else min(deadline, time.monotonic() + length)
         batch = _Batch(row=row, config=config, channel=channel, owns=owns,
-                       deadline=min(deadline, time.monotonic() + length), quota=quota,
+                       deadline=batch_deadline, quota=quota,
                        seen=seen, seen_origins=seen_origins, quarantine=quarantine)
         batch_started = time.monotonic()
         _run_batch(batch, rng.getrandbits(63), database)

@@ -166,8 +166,8 @@ def _check_nodes(nodes: Any, defined: set[str], signature: dict[str, Any]) -> No
         if not isinstance(node, dict):
             raise SpecError(f"{path}: {show(node)} is not a dict")
         op = node.get("op")
-        if not isinstance(op, str) or op not in VOCABULARY or op == "skip":
-            known = ", ".join(sorted(k for k in VOCABULARY if k != "skip"))
+        if not isinstance(op, str) or op not in VOCABULARY or op == "skip" or not VOCABULARY[op].in_specs:
+            known = ", ".join(sorted(k for k, kind in VOCABULARY.items() if k != "skip" and kind.in_specs))
             raise SpecError(f"{path}.op: node {show(node.get('id'))} has unknown op {show(op)} (known: {known})")
         kind = VOCABULARY[op]
         attrs = node.get("attrs")
@@ -365,7 +365,15 @@ def build(spec: dict[str, Any], seed: int) -> Built:
         kwargs={},
         stochastic=bool(spec.get("stochastic", False)),
         concrete_args=concrete_args(spec),
+        leaf_modules=leaf_modules(module),
     )
+
+
+def leaf_modules(module: torch.nn.Module) -> tuple[type, ...]:
+    """Helper classes of ``module`` that plain tracing must keep as leaves (their forward
+    asserts on a traced value, say): those whose class sets ``fx_conform_leaf``."""
+    found = {type(m) for m in module.modules() if getattr(type(m), "fx_conform_leaf", False)}
+    return tuple(sorted(found, key=lambda cls: cls.__name__))
 
 
 def standalone_source(spec: dict[str, Any], seed: int) -> str:
@@ -418,9 +426,16 @@ def standalone_source(spec: dict[str, Any], seed: int) -> str:
         f"    return module, {args}, {{}}",
         "",
         "",
+        "class LeafTracer(torch.fx.Tracer):",
+        "    # helper classes that set fx_conform_leaf stay call_module leaves",
+        "    def is_leaf_module(self, m, qualname):",
+        "        return getattr(type(m), 'fx_conform_leaf', False) or super().is_leaf_module(m, qualname)",
+        "",
+        "",
         'if __name__ == "__main__":',
         "    module, args, kwargs = build_case()",
-        "    traced = torch.fx.symbolic_trace(module, concrete_args=CONCRETE_ARGS)",
+        "    tracer = LeafTracer()",
+        "    traced = torch.fx.GraphModule(module, tracer.trace(module, concrete_args=CONCRETE_ARGS))",
         "    print(traced.code)",
         "    print(module(*args, **kwargs))",
     ]

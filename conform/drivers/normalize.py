@@ -42,10 +42,11 @@ def drive_typed(impl: Implementation, row: TransformSpec, subject: Subject, para
 
 
 def drive_rewrite(impl: Implementation, row: TransformSpec, subject: Subject, params: dict[str, Any]) -> Applied:
-    """``GraphModule(tracer.root, tracer.trace(module))`` with a ``RewritingTracer``; the
-    tracer's root holds the trace-time constants it created."""
+    """``GraphModule(tracer.root, tracer.trace(module, concrete_args))`` with a
+    ``RewritingTracer`` and the case's concrete args (as the case's own trace); the tracer's
+    root holds the trace-time constants it created."""
     tracer = impl.resolve(row.target)(**params)
-    graph = tracer.trace(subject.module)
+    graph = tracer.trace(subject.module, concrete_args=subject.concrete_args)
     result = torch.fx.GraphModule(tracer.root, graph, type(subject.module).__name__)
     return _graph_applied(result, graph, subject)
 

@@ -109,3 +109,23 @@ def getitem_of_annotated_class(graph_module: torch.fx.GraphModule, built: Built,
         and not _is_namedtuple_class(kind)
         for kind, _ in _getitems(graph_module)
     )
+
+
+def _is_list_type(kind: Any) -> bool:
+    return _typing_name(kind) == "List" or (_typing_name(kind) is None and getattr(kind, "__origin__", None) is list)
+
+
+def slice_of_bare_list(graph_module: torch.fx.GraphModule, built: Built, params: dict[str, Any]) -> bool:
+    """A slice (``seq[1:]``) of a value typed with a bare ``typing.List``."""
+    return any(
+        isinstance(index, slice) and _typing_name(kind) == "List" and not typing.get_args(kind)
+        for kind, index in _getitems(graph_module)
+    )
+
+
+def slice_of_typed_list(graph_module: torch.fx.GraphModule, built: Built, params: dict[str, Any]) -> bool:
+    """A slice of a value typed as a list of an element type (``typing.List[T]``, ``list[T]``)."""
+    return any(
+        isinstance(index, slice) and _is_list_type(kind) and len(typing.get_args(kind)) == 1
+        for kind, index in _getitems(graph_module)
+    )

@@ -225,6 +225,21 @@ def layout_pass_on_callers_model(graph_module: torch.fx.GraphModule, built: Buil
     )
 
 
+def parameter_of_converted_module_read(graph_module: torch.fx.GraphModule, built: Built,
+                                       params: dict[str, Any]) -> bool:
+    """With the layout pass on, forward reads a parameter or buffer (``self.conv.weight``) of a
+    module it also calls and MKLDNN converts: after conversion that tensor is an MKLDNN one."""
+    if not _layout_runs(params):
+        return False
+    modules = dict(graph_module.named_modules())
+    called = {node.target for node in graph_module.graph.nodes
+              if node.op == "call_module" and type(modules.get(node.target)) in _CONVERTED}
+    return any(
+        node.op == "get_attr" and str(node.target).rpartition(".")[0] in called
+        for node in graph_module.graph.nodes
+    )
+
+
 def broadcasting_arithmetic(graph_module: torch.fx.GraphModule, built: Built, params: dict[str, Any]) -> bool:
     """An add/mul of two tensors of different shapes (one broadcasts), with the layout pass on."""
     if not _layout_runs(params):
@@ -377,6 +392,13 @@ def left_operands_not_stackable(graph_module: torch.fx.GraphModule, built: Built
         if any(len(shape) < 2 for shape in lhs) or len({shape[1:] for shape in lhs}) > 1:
             return True
     return False
+
+
+def batched_left_operands_of_mixed_ranks(graph_module: torch.fx.GraphModule, built: Built,
+                                        params: dict[str, Any]) -> bool:
+    """A group whose shared right operand is batched (3 or more dims) and whose left
+    operands differ in rank: concatenating them along dim 0 raises before any split."""
+    return any(len(rhs) >= 3 and len({len(shape) for shape in lhs}) > 1 for lhs, rhs in _group_shapes(graph_module, built))
 
 
 def matmul_with_keyword_operand(graph_module: torch.fx.GraphModule, built: Built, params: dict[str, Any]) -> bool:

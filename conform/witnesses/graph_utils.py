@@ -127,3 +127,35 @@ def indexes_annotated_class() -> Built:
 
 def annotated_class_witness() -> Witness:
     return Witness(_factory("indexes_annotated_class"))
+
+
+class SlicedBareList(torch.nn.Module):
+    def forward(self, seq):
+        return seq[0:][0] + 1
+
+
+SlicedBareList.forward.__annotations__["seq"] = typing.List  # noqa: UP006 - the bare alias is the point
+
+
+def sliced_bare_list() -> Built:
+    return Built(SlicedBareList(), ([torch.randn(2), torch.randn(2)],))
+
+
+def sliced_bare_list_witness() -> Witness:
+    return Witness(_factory("sliced_bare_list"))
+
+
+class SlicedList(torch.nn.Module):
+    def forward(self, seq):
+        return seq[1:][0] * 2
+
+
+SlicedList.forward.__annotations__["seq"] = list[torch.Tensor]
+
+
+def sliced_list() -> Built:
+    return Built(SlicedList(), ([torch.randn(2), torch.randn(2)],))
+
+
+def sliced_list_witness() -> Witness:
+    return Witness(_factory("sliced_list"))

@@ -393,3 +393,29 @@ def trace_time_constant() -> Built:
 
 def trace_time_constant_witness() -> Witness:
     return Witness(_factory("trace_time_constant"), {"conv_bn_fuse": False, "remove_dropout": False, "mkldnn": "always"})
+
+
+def batched_operand_mixed_ranks() -> Built:
+    """A vector and a batch of matrices, each times one batched right operand."""
+    return Built(SharedBatchedOperand(), (torch.randn(3), torch.randn(2, 5, 3), torch.randn(2, 3, 4)))
+
+
+def batched_operand_mixed_ranks_witness() -> Witness:
+    return Witness(_factory("batched_operand_mixed_ranks"))
+
+
+class ReadsConvWeight(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        return torch.relu(self.conv(x)) + self.conv.weight.mean()
+
+
+def reads_conv_weight() -> Built:
+    return Built(ReadsConvWeight().eval(), (torch.randn(1, 3, 6, 6),))
+
+
+def converted_parameter_read_witness() -> Witness:
+    return Witness(_factory("reads_conv_weight"), {"conv_bn_fuse": False, "remove_dropout": True, "mkldnn": "always"})

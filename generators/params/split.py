@@ -9,6 +9,10 @@ callback. Three shapes of map are drawn, because they exercise different code:
 * ``random``: every node gets an independent id (often cyclic between partitions);
 * ``cyclic``: ids go round-robin ``0, 1, ..., k-1, 0, ...`` (the upstream docs' example;
   cyclic whenever one partition feeds a later node of an earlier one).
+
+On a graph with a grad-mode or autocast region (``_set_grad_enabled``, ``_enter_autocast``
+nodes), where upstream checks partition ids and names partitions specially, the map's ids
+may also start below zero and a ``partition_affix`` may be drawn.
 """
 
 from __future__ import annotations
@@ -73,15 +77,34 @@ def partition_maps(
     return st.tuples(kinds, counts).flatmap(lambda kc: builders[kc[0]](names, kc[1]))
 
 
+#: Calls that open or close a grad-mode or autocast region.
+REGION_CALLS = (torch._C._set_grad_enabled, torch.amp._enter_autocast, torch.amp._exit_autocast)
+
+
+def has_regions(graph_module: torch.fx.GraphModule) -> bool:
+    """Whether the graph switches grad mode or autocast."""
+    return any(n.op == "call_function" and n.target in REGION_CALLS for n in graph_module.graph.nodes)
+
+
+def _shifted(assignment: dict[str, int], offset: int) -> dict[str, int]:
+    return {name: pid + offset for name, pid in assignment.items()}
+
+
 def split_params(graph_module: torch.fx.GraphModule) -> st.SearchStrategy[dict[str, Any]]:
     """Parameters of one ``split_module`` application: ``partition`` (node name -> id) and
     the ``keep_original_order``, ``keep_original_node_name`` and ``keep_original_input_name``
-    flags."""
+    flags; on a graph with regions, ids from -3 up and sometimes a ``partition_affix``."""
+    maps = partition_maps(graph_module)
+    optional: dict[str, st.SearchStrategy[Any]] = {}
+    if has_regions(graph_module):
+        maps = st.tuples(maps, st.integers(-3, 0)).map(lambda mo: _shifted(*mo))
+        optional["partition_affix"] = st.just("pp")
     return st.fixed_dictionaries(
         {
-            "partition": partition_maps(graph_module),
+            "partition": maps,
             "keep_original_order": st.booleans(),
             "keep_original_node_name": st.booleans(),
             "keep_original_input_name": st.booleans(),
-        }
+        },
+        optional=optional,
     )

@@ -7,11 +7,19 @@ include/exclude by category.
 
 from __future__ import annotations
 
+# The focus patterns (generators.focus) are internal kinds: only a transform's focus draws
+# them. They import generators.vocab.base only, so importing them here is safe.
+from generators.focus import graph_utils as _focus_graph_utils
+from generators.focus import normalize as _focus_normalize
+from generators.focus import optimization as _focus_optimization
+from generators.focus import split as _focus_split
 from generators.vocab import blocks, layers, linalg, patterns, pointwise, structure
 from generators.vocab.base import OpKind
 
+_FOCUS_KINDS = (*_focus_optimization.KINDS, *_focus_normalize.KINDS, *_focus_graph_utils.KINDS, *_focus_split.KINDS)
+
 VOCABULARY: dict[str, OpKind] = {}
-for _kind in (*pointwise.KINDS, *structure.KINDS, *linalg.KINDS, *layers.KINDS, *blocks.KINDS, *patterns.KINDS):
+for _kind in (*pointwise.KINDS, *structure.KINDS, *linalg.KINDS, *layers.KINDS, *blocks.KINDS, *patterns.KINDS, *_FOCUS_KINDS):
     if _kind.name in VOCABULARY:
         raise RuntimeError(f"duplicate op kind {_kind.name!r}")
     VOCABULARY[_kind.name] = _kind

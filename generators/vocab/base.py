@@ -321,6 +321,8 @@ class OpKind:
     weight: float = 1.0
     cost: int = 1
     stochastic: bool = False
+    #: False for kinds whose plan adds nodes of other kinds only (never a spec node's op).
+    in_specs: bool = True
 
     def plan(self, p: Planner, g: Gene) -> Value | None:
         raise NotImplementedError

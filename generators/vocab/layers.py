@@ -402,7 +402,9 @@ class Embedding(OpKind):
 
 
 class Dropout(OpKind):
-    """Dropout as a module or a function; random only in training mode."""
+    """Dropout as a module or a function; random only in training mode. Styles: 0 module,
+    1 function, 2 module with the input by keyword (only planted by a pattern: tracing
+    passes a function's keyword input on by position)."""
 
     name = "dropout"
     category = "stochastic"
@@ -419,14 +421,16 @@ class Dropout(OpKind):
 
     def emit(self, node: dict[str, Any], w: Writer) -> None:
         a, x = node["attrs"], node["in"][0]
-        if a["style"] == 0:
+        # style 2 passes the input by keyword (planted by the dropout focus)
+        if a["style"] in (0, 2):
             w.member(f"self.{a['attr']} = nn.Dropout(0.5)")
-            w.assign(node, f"self.{a['attr']}({x})")
+            w.assign(node, f"self.{a['attr']}({'input=' if a['style'] == 2 else ''}{x})")
         else:
             w.assign(node, f"F.dropout({x}, p=0.5, training=self.training)")
 
     def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        return {"style": Int(0, 1), "attr": Name("drop")}
+        # style 2 (keyword input) is planted by the remove_dropout focus
+        return {"style": Int(0, 2), "attr": Name("drop")}
 
 
 #: Activation modules: (constructor, magnitude bound as a function of the input's).

@@ -82,7 +82,9 @@ class Matmul(OpKind):
         x, y = node["in"][:2]
         style = a["style"]
         if self.name == "matmul":
-            expr = (f"{x} @ {y}", f"torch.matmul({x}, {y})", f"{x}.matmul({y})")[style]
+            # styles 3 and 4 pass operands by keyword (planted by the merge_matmul focus)
+            expr = (f"{x} @ {y}", f"torch.matmul({x}, {y})", f"{x}.matmul({y})", f"torch.matmul({x}, other={y})",
+                    f"torch.matmul(input={x}, other={y})")[style]
         elif self.name == "mm":
             expr = (f"torch.mm({x}, {y})", f"{x}.mm({y})", f"torch.mm(input={x}, mat2={y})")[style]
         elif self.name == "bmm":
@@ -101,7 +103,8 @@ class Matmul(OpKind):
         w.assign(node, expr)
 
     def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {"style": Int(0, 2), "rank": Int(1, MAX_RANK)}
+        # matmul's styles 3 and 4 (keyword operands) are planted by the merge_matmul focus
+        out: dict[str, Any] = {"style": Int(0, 4 if self.name == "matmul" else 2), "rank": Int(1, MAX_RANK)}
         if self.name == "linear_fn":
             out["bias"] = Bool()
         return out

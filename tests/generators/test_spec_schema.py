@@ -13,7 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conform.registry import TRANSFORMS, TransformSpec
 from generators import spec as spec_mod
+from generators.focus.draw import focused_specs
 from generators.random_modules import RandomSource
 from generators.spec import SpecError, build, module_source, standalone_source, validate
 
@@ -141,6 +143,43 @@ _DRAWS = settings(max_examples=200, deadline=None, database=None,
 @given(spec=RandomSource().specs())
 def test_every_drawn_spec_is_valid(spec: dict[str, Any]) -> None:
     validate(spec)
+
+
+_FOCUSED_ROWS = [row for row in TRANSFORMS if row.focus]
+
+
+@pytest.mark.parametrize("row", _FOCUSED_ROWS, ids=lambda row: row.name)
+@settings(max_examples=60, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_every_focused_draw_is_valid(row: TransformSpec, data: st.DataObject) -> None:
+    spec = data.draw(focused_specs(row.load_focus()), label="spec")
+    validate(spec)
+
+
+@pytest.mark.parametrize("row", _FOCUSED_ROWS, ids=lambda row: row.name)
+@settings(max_examples=30, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_any_attribute_of_a_focused_draw_replaced_by_code_is_refused(row: TransformSpec, data: st.DataObject) -> None:
+    spec = data.draw(focused_specs(row.load_focus()), label="spec")
+    with_attrs = [i for i, node in enumerate(spec["nodes"]) if node["attrs"]]
+    if not with_attrs:
+        return
+    index = data.draw(st.sampled_from(with_attrs), label="node")
+    key = data.draw(st.sampled_from(sorted(spec["nodes"][index]["attrs"])), label="attribute")
+    spec = copy.deepcopy(spec)
+    spec["nodes"][index]["attrs"][key] = INJECTED
+    with pytest.raises(SpecError) as info:
+        validate(spec)
+    assert str(info.value).startswith(f"nodes[{index}].attrs.{key}: ")
+
+
+def test_a_pattern_that_plants_other_kinds_is_no_spec_op() -> None:
+    spec = copy.deepcopy(SPEC)
+    spec["nodes"][0]["op"] = "fold_pair"
+    with pytest.raises(SpecError, match=r"nodes\[0\]\.op: node 'v\d+' has unknown op 'fold_pair'"):
+        validate(spec)
 
 
 @_DRAWS

@@ -103,3 +103,37 @@ def test_campaign_flags_a_stale_known_divergence(tmp_path: Path, planted: None) 
     assert summary["known"]["planted-live"]["stale"] is False
     assert summary["known"]["planted-live"]["seen"] == 2
     assert "stale" in (tmp_path / "index.html").read_text()
+
+
+def _batch(row_name: str, **config: object) -> object:
+    from conform.registry import get
+    from conform.worker import _Batch
+
+    return _Batch(row=get(row_name), config=campaign.CampaignConfig(transforms=(row_name,), **config),
+                  channel=None, owns=lambda key: True, deadline=0.0, quota=[0], seen=set(), seen_origins=set())
+
+
+def test_workers_draw_random_cases_through_the_rows_focus() -> None:
+    from hypothesis import find, settings
+
+    batch = _batch("fuse")
+    strategy = batch.specs("random")
+    assert batch.specs("random") is strategy  # built once per batch
+    # a layer's weight read in forward is planted only by the fuse focus's fold_pair pattern
+    spec = find(strategy, lambda s: any(node["op"] == "weight_read" for node in s["nodes"]),
+                settings=settings(max_examples=2000, database=None))
+    assert spec["nodes"]
+
+
+def test_configured_random_source_is_drawn_as_configured() -> None:
+    # options on the random source replace the row's focus: no planted patterns
+    from hypothesis import given, settings
+
+    batch = _batch("fuse", source_options={"random": {"max_nodes": 3}})
+
+    @settings(max_examples=20, database=None, deadline=None)
+    @given(spec=batch.specs("random"))
+    def drawn(spec: dict) -> None:
+        assert not any(node["op"] == "weight_read" for node in spec["nodes"])
+
+    drawn()

@@ -4,6 +4,7 @@ bug with the claimed symptom stays a failure."""
 
 from __future__ import annotations
 
+import operator
 import typing
 from typing import Any
 
@@ -21,7 +22,7 @@ from _known_traits import (
 )
 
 from conform import known
-from conform.witnesses.graph_utils import Pair
+from conform.witnesses.graph_utils import Pair, sliced_bare_list, sliced_list  # noqa: F401 - factories of the cases below
 from generators.sources import Built
 
 
@@ -83,12 +84,32 @@ def sliced_variadic_tuple() -> Built:
     return Built(SlicedVariadicTuple(), ((torch.randn(2), torch.randn(2)),))
 
 
+class IndexedList(torch.nn.Module):
+    def forward(self, seq):
+        return seq[1] * 2
+
+
+IndexedList.forward.__annotations__["seq"] = list[torch.Tensor]
+
+
+def indexed_list() -> Built:
+    return Built(IndexedList(), ([torch.randn(2), torch.randn(2)],))
+
+
+def types_getitems_as_lists(graph: torch.fx.Graph) -> None:
+    """A planted upstream that annotates every getitem as a list of tensors."""
+    for node in graph.nodes:
+        if node.op == "call_function" and node.target is operator.getitem:
+            node.type = list[torch.Tensor]
+
+
 def _here(builder: str):
     return factory(__name__, builder)
 
 
-# entry -> (transform, nearby case without the bug's shape, upstream attribute, planted error)
-NEARBY: dict[str, tuple[str, Any, str, BaseException]] = {
+# entry -> (transform, nearby case without the bug's shape, upstream attribute, planted error
+# or planted replacement)
+NEARBY: dict[str, tuple[str, Any, str, Any]] = {
     # no node produces several tensors
     "graph-manipulation-multi-tensor-node-size": (
         "graph_manipulation", _here("single_tensor_reduction"), "graph_manipulation.get_size_of_all_nodes",
@@ -105,6 +126,14 @@ NEARBY: dict[str, tuple[str, Any, str, BaseException]] = {
     "annotate-getitem-slice-of-namedtuple": (
         "annotate_getitem_nodes", _here("indexed_namedtuple"), "annotate_getitem_nodes.annotate_getitem_nodes",
         KeyError(("first",))),
+    # a slice of a list that names its element type
+    "annotate-getitem-slice-of-bare-list": (
+        "annotate_getitem_nodes", _here("sliced_list"), "annotate_getitem_nodes.annotate_getitem_nodes",
+        AssertionError("Expected 1 parameterized type, got 0")),
+    # an integer index into the same list type
+    "annotate-getitem-slice-of-list": (
+        "annotate_getitem_nodes", _here("indexed_list"), "annotate_getitem_nodes.annotate_getitem_nodes",
+        types_getitems_as_lists),
     # a NamedTuple rather than an annotated class
     "annotate-getitem-annotated-class": (
         "annotate_getitem_nodes", _here("indexed_namedtuple"), "annotate_getitem_nodes.annotate_getitem_nodes",
@@ -137,8 +166,15 @@ def test_planted_bug_on_a_nearby_case_stays_a_failure(entry_id: str, monkeypatch
     module, _, name = attribute.rpartition(".")
     upstream_module = {"graph_manipulation": "torch.fx.passes.graph_manipulation",
                        "annotate_getitem_nodes": "torch.fx.passes.annotate_getitem_nodes"}[module]
-    plant(monkeypatch, upstream_module, name, raising(error))
+    plant(monkeypatch, upstream_module, name, raising(error) if isinstance(error, BaseException) else error)
     assert_unclaimed_failure(run(case, transform, {}), entry_id, message=entry_message(entry_id))
+
+
+def test_slices_of_lists_are_told_apart_by_their_element_type() -> None:
+    # a bare List's slice crashes upstream, a typed list's slice is mistyped: one trait each
+    assert trait_holds("annotate-getitem-slice-of-list", _here("sliced_list"), {})
+    assert not trait_holds("annotate-getitem-slice-of-list", _here("sliced_bare_list"), {})
+    assert not trait_holds("annotate-getitem-bare-generic", _here("sliced_bare_list"), {})
 
 
 def test_slice_of_a_variadic_tuple_is_no_slice_of_tuple() -> None:

@@ -434,3 +434,28 @@ def test_reference_renaming_self_is_not_claimed_on_the_witness(monkeypatch: pyte
     outcomes = run(witness.case, "normalize_args", witness.params)
     own = [o for o in outcomes if "module reference produced raises" in o.message]
     assert own and all(o.verdict.value == "fail" for o in own), [o.describe() for o in outcomes]
+
+
+class FlaggedPrivateScale(torch.nn.Module):
+    """A ``flag`` argument the case fixes by concrete args, and a private attribute upstream's
+    rewriter loses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.__scale = 2.0
+
+    def forward(self, x, flag=True):
+        if flag:
+            x = x + 1.0
+        return x * self.__scale
+
+
+def flagged_private_scale() -> Built:
+    return Built(FlaggedPrivateScale(), (torch.randn(2, 3),), concrete_args={"flag": True})
+
+
+def test_rewrite_traces_with_the_case_concrete_args() -> None:
+    # with the flag fixed both sides get past `if flag:`, so upstream's own failure shows
+    # (and is claimed) instead of both sides raising TraceError on the flag
+    outcomes = run(factory(__name__, "flagged_private_scale"), "rewrite", {})
+    assert [o.known_id for o in outcomes] == ["rewrite-private-names"], [o.describe() for o in outcomes]

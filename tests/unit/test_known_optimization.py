@@ -166,8 +166,8 @@ def upstream_modules_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
     plant(monkeypatch, UPSTREAM, "fuse", lambda model, inplace=False, no_trace=False: model)
 
 
-def upstream_result_raises(message: str) -> Callable[[pytest.MonkeyPatch], None]:
-    """Upstream: the optimized module raises RuntimeError(message) when it runs."""
+def upstream_result_raises(message: str, error: type[Exception] = RuntimeError) -> Callable[[pytest.MonkeyPatch], None]:
+    """Upstream: the optimized module raises ``error(message)`` when it runs."""
 
     def plant_bug(monkeypatch: pytest.MonkeyPatch) -> None:
         from torch.fx.experimental import optimization
@@ -176,7 +176,7 @@ def upstream_result_raises(message: str) -> Callable[[pytest.MonkeyPatch], None]
 
         def planted(model: nn.Module, pass_config: dict | None = None, tracer: Any = torch.fx.Tracer) -> nn.Module:
             result = original(model, pass_config, tracer)
-            result.register_forward_pre_hook(raising(RuntimeError(message)))
+            result.register_forward_pre_hook(raising(error(message)))
             return result
 
         monkeypatch.setattr(optimization, "optimize_for_inference", planted)
@@ -268,6 +268,11 @@ CASES = [
                            upstream_result_raises("could not create a primitive descriptor for the reorder "
                                                   "primitive")),
                  id="optimize-for-inference-unconvertible-region-input"),
+    pytest.param(Precision("optimize-for-inference-converted-parameter-read", witness_case("conv_stack"),
+                           {"conv_bn_fuse": False, "remove_dropout": True, "mkldnn": "always"},
+                           upstream_result_raises("Could not run 'aten::mean.out' with arguments from the "
+                                                  "'MkldnnCPU' backend", NotImplementedError)),
+                 id="optimize-for-inference-converted-parameter-read"),
     pytest.param(Precision("merge-matmul-second-group", here("one_group"), {},
                            upstream_raises(UPSTREAM_MERGE, "legalize_graph",
                                            RuntimeError("Attempting to remove matmul from wrong graph"))),
@@ -278,6 +283,10 @@ CASES = [
                            upstream_raises(UPSTREAM_MERGE, "split_result_tensors",
                                            RuntimeError("Tensors must have same number of dimensions: got 1 and 2"))),
                  id="merge-matmul-vector-left-operand"),
+    pytest.param(Precision("merge-matmul-batched-operand-mixed-ranks", here("one_group"), {},
+                           upstream_raises(UPSTREAM_MERGE, "split_result_tensors",
+                                           RuntimeError("Tensors must have same number of dimensions: got 1 and 3"))),
+                 id="merge-matmul-batched-operand-mixed-ranks"),
     pytest.param(Precision("merge-matmul-keyword-operand", here("one_group"), {},
                            upstream_raises(UPSTREAM_MERGE, "are_nodes_independent",
                                            ValueError("not enough values to unpack (expected 2, got 1)"))),
@@ -407,3 +416,18 @@ def test_integer_values_in_a_region_are_unconvertible_too() -> None:
     assert trait_holds(entry, here("relu_of_indices"), params)
     outcomes = run(here("relu_of_indices"), "optimize_for_inference", params)
     assert {o.known_id for o in outcomes} == {entry}, "; ".join(o.describe() for o in outcomes)
+
+
+def test_batched_group_of_one_rank_is_no_mixed_rank_group() -> None:
+    # (2, 4) and (2, 4) times a (3, 4, 5) operand: batched, but the concatenation lines up
+    assert not trait_holds("merge-matmul-batched-operand-mixed-ranks", witness_case("shared_batched_operand"), {})
+    assert trait_holds("merge-matmul-batched-operand-mixed-ranks", witness_case("batched_operand_mixed_ranks"), {})
+
+
+def test_converted_parameter_read_needs_the_layout_pass() -> None:
+    # the same weight read with MKLDNN off reads a dense tensor: nothing to claim
+    case = witness_case("reads_conv_weight")
+    assert trait_holds("optimize-for-inference-converted-parameter-read", case,
+                       {"conv_bn_fuse": False, "remove_dropout": True, "mkldnn": "always"})
+    assert not trait_holds("optimize-for-inference-converted-parameter-read", case,
+                           {"conv_bn_fuse": False, "remove_dropout": True, "mkldnn": "off"})

@@ -4,6 +4,7 @@ a failure."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from _known_traits import (
 )
 
 from conform import known
+from conform.outcome import Mismatch
 from conform.witnesses.split import _symbolic_examples
 from generators.sources import Built
 
@@ -267,3 +269,25 @@ def test_inplace_order_claims_the_reference_refusal_and_upstream_miscompile() ->
                    {"partition": {"sigmoid": 1, "relu_": 2, "add": 1}})
     assert {o.stage.value for o in outcomes} >= {"transform-reference", "compare"}
     assert all(o.known_id == "split-module-inplace-order" for o in outcomes), [o.describe() for o in outcomes]
+
+
+def test_collision_is_claimed_on_its_qualname_map_lines_alone() -> None:
+    # a structural outcome whose only lines are the partition's qualname map (upstream maps
+    # the flattened name to one module, the reference adds a suffixed entry for the other)
+    entry = known.by_id()["split-module-flattened-target-collision"]
+    witness = known.load_witness(entry)
+    structural = [o for o in run(witness.case, entry.transform, witness.params) if o.diffs
+                  and o.diffs[0].what == "fingerprint"]
+    assert structural, "the witness shows a structural difference"
+    detail = ("fingerprint.qualname_map.submod_1.v3_k_x: v3_k.x vs v3.k_x\n"
+              "fingerprint.qualname_map.submod_1.v3_k_x_1: only on the right: v3_k.x")
+    only_map = dataclasses.replace(structural[0], known_id=None,
+                                   diffs=[Mismatch("upstream", "reference", "fingerprint", detail)])
+    assert entry.matches(only_map)
+    # the same lines on a case without the collision's shape stay unclaimed
+    no_trait = dataclasses.replace(only_map, notes={**only_map.notes, "traits": []})
+    assert not entry.matches(no_trait)
+    # a map that differs without a suffixed entry is another difference
+    other = dataclasses.replace(only_map, diffs=[Mismatch("upstream", "reference", "fingerprint",
+                                                          "fingerprint.qualname_map.submod_1.fc2: fc2 vs fc3")])
+    assert not entry.matches(other)
