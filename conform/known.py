@@ -376,10 +376,10 @@ KNOWN: tuple[KnownDivergence, ...] = (
         transform="annotate_getitem_nodes",
         kind=Kind.UPSTREAM_BUG,
         reason=(
-            "upstream types every getitem of a list-typed value (list[T], typing.List[T]) as the "
-            "element type T, slices included: seq[1:] is annotated T though it is a list, and "
-            "an index into the slice is then left untyped. A slice of a list is a list of the "
-            "same type; the reference annotates it so."
+            "upstream types every getitem of a value typed as a sequence of one element type "
+            "(list[T], typing.List[T], Tuple[T, ...]) as T, slices included: seq[1:] is "
+            "annotated T though it is a list (or tuple), and an index into the slice is then left "
+            "untyped. A slice of a sequence has the sequence's type; the reference annotates it so."
         ),
         match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
                     case="conform.traits.graph_utils:slice_of_typed_list",

@@ -124,8 +124,10 @@ def slice_of_bare_list(graph_module: torch.fx.GraphModule, built: Built, params:
 
 
 def slice_of_typed_list(graph_module: torch.fx.GraphModule, built: Built, params: dict[str, Any]) -> bool:
-    """A slice of a value typed as a list of an element type (``typing.List[T]``, ``list[T]``)."""
+    """A slice of a value typed as a sequence of one element type: ``typing.List[T]``,
+    ``list[T]`` or a variadic ``Tuple[T, ...]``."""
     return any(
-        isinstance(index, slice) and _is_list_type(kind) and len(typing.get_args(kind)) == 1
+        isinstance(index, slice)
+        and ((_is_list_type(kind) and len(typing.get_args(kind)) == 1) or (_is_tuple_type(kind) and _is_variadic_tuple(kind)))
         for kind, index in _getitems(graph_module)
     )

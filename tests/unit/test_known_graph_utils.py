@@ -175,6 +175,8 @@ def test_slices_of_lists_are_told_apart_by_their_element_type() -> None:
     assert trait_holds("annotate-getitem-slice-of-list", _here("sliced_list"), {})
     assert not trait_holds("annotate-getitem-slice-of-list", _here("sliced_bare_list"), {})
     assert not trait_holds("annotate-getitem-bare-generic", _here("sliced_bare_list"), {})
+    # a variadic tuple's slice is mistyped the same way
+    assert trait_holds("annotate-getitem-slice-of-list", _here("sliced_variadic_tuple"), {})
 
 
 def test_slice_of_a_variadic_tuple_is_no_slice_of_tuple() -> None:
