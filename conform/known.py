@@ -172,6 +172,22 @@ KNOWN: tuple[KnownDivergence, ...] = (
         issue="unfiled",
     ),
     KnownDivergence(
+        id="split-module-kwargs-keep-node-name-syntax",
+        transform="split_module",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "the same dropped '**' as split-module-kwargs-keep-node-name-crash, on a forward whose "
+            "**kwargs follows a parameter with a default value: with keep_original_node_name=True "
+            "upstream writes the parent's signature as (x, alpha=0.5, kwargs), which Python refuses "
+            "to compile (SyntaxError: non-default argument follows default argument), so the split "
+            "fails outright. The reference keeps the marker and the signature compiles."
+        ),
+        match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="SyntaxError",
+                    case="conform.traits.split:variadic_forward_with_kept_names"),
+        witness="conform.witnesses.split:kwargs_after_default_keep_node_name_witness",
+        issue="unfiled",
+    ),
+    KnownDivergence(
         id="split-module-keep-order-returned-attribute",
         transform="split_module",
         kind=Kind.UPSTREAM_BUG,

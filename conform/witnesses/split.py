@@ -31,6 +31,19 @@ def kwargs_keep_node_name_witness() -> Witness:
     return Witness(_factory("kwargs_forward"), {"partition": {}, "keep_original_node_name": True})
 
 
+class DefaultThenKwargsForward(torch.nn.Module):
+    def forward(self, x, alpha: float = 0.5, **kwargs):
+        return x * alpha * kwargs.get("scale", 1.0)
+
+
+def default_then_kwargs_forward() -> Built:
+    return Built(DefaultThenKwargsForward(), (torch.randn(3),), {})
+
+
+def kwargs_after_default_keep_node_name_witness() -> Witness:
+    return Witness(_factory("default_then_kwargs_forward"), {"partition": {}, "keep_original_node_name": True})
+
+
 # --- an attribute returned as is, with keep_original_order --------------------------------------
 
 
