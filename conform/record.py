@@ -43,6 +43,8 @@ from conform.store import REPRO, Store
 SUMMARY = "summary.json"
 INDEX = "index.html"
 MANIFEST = ".fx-conform-manifest.json"
+#: Files that keep an empty directory in version control (the repository's own reports/).
+PLACEHOLDERS = frozenset({".gitkeep", ".keep", ".gitignore"})
 RESULTS = "results.jsonl"  # written by older versions; read and imported, never written
 PARTS = "parts"
 
@@ -209,7 +211,8 @@ def prepare_report_dir(path: Path | str, *, force: bool) -> None:
     except OSError as exc:
         raise UsageError(f"cannot create report directory {report_dir}: {exc.strerror or exc}") from None
     _check_writable(report_dir)
-    entries = [p for p in report_dir.iterdir()]
+    # a placeholder that keeps an empty directory in version control is not the user's data
+    entries = [p for p in report_dir.iterdir() if p.name not in PLACEHOLDERS]
     if entries and not _ours(report_dir) and not force:
         raise UsageError(f"report directory {report_dir} is not empty and was not written by fx-conform "
                          f"(no {MANIFEST} or {STORE}); pick a new or empty directory, or pass --force to "

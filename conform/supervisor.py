@@ -36,7 +36,7 @@ from conform.outcome import Outcome, Stage, Symptom, Verdict, stable_key
 #: alarm gets this long to turn the overrun into an ordinary timeout outcome).
 GRACE_S = 3.0
 #: How long workers get to finish after a stop (budget spent, interrupt) before they are killed.
-STOP_GRACE_S = 0.5
+STOP_GRACE_S = 0.0
 BUDGET_GRACE_S = 5.0
 #: Consecutive worker losses, with no check completed in between, after which the campaign
 #: gives up (per worker slot).

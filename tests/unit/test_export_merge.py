@@ -188,6 +188,16 @@ def test_a_truncated_last_line_is_skipped_with_a_warning(exported: Path, tmp_pat
     assert code == 2 and f"{path}:1 is not a valid outcome record" in err
 
 
+def test_a_directory_holding_only_a_placeholder_is_empty(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a fresh clone's reports/ holds only .gitkeep: the README's campaign command writes there
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / ".gitkeep").write_text("")
+    code, _, err = _run(capsys, *RUN, "--max-cases", "1", "--report", str(reports))
+    assert code == 0, err
+    assert (reports / "index.html").exists() and (reports / ".gitkeep").exists()
+
+
 def test_a_foreign_directory_is_refused_unless_forced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     foreign = tmp_path / "photos"
     foreign.mkdir()
