@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -68,6 +69,18 @@ def _runtime_env() -> dict[str, Any]:
     return {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys([os.getcwd(), *paths]))}}
 
 
+def _reachable(address: str | None) -> None:
+    """Refuse a HOST:PORT nobody listens on at once (Ray itself retries for minutes)."""
+    if address is None or address == "auto" or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot reach a Ray cluster at {address!r}: {exc}") from None
+
+
 def run(config: Any, record: Callable[[list[Outcome], Case | None], Any], *, address: str | None,
         witnesses: list[list[Any]], plugin_names: tuple[str, ...], progress: Any = None) -> Any:
     """Run the campaign's slots as Ray tasks; returns a :class:`~conform.supervisor.Result`.
@@ -82,6 +95,7 @@ def run(config: Any, record: Callable[[list[Outcome], Case | None], Any], *, add
 
     ray = _ray()
     started = time.monotonic()
+    _reachable(address)
     if not ray.is_initialized():
         try:
             if address is None:

@@ -19,7 +19,8 @@ def _keys(report: Path) -> set[str]:
 @pytest.mark.slow
 def test_a_ray_campaign_checks_what_a_local_one_checks(tmp_path: Path) -> None:
     argv = ("run", "--source", "samples", "--source", "random", "--transform", "shape_prop",
-            "--transform", "split_module", "--max-cases", "8", "--workers", "2", "--seed", "5", *COMMON)
+            "--transform", "split_module", "--max-cases", "8", "--workers", "2", "--seed", "5", "--no-shrink",
+            *COMMON)
     local = conform(*argv, "--report", str(tmp_path / "local"), timeout=600)
     assert local.returncode == 0, local.stderr
     on_ray = conform(*argv, "--backend", "ray", "--report", str(tmp_path / "ray"), timeout=900)
