@@ -127,6 +127,8 @@ NEARBY: dict[str, tuple[Any, dict[str, Any]]] = {
         _here("named_inputs"), {"partition": {}, "keep_original_node_name": True}),
     "split-module-kwargs-keep-node-name-signature": (
         _here("named_inputs"), {"partition": {}, "keep_original_node_name": True}),
+    "split-module-kwargs-keep-node-name-syntax": (
+        _here("named_inputs"), {"partition": {}, "keep_original_node_name": True}),
     # the parameter is read by a partition, not returned as is
     "split-module-keep-order-returned-attribute": (
         _here("reads_parameter"), {"partition": {}, "keep_original_order": True}),
@@ -164,6 +166,8 @@ PLANTED: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], str | None]] = {
         _miscompiling_split, "transformed modules compute different outputs"),
     "split-module-kwargs-keep-node-name-signature": (
         _miscompiling_split, "transformed modules compute different outputs"),
+    "split-module-kwargs-keep-node-name-syntax": (
+        _upstream_raises(SyntaxError("non-default argument follows default argument")), "SyntaxError"),
     "split-module-keep-order-returned-attribute": (_upstream_raises(KeyError("param")), "KeyError"),
     "split-module-flattened-target-collision": (
         _miscompiling_split, "transformed modules compute different outputs"),
