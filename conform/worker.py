@@ -53,10 +53,6 @@ BATCH_SECONDS = 20.0
 MIN_BATCH_SECONDS = 2.0
 
 
-class Stopped(BaseException):
-    """The supervisor asked this worker to stop; unwinds out of a hypothesis batch."""
-
-
 class Channel:
     """The worker's end of its pipe to the supervisor."""
 
@@ -423,8 +419,6 @@ def worker_main(conn: Connection, payload: dict[str, Any]) -> None:
         channel.send(("ready", os.getpid()))
         stats = replay_one(channel, payload) if payload.get("replay") else run_share(channel, payload)
         channel.send(("done", stats))
-    except Stopped:
-        channel.send(("done", {"worker": payload.get("index"), "stopped": True}))
     except BaseException:
         try:
             channel.send(("error", traceback.format_exc()))
