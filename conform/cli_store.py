@@ -87,6 +87,9 @@ def add_parsers(sub: Any) -> None:
     replay.add_argument("--transform", action="append", default=[], metavar="MODULE:ATTR",
                         help="the pass of your own the outcome was recorded for: a record's pass is "
                              "imported only when named here (repeatable)")
+    replay.add_argument("--repro", default=None, metavar="FILE",
+                        help="also write the outcome's standalone repro script to FILE (the campaign writes "
+                             "one for the first examples of each origin only)")
     rep = sub.add_parser("report", help="render the HTML report again from the record store")
     rep.add_argument("--report", default="reports", metavar="DIR")
     rep.add_argument("--from", dest="from_file", default=None, metavar="FILE",
@@ -129,6 +132,8 @@ def _replay(args: argparse.Namespace) -> int:
     _check_recorded_transform(recorded.transform, recorded.key, Path(args.report))
     _check_recorded_case(recorded.source, recorded.spec, recorded.seed, recorded.params, args.case, recorded.key)
     case = Case(source=recorded.source, spec=recorded.spec, seed=recorded.seed)
+    if args.repro:
+        _write_repro_script(recorded, case, Path(args.repro))
     if recorded.transform == "-":
         from conform.engine import prepare
         from conform.outcome import Outcome
@@ -142,6 +147,17 @@ def _replay(args: argparse.Namespace) -> int:
     for o in now:
         print(o.describe())
     return EXIT_DIVERGENCE if any(o.verdict.value == "fail" for o in now) else EXIT_OK
+
+
+def _write_repro_script(recorded: Any, case: Any, path: Path) -> None:
+    from conform import repro
+
+    try:
+        path.write_text(repro.render(recorded, case), encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write the repro script {path}: {exc.strerror or exc}; "
+                         "name a file in a writable directory") from None
+    print(f"repro: {path}")
 
 
 def _check_recorded_transform(transform: object, key: str, report: Path) -> None:

@@ -154,7 +154,8 @@ def render(outcomes: list[Outcome], summary: dict[str, Any], *, report_dir: Path
            history: list[dict[str, Any]] | None = None, coverage: dict[str, Any] | None = None) -> str:
     """The report page for ``outcomes`` and ``summary`` (see :func:`write`)."""
     report_dir = Path(report_dir) if report_dir is not None else None
-    groups = report_triage.origin_groups(outcomes, report_dir, str(report_dir or "reports"))
+    replay_dir = str(report_dir or "reports")
+    groups = report_triage.origin_groups(outcomes, report_dir, replay_dir)
     transforms, sources, cells = report_triage.cells(outcomes)
     known = summary.get("known") or {}
     reached, total = _known_totals(summary)
@@ -187,6 +188,7 @@ def render(outcomes: list[Outcome], summary: dict[str, Any], *, report_dir: Path
         script=script,
         script_hash=script_hash,
         examples_cap=report_triage.EXAMPLES_PER_ORIGIN,
+        replay_dir=replay_dir,
     )
 
 

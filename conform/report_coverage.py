@@ -1,5 +1,6 @@
-"""The report's coverage view: the functions a transform calls, their lines marked reached
-or not reached, highlighted with pygments."""
+"""The report's coverage view: the functions a transform calls, highlighted with pygments,
+listing the lines not reached with their context; every other stretch of a function is
+one line that counts its lines and how many were reached."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from markupsafe import Markup
 
 MAX_LINES = 4000  # listed lines per side and transform; the share is computed on all of them
-FOLD = 12  # unmeasured lines in a row shown as one line
+CONTEXT = 2  # lines listed on each side of a line not reached
 
 
 @dataclasses.dataclass
@@ -80,29 +81,41 @@ def listing(side: str, data: dict[str, Any]) -> Listing:
         result.error = f"cannot read {path}: {type(exc).__name__}"
         return result
     html = _highlighted_lines(source)
+    missed = lines - reached
+    # a reader looks for what was not reached: those lines with a little context are listed,
+    # every other stretch is one line that says what it holds
+    shown = {n for m in missed for n in range(m - CONTEXT, m + CONTEXT + 1)}
     budget = MAX_LINES
     for first, last in _spans(tree, lines):
         block: list[tuple[int, str, Markup]] = []
         n = first
-        while n <= min(last, len(html)):
+        end = min(last, len(html))
+        while n <= end:
             if budget <= 0:
                 result.clipped += 1
                 n += 1
                 continue
-            run = n
-            while run <= last and run not in lines:
-                run += 1
-            if run - n >= FOLD:  # a docstring or a long comment: one line says what is left out
-                block.append((n, "fold", Markup(f"{run - n} lines not measured")))
-                n = run
-                budget -= 1
-                continue
-            block.append((n, "hit" if n in reached else "miss" if n in lines else "", html[n - 1]))
             budget -= 1
-            n += 1
+            if n == first or n in shown:
+                block.append((n, "hit" if n in reached else "miss" if n in lines else "", html[n - 1]))
+                n += 1
+                continue
+            run = n
+            while run <= end and run != first and run not in shown:
+                run += 1
+            block.append((n, "fold", Markup(_stretch(range(n, run), lines, reached))))
+            n = run
         if block:
             result.blocks.append(block)
     return result
+
+
+def _stretch(numbers: range, lines: set[int], reached: set[int]) -> str:
+    measured = sum(1 for n in numbers if n in lines)
+    if not measured:
+        return f"{len(numbers)} lines not measured"
+    hit = sum(1 for n in numbers if n in reached)
+    return f"{len(numbers)} lines, {hit} of {measured} measured reached"
 
 
 def coverage_view(coverage: dict[str, Any] | None) -> list[dict[str, Any]]:

@@ -19,10 +19,10 @@ from markupsafe import Markup
 
 from conform.outcome import Outcome, Stage, Verdict, stable_key
 
-EXAMPLES_PER_ORIGIN = 20
-REPROS_PER_ORIGIN = 3  # repro sources shown inline per origin; the rest are links
-REPROS_TOTAL = 150  # inline repro sources in the whole page (pygments is the slow part)
-DIFF_CHARS = 6000
+EXAMPLES_PER_ORIGIN = 8  # the rest are counted and one `conform export` away
+REPROS_PER_ORIGIN = 1  # repro sources shown inline per origin; the rest are links
+REPROS_TOTAL = 60  # inline repro sources in the whole page (pygments is the slow part)
+DIFF_CHARS = 4000
 BUG_REPORT_CHARS = 40_000
 
 _REPRO_PATH = re.compile(r"repro/[0-9a-f]{16}\.py")
@@ -83,7 +83,7 @@ def pygments_css() -> str:
 def _clip(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
-    return text[:limit] + f"\n… {len(text) - limit} more characters (full text in results.jsonl)"
+    return text[:limit] + f"\n… {len(text) - limit} more characters (full text: conform export)"
 
 
 def upstream_side(outcome: Outcome) -> bool:
@@ -143,11 +143,13 @@ def origin_groups(outcomes: list[Outcome], report_dir: Path | None, replay_dir: 
                      key=lambda kv: (all(o.verdict is Verdict.KNOWN for o in kv[1]), -len(kv[1]), kv[0]))
     for origin, items in ordered:
         chosen = sorted(items, key=_example_order)[:EXAMPLES_PER_ORIGIN]
+        # a known origin's script is a link: its entry's bug report carries the standalone one
+        inline = REPROS_PER_ORIGIN if any(o.verdict is Verdict.FAIL for o in items) else 0
         examples = []
         for i, o in enumerate(chosen):
             path = repro_path(o, report_dir)
             html = None
-            if path is not None and i < REPROS_PER_ORIGIN and budget > 0:
+            if path is not None and i < inline and budget > 0:
                 try:
                     text = (report_dir / path).read_text(encoding="utf-8", errors="replace")  # type: ignore[operator]
                     html = highlight_python(text)

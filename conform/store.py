@@ -6,7 +6,9 @@ Layout::
     runs          one row per campaign (or pytest session, or import): wall-clock start and
                   end, the run's metadata as JSON (seed, budget, workers, transforms, sources,
                   environment, shard), interrupted flag, status
-    cases         one row per case (key = Case.key): source, spec as JSON, seed, device
+    cases         one row per case (key = Case.key): source, spec (JSON, deflated with a
+                  preset dictionary of the spec format's common text, see ``pack_spec``),
+                  seed, device
     outcomes      one row per outcome key, unique across the store: the run that first saw
                   it, its case, the structured fields (verdict, stage, symptom, exception,
                   place, node, known entry, origin, params), ``t`` (seconds since its run
@@ -37,6 +39,7 @@ import json
 import sqlite3
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,8 +50,10 @@ from conform.errors import UsageError
 from conform.outcome import Mismatch, Outcome, Stage, Symptom, Verdict, stable_key
 
 FILENAME = "conform.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 REPRO = "repro"
+# repro scripts written per origin: a new divergence's first few examples, a known one's first
+REPROS_PER_ORIGIN = {Verdict.FAIL: 5, Verdict.KNOWN: 2}
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 _SCHEMA = """
@@ -66,7 +71,7 @@ CREATE TABLE cases (
     key TEXT PRIMARY KEY,
     source TEXT NOT NULL,
     case_id TEXT NOT NULL,
-    spec TEXT NOT NULL,
+    spec BLOB NOT NULL,
     seed INTEGER NOT NULL,
     device TEXT NOT NULL DEFAULT 'cpu'
 );
@@ -94,6 +99,7 @@ CREATE TABLE outcomes (
     repro TEXT
 );
 CREATE INDEX outcomes_run ON outcomes(run_id);
+CREATE INDEX outcomes_origin ON outcomes(origin);
 CREATE TABLE sightings (
     run_id INTEGER NOT NULL REFERENCES runs(id),
     outcome INTEGER NOT NULL REFERENCES outcomes(id),
@@ -120,6 +126,57 @@ _OUTCOME_COLUMNS = ("key", "run_id", "case_key", "transform", "device", "verdict
 _SELECT = ("SELECT o.key, o.transform, o.device, o.verdict, o.stage, o.symptom, o.exception, o.place, "
            "o.node, o.known_id, o.params, o.duration, o.message, o.diffs, o.notes, o.repro, o.t, "
            "c.source, c.case_id, c.spec, c.seed FROM outcomes o JOIN cases c ON c.key = o.case_key")
+
+
+# The spec column holds ``_PACKED`` followed by the spec's JSON, raw-deflated with this preset
+# dictionary: text that most specs share (field names, the commonest ops, dtypes), so a
+# 2.5 KB spec takes about 360 bytes. The dictionary is part of the stored format: never edit
+# it; a different one needs another marker byte beside ``_PACKED``.
+_PACKED = b"\x01"
+_SPEC_DICTIONARY = (
+    '{"attrs":{"dim":1,"keepdim":false,"style":1,"scalar":-1.0,"scale":0.5,"rank":2,"index":0,"k":1,'
+    '"bias":true,"pad":1,"stride":1,"shift":1,"nd":2,"groups":1,"start":0,"cin":3,"cout":4,"n":2,'
+    '"new":false,"attr":"p0"},"dtype":"float16","dtype":"bfloat16","dtype":"int64","dtype":"bool"'
+    '{"dtype":"float32","format":"fx-conform.random/1","inputs":[{"dtype":"float32","name":"x1",'
+    '"shape":[1,6,6,3]},{"dtype":"float64","name":"x2","shape":[5,1,5,4]}],"nodes":['
+    + "".join(f'{{"attrs":{{"style":0}},"dtype":"float32","id":"v{i + 3}","in":["v{i + 2}"],"op":"{op}",'
+              f'"shape":[{i % 5 + 1},{i % 4 + 2}]}},'
+              for i, op in enumerate(
+                  "relu param tanh softplus hardswish elu sigmoid mish leaky_relu silu selu relu6 gelu "
+                  "logsigmoid hardtanh abs exp softsign add cos sqrt log atan typed_getitem erf reciprocal "
+                  "rsqrt neg mul sin getitem matmul clamp floor sub inplace lt maximum dropout div sign "
+                  "remainder linear masked_fill block pow minimum lerp le ge square eq assert atan2 cat gt "
+                  "unsqueeze grad_region cast norm conv batch_norm embedding".split()))
+    + '],"outputs":{"tuple":["v3","v6"]},"signature":{"default":null,"flag":null,"varkw":false},'
+      '"stochastic":false,"training":true}'
+).encode()
+
+
+def pack_spec(spec: Any) -> bytes:
+    """A case spec as the store keeps it: its canonical JSON, deflated (see ``_SPEC_DICTIONARY``)."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zdict=_SPEC_DICTIONARY)
+    return _PACKED + deflate.compress(_dumps(spec).encode()) + deflate.flush()
+
+
+def unpack_spec(value: bytes | str) -> Any:
+    """The spec ``pack_spec`` packed; a store of schema version 1 kept plain JSON text."""
+    if isinstance(value, str):
+        return json.loads(value)
+    if value[:1] != _PACKED:
+        raise UsageError(f"a case spec in the record store has format marker {value[:1]!r}; this fx-conform "
+                         f"reads {_PACKED!r} (a newer fx-conform may have written it)")
+    inflate = zlib.decompressobj(-15, zdict=_SPEC_DICTIONARY)
+    return json.loads(inflate.decompress(value[1:]) + inflate.flush())
+
+
+def _pack_version_1_specs(db: sqlite3.Connection) -> None:
+    """Version 1 kept specs as JSON text; version 2 packs them and indexes outcomes by origin."""
+    db.execute("CREATE INDEX IF NOT EXISTS outcomes_origin ON outcomes(origin)")
+    rows = db.execute("SELECT key, spec FROM cases WHERE typeof(spec) = 'text'").fetchall()
+    db.executemany("UPDATE cases SET spec = ? WHERE key = ?", [(pack_spec(json.loads(s)), k) for k, s in rows])
+
+
+MIGRATIONS[1] = _pack_version_1_specs
 
 
 def _dumps(value: Any) -> str:
@@ -286,7 +343,9 @@ class Store:
 
         A new divergence gets ``repro/<key>.py`` (when ``case`` is given and the outcome has
         no repro yet) and ``outcome.repro`` set to its path relative to the report
-        directory. An outcome whose key is already stored is not stored again; the run
+        directory, while its origin has fewer than ``REPROS_PER_ORIGIN`` of them (a shrunk
+        example always gets one): the thousandth sighting of one bug adds a row, not a
+        script. ``conform replay KEY --repro FILE`` writes the script of any other. An outcome whose key is already stored is not stored again; the run
         notes that it saw it. ``t`` defaults to the seconds since the run began.
         """
         if t is None:
@@ -300,7 +359,9 @@ class Store:
                         db.execute("INSERT OR IGNORE INTO sightings (run_id, outcome, t) VALUES (?, ?, ?)",
                                    (run_id, row[0], t))
                     continue
-                if case is not None and outcome.is_divergence and outcome.repro is None:
+                if case is not None and outcome.is_divergence and outcome.repro is None and (
+                        outcome.notes.get("shrunk_from") or self._repros_of(outcome) < REPROS_PER_ORIGIN[
+                            outcome.verdict]):
                     self._write_repro(outcome, case)
                 case_row = _case_row(outcome, case)
                 db.execute("INSERT OR IGNORE INTO cases (key, source, case_id, spec, seed, device) "
@@ -310,6 +371,10 @@ class Store:
                            _outcome_row(run_id, case_row[0], outcome, t))
                 new.append(outcome)
         return new
+
+    def _repros_of(self, outcome: Outcome) -> int:
+        return int(self._db.execute("SELECT count(*) FROM outcomes WHERE origin = ? AND repro IS NOT NULL",
+                                    (outcome.origin,)).fetchone()[0])
 
     def _write_repro(self, outcome: Outcome, case: Case) -> None:
         try:
@@ -434,9 +499,9 @@ def _prepare_schema(db: sqlite3.Connection, path: Path) -> None:
 
 def _case_row(outcome: Outcome, case: Case | None) -> tuple[Any, ...]:
     if case is not None:
-        return (case.key, case.source, outcome.case_id, _dumps(case.spec), case.seed, case.device)
+        return (case.key, case.source, outcome.case_id, pack_spec(case.spec), case.seed, case.device)
     return (stable_key(outcome.source, outcome.spec, outcome.seed), outcome.source, outcome.case_id,
-            _dumps(outcome.spec), outcome.seed, "cpu")
+            pack_spec(outcome.spec), outcome.seed, "cpu")
 
 
 def _outcome_row(run_id: int, case_key: str, o: Outcome, t: float) -> tuple[Any, ...]:
@@ -467,6 +532,6 @@ def _outcome(row: Sequence[Any]) -> Outcome:
         verdict=Verdict(verdict), stage=Stage(stage) if stage else None, symptom=Symptom(symptom) if symptom else None,
         message=message or "", exception=exception, place=place, node=node,
         diffs=[Mismatch(**d) for d in json.loads(diffs)] if diffs else [],
-        known_id=known_id, spec=json.loads(spec), params=json.loads(params) if params else {},
+        known_id=known_id, spec=unpack_spec(spec), params=json.loads(params) if params else {},
         seed=seed, repro=repro_path, duration_s=duration or 0.0, notes=notes,
     )

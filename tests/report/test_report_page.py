@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from _report_fixtures import KNOWN, Page, campaign, coverage, history, outcome, summary
 
-from conform import report
+from conform import report, report_triage
 from conform.outcome import Stage, Symptom, Verdict
 
 
@@ -83,8 +83,10 @@ def test_examples_are_capped_shrunk_first_with_diff_repro_and_replay(tmp_path: P
     text, page = _write(tmp_path, items)
     details = text[text.index('<tr class="body">'):]
     examples = re.findall(r'key <code>([0-9a-f]{16})</code>', details)
-    assert len(examples) == 20 and examples[0] == f"{99:016x}", "capped, the shrunk case first"
-    assert "and 12 more in results.jsonl" in page.text
+    cap = report_triage.EXAMPLES_PER_ORIGIN
+    assert len(examples) == cap and examples[0] == f"{99:016x}", "capped, the shrunk case first"
+    assert f"and {32 - cap} more: conform export --jsonl FILE --report {tmp_path}" in page.text
+    assert f"conform replay {1:016x} --report {tmp_path} --repro {1:016x}.py" in page.text
     assert "shrunk from" in page.text and "max abs diff 99.5" in page.text
     assert f"conform replay {99:016x} --report {tmp_path}" in page.text
     assert f"repro/{99:016x}.py" in page.links
@@ -140,7 +142,8 @@ def test_coverage_marks_reached_and_unreached_lines(tmp_path: Path) -> None:
     upstream = text[text.index('<details class="coverage" open>'):]
     upstream = upstream[:upstream.index("</details>")]
     marks = {int(n): mark for mark, n in re.findall(r'<span class="ln (\w*)"><span class="no">(\d+)</span>', upstream)}
-    assert marks[5] == marks[10] == "hit" and marks[12] == "miss" and marks[4] == ""
+    assert marks[10] == marks[11] == "hit" and marks[12] == "miss" and marks[4] == marks[9] == ""
+    assert 5 not in marks and "2 lines, 2 of 2 measured reached" in page.text, "a reached stretch is one line"
     assert 16 not in marks, "only the functions the transform calls are listed"
 
 
@@ -211,15 +214,19 @@ def test_known_entry_count_stage_symptom_in_triage(tmp_path: Path) -> None:
         assert cell in row
 
 
-def test_coverage_folds_long_unmeasured_stretches(tmp_path: Path) -> None:
+def test_coverage_lists_the_lines_not_reached_and_folds_the_rest(tmp_path: Path) -> None:
     module = tmp_path / "documented.py"
     docstring = "\n".join(f"    line {i} of a long docstring" for i in range(30))
-    module.write_text(f'def f(x):\n    """\n{docstring}\n    """\n    return x + 1\n')
-    last = 2 + 30 + 2
-    _, page = _write(tmp_path, coverage={"t": {"upstream": {"file": str(module), "lines": [1, last],
-                                                              "reached": [1], "series": []}}})
-    assert "32 lines not measured" in page.text and "line 12 of a long docstring" not in page.text
-    assert "return x + 1" in page.text
+    body = "\n".join(f"    x = x + {i}" for i in range(20))
+    module.write_text(f'def f(x):\n    """\n{docstring}\n    """\n{body}\n    return x + 1\n')
+    body_lines = list(range(34, 54))
+    last = 54
+    text, page = _write(tmp_path, coverage={"t": {"upstream": {"file": str(module), "lines": [1, *body_lines, last],
+                                                              "reached": [1, *body_lines], "series": []}}})
+    assert '<span class="no">1</span>' in text, "a function's first line is always listed"
+    assert "line 12 of a long docstring" not in page.text and "x = x + 3" not in page.text
+    assert "50 lines, 18 of 18 measured reached" in page.text
+    assert "x = x + 18" in page.text and "return x + 1" in page.text, "the line not reached, with context"
 
 
 def test_the_page_reads_without_javascript(tmp_path: Path) -> None:

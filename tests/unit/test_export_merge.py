@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from conform import junit, record
+from conform import store as store_mod
 from conform.cli import main
 from conform.outcome import Outcome, Stage, Symptom, Verdict
 from conform.shards import Shard
@@ -375,3 +378,34 @@ def test_a_store_from_a_newer_version_stops_the_run_and_keeps_the_report(tmp_pat
     code, _, err = _run(capsys, *RUN, "--max-cases", "1", "--report", str(report))
     assert code == 2 and f"{report / FILENAME} has record-store schema version 7" in err
     assert _files(report) == before
+
+
+def test_repro_scripts_are_capped_per_origin_and_replay_writes_any_other(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "r"
+    code, _, _ = _run(capsys, "run", "--source", "samples", "--transform", "planted_upstream_crash",
+                      "--plugin", "conform.selfcheck", "--quiet", "--max-cases", "12", "--report", str(report),
+                      "--device", "cpu", "--no-shrink")
+    assert code == 1
+    divergent = [o for o in Store.open(report).outcomes() if o.is_divergence]
+    by_origin: dict[str, list] = {}
+    for o in divergent:
+        by_origin.setdefault(o.origin, []).append(o)
+    assert any(len(group) > store_mod.REPROS_PER_ORIGIN[Verdict.FAIL] for group in by_origin.values())
+    for group in by_origin.values():
+        written = [o for o in group if o.repro]
+        assert len(written) == min(len(group), store_mod.REPROS_PER_ORIGIN[Verdict.FAIL])
+        assert all((report / o.repro).is_file() for o in written)
+    assert len(list((report / "repro").glob("*.py"))) == sum(1 for o in divergent if o.repro)
+    other = next(o for o in divergent if not o.repro)
+    script = tmp_path / "other.py"
+    code, out, _ = _run(capsys, "replay", other.key, "--report", str(report), "--plugin", "conform.selfcheck",
+                        "--repro", str(script))
+    assert code == 1 and f"repro: {script}" in out
+    ran = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert ran.returncode == 1, ran.stderr[-2000:]
+    assert "planted_upstream_crash" in ran.stdout
+    code, _, err = _run(capsys, "replay", other.key, "--report", str(report), "--plugin", "conform.selfcheck",
+                        "--repro", str(tmp_path / "missing" / "dir" / "x.py"))
+    assert code == 2 and "cannot write the repro script" in err

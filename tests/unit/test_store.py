@@ -61,8 +61,9 @@ def test_spec_is_stored_once_and_passes_are_compact(tmp_path: Path) -> None:
         run = store.begin_run({"seed": 0})
         assert store.record(run, passes, TWO_ADDS) == passes
     assert _rows(tmp_path, "SELECT count(*) FROM cases") == [(1,)]
-    spec = json.dumps(TWO_ADDS.spec, sort_keys=True, separators=(",", ":"))
-    assert _rows(tmp_path, "SELECT spec FROM cases") == [(spec,)]
+    assert _rows(tmp_path, "SELECT spec FROM cases") == [(store_mod.pack_spec(TWO_ADDS.spec),)]
+    with Store.open(tmp_path) as store:
+        assert store.outcomes()[0].spec == TWO_ADDS.spec
     for message, diffs, repro, notes in _rows(tmp_path, "SELECT message, diffs, repro, notes FROM outcomes"):
         assert message is None and diffs is None and repro is None
         assert notes is None or "seconds" not in json.loads(notes)
@@ -125,7 +126,7 @@ def test_runs_report_meta_and_counts(tmp_path: Path) -> None:
     assert second["status"] == "running" and second["counts"]["outcomes"] == 0
 
 
-@pytest.mark.parametrize("version", [0, 2, 99])
+@pytest.mark.parametrize("version", [0, 3, 99])
 def test_other_schema_versions_are_refused_by_name(tmp_path: Path, version: int) -> None:
     Store.open(tmp_path).close()
     db = sqlite3.connect(tmp_path / store_mod.FILENAME)
@@ -152,6 +153,39 @@ def test_an_older_schema_is_migrated_when_a_migration_exists(tmp_path: Path,
         store.begin_run({})
         assert store.runs()[0]["status"] == "running"
     assert _rows(tmp_path, "SELECT schema_version FROM meta") == [(store_mod.SCHEMA_VERSION,)]
+
+
+def test_a_version_1_store_is_migrated_and_its_specs_packed(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as store:
+        store.record(store.begin_run({}), check(TWO_ADDS, "shape_prop"), TWO_ADDS)
+    db = sqlite3.connect(tmp_path / store_mod.FILENAME)
+    db.execute("UPDATE cases SET spec = ?", (json.dumps(TWO_ADDS.spec),))
+    db.execute("UPDATE meta SET schema_version = 1")
+    db.commit()
+    db.close()
+    with Store.open(tmp_path) as store:
+        assert [o.spec for o in store.outcomes()] == [TWO_ADDS.spec]
+    assert _rows(tmp_path, "SELECT schema_version FROM meta") == [(2,)]
+    assert _rows(tmp_path, "SELECT typeof(spec) FROM cases") == [("blob",)]
+
+
+def test_a_random_spec_packs_to_a_fraction_of_its_json() -> None:
+    from hypothesis import HealthCheck, given, settings
+
+    from generators.sources import get_source
+
+    specs: list[dict] = []
+
+    @settings(max_examples=40, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(get_source("random").specs())
+    def collect(spec: dict) -> None:
+        specs.append(spec)
+
+    collect()
+    plain = sum(len(json.dumps(s, sort_keys=True, separators=(",", ":"))) for s in specs)
+    packed = sum(len(store_mod.pack_spec(s)) for s in specs)
+    assert all(store_mod.unpack_spec(store_mod.pack_spec(s)) == s for s in specs)
+    assert packed * 4 < plain, (packed, plain)
 
 
 def test_files_that_are_not_stores_are_refused(tmp_path: Path) -> None:
