@@ -255,7 +255,7 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
     ),
     TransformSpec(
         name="rewrite",
-        focus="generators.focus.normalize:REWRITE",
+        focus="generators.focus.rewrite:REWRITE",
         target="rewriter:RewritingTracer",
         convention="custom",
         driver="conform.drivers.normalize:drive_rewrite",

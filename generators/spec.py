@@ -304,11 +304,26 @@ def module_source(spec: dict[str, Any]) -> str:
     w = Writer(spec["dtype"])
     for node in spec["nodes"]:
         VOCABULARY[node["op"]].emit(node, w)
-    lines = [f"class {CLASS_NAME}(nn.Module):", "    def __init__(self):", "        super().__init__()"]
+    forward = [f"def forward({_signature(spec)}):", *(f"    {line}" for line in w.forward),
+               f"    return {_output_expr(spec['outputs'])}"]
+    outside = w.forward_global and not w.free and not w.class_bound
+    lines = []
+    if outside:
+        # a module-level function taken as the class's forward: its name is a global
+        lines += [*forward, "", ""]
+    lines += [f"class {CLASS_NAME}(nn.Module):", "    def __init__(self):", "        super().__init__()"]
     lines += [f"        {line}" for line in w.init]
-    lines += ["", f"    def forward({_signature(spec)}):"]
-    lines += [f"        {line}" for line in w.forward]
-    lines.append(f"        return {_output_expr(spec['outputs'])}")
+    if outside:
+        lines += ["", "    forward = forward"]
+    else:
+        lines += [""] + [f"    {line}" for line in forward]
+    if w.free:
+        # the class is made inside a function whose variables the forward reads
+        names = sorted(w.free)
+        lines = [f"def _enclosing_{CLASS_NAME}({', '.join(names)}):", *(f"    {line}" if line else ""
+                                                                      for line in lines),
+                 f"    return {CLASS_NAME}", "", "",
+                 f"{CLASS_NAME} = _enclosing_{CLASS_NAME}({', '.join(w.free[n] for n in names)})"]
     helpers = "".join(src.rstrip() + "\n\n\n" for src in w.helpers.values())
     return helpers + "\n".join(lines) + "\n"
 

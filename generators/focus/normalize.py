@@ -89,6 +89,7 @@ class ForwardConstruct(OpKind):
         from generators.spec import CLASS_NAME
 
         x, v, style = node["in"][0], node["id"], node["attrs"]["style"]
+        w.class_bound = w.class_bound or style in (0, 4)
         if style == 0:
             w.member(f"self.__{v}_scale = 2.0")
             w.assign(node, f"{x} * self.__{v}_scale")

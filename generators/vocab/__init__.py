@@ -12,11 +12,13 @@ from __future__ import annotations
 from generators.focus import graph_utils as _focus_graph_utils
 from generators.focus import normalize as _focus_normalize
 from generators.focus import optimization as _focus_optimization
+from generators.focus import rewrite as _focus_rewrite
 from generators.focus import split as _focus_split
 from generators.vocab import blocks, layers, linalg, patterns, pointwise, structure
 from generators.vocab.base import OpKind
 
-_FOCUS_KINDS = (*_focus_optimization.KINDS, *_focus_normalize.KINDS, *_focus_graph_utils.KINDS, *_focus_split.KINDS)
+_FOCUS_KINDS = (*_focus_optimization.KINDS, *_focus_normalize.KINDS, *_focus_graph_utils.KINDS, *_focus_split.KINDS,
+               *_focus_rewrite.KINDS)
 
 VOCABULARY: dict[str, OpKind] = {}
 for _kind in (*pointwise.KINDS, *structure.KINDS, *linalg.KINDS, *layers.KINDS, *blocks.KINDS, *patterns.KINDS, *_FOCUS_KINDS):

@@ -356,6 +356,14 @@ class Writer:
         self.init: list[str] = []
         self.forward: list[str] = []
         self.helpers: dict[str, str] = {}
+        # variables of a function enclosing the module class (name -> literal): the forward
+        # then reads them as closure cells
+        self.free: dict[str, str] = {}
+        # the forward is a module-level function the class takes as its ``forward``
+        self.forward_global = False
+        # the forward needs its class around it (a name-mangled attribute, zero-argument
+        # super()): it stays a method whatever ``forward_global`` asks
+        self.class_bound = False
 
     @property
     def torch_dtype(self) -> str:

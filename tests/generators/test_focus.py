@@ -146,6 +146,8 @@ SOURCE_CONSTRUCTS = {
     "private_attribute": ("self.__",),
     "annotated_local": (": torch.Tensor",),
     "super_call": ("super(GeneratedModule, self)", "super()."),
+    "enclosing_read": ("def _enclosing_GeneratedModule(",),
+    "global_forward": ("    forward = forward\n",),
 }
 
 
@@ -320,3 +322,23 @@ def test_reach_counts_the_known_entries_focused_cases_reach() -> None:
     assert result["registered"] == ["remove-dropout-keyword-input"]
     assert set(result["reached"]) <= set(result["registered"])
     assert sum(result["verdicts"].values()) >= result["cases"]
+
+
+@pytest.mark.parametrize(("pattern", "entry"), [("enclosing_read", "rewrite-closure-variables"),
+                                                ("global_forward", "rewrite-function-name-already-global")])
+def test_a_forward_construct_pattern_reaches_its_rewrite_entry(pattern: str, entry: str) -> None:
+    from conform.engine import check
+
+    config = Config(table=((pattern, 1.0), ("relu", 1.0)), max_nodes=12, dtypes=("float32",), training=False)
+    reached = []
+
+    @settings(max_examples=6, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck), phases=(Phase.generate,))
+    @given(genomes(config))
+    def search(genome: dict) -> None:
+        spec = realize(genome, config)
+        if any(node["op"] == pattern for node in spec["nodes"]):
+            reached.extend(o.known_id for o in check(Case("random", spec, 0), "rewrite"))
+
+    search()
+    assert entry in reached
