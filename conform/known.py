@@ -26,7 +26,7 @@ import re
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from conform.outcome import Outcome, Stage, Symptom
+from conform.outcome import SIDES, DiffEntry, Outcome, Stage, Symptom
 from generators.sources import trust_factory
 
 if TYPE_CHECKING:
@@ -38,16 +38,75 @@ class Kind(StrEnum):
     BY_DESIGN = "by-design"  # a deliberate difference (an upstream limitation not copied, ...)
 
 
+#: A :class:`Diff` value pattern for "the path exists on the other side only".
+ABSENT = "<absent>"
+
+#: A ``place`` pattern for a crash while applying the transform itself: not a metamorphic
+#: oracle's second application or re-run (``"retrace:upstream"``, ...) and not the harness's
+#: fingerprinting of the result.
+APPLYING = r"(?!(retrace|idempotent|roundtrip|compose):|conform/fingerprints/).*"
+
+
+@dataclasses.dataclass(frozen=True)
+class Diff:
+    r"""A pattern for one diff entry (:class:`~conform.outcome.DiffEntry`) of an outcome.
+
+    ``path`` is a regular expression the entry's path must match in full
+    (``r"fingerprint\.nodes\.nonzero(_\d+)?\[.*"``). ``left`` and ``right``, when set, must
+    match the entry's two values in full (the :class:`~conform.outcome.Mismatch`'s sides:
+    upstream and reference for a fingerprint or output comparison, eager and the
+    implementation for an eager mismatch, reference and upstream for two exception types);
+    ``right`` may refer back to a group of ``left`` (``left=r"(\w+)", right=r"\*{1,2}\1"``).
+    :data:`ABSENT` matches a path that the side does not have.
+    """
+
+    path: str
+    left: str | None = None
+    right: str | None = None
+
+    def __call__(self, entry: DiffEntry) -> bool:
+        if not re.fullmatch(self.path, entry.path, re.S):
+            return False
+        patterns = []
+        for pattern, value in ((self.left, entry.left), (self.right, entry.right)):
+            if pattern == ABSENT:
+                if value is not None:
+                    return False
+                pattern = None
+            elif pattern is not None and value is None:
+                return False
+            patterns.append(pattern or ".*")
+        if self.left in (None, ABSENT) and self.right in (None, ABSENT):
+            return True
+        # one expression over both values, so the right one may refer back to the left's groups
+        joined = f"(?:{patterns[0]})\x00(?:{patterns[1]})"
+        return re.fullmatch(joined, f"{entry.left or ''}\x00{entry.right or ''}", re.S) is not None
+
+
 @dataclasses.dataclass(frozen=True)
 class Match:
-    """Declarative matcher; every field that is set must hold.
+    """Declarative matcher over an outcome's structured fields; every field that is set must hold.
 
-    ``message`` and ``node`` are regular expressions searched in the outcome's message (and
-    rendered diffs) and first diverging node name; ``source`` is a case source name;
-    ``params`` holds key/value pairs the outcome's parameters must contain.
+    Nothing here reads the engine's own prose (``outcome.message``, a diff's rendered
+    ``detail``): a match names data the outcome carries, so rewording a message never turns an
+    entry stale.
 
-    ``place`` is a regular expression the outcome's place must match in full (the
-    metamorphic oracles' places are ``"<oracle>:<impl>"``, ``"retrace:upstream"`` say).
+    ``stage``, ``symptom``, ``exception`` (the exception type's name), ``side`` (the
+    implementation the symptom belongs to: ``"reference"``, ``"upstream"``, ``"both"`` or
+    ``"user"``) and ``source`` (a case source name) compare equal. ``params`` holds key/value
+    pairs the outcome's parameters must contain.
+
+    ``place`` is a regular expression the outcome's place must match in full (an execution
+    crash's place is ``"<impl>@<file:line:function>"``, an eager mismatch's
+    ``"<impl>:outputs"``; the metamorphic oracles' places are ``"<oracle>:<impl>"``,
+    ``"retrace:upstream"`` say; :data:`APPLYING` is any crash while applying the transform).
+    ``node`` is a regular expression searched in the first diverging node's name. ``error`` is
+    a regular expression searched in the raised exception's own message (``outcome.error``:
+    what torch, upstream or the reference wrote, never the engine).
+
+    ``diffs`` are :class:`Diff` patterns over the outcome's diff entries: each must match some
+    entry. With ``diffs_only`` every entry must match one of them (a fingerprint that differs
+    only under ``parent``, say).
 
     ``case`` names a *trait*, a ``"module:function"`` predicate over the case,
     ``(graph_module, built, params) -> bool`` (the traced module, the
@@ -57,17 +116,34 @@ class Match:
     among them. A trait lets an entry claim every symptom a bug causes on the cases that have
     the bug's shape (a conv module called twice, say) without claiming the same symptom on
     other cases.
+
+    One bug often shows as several symptoms: ``Match(...) | Match(...)`` is an
+    :class:`AnyMatch`, which holds when any of its matches does.
     """
 
     stage: Stage | None = None
     symptom: Symptom | None = None
     exception: str | None = None
-    message: str | None = None
+    side: str | None = None
+    place: str | None = None
     node: str | None = None
     source: str | None = None
     params: tuple[tuple[str, Any], ...] = ()
     case: str | None = None
-    place: str | None = None
+    error: str | None = None
+    diffs: tuple[Diff, ...] = ()
+    diffs_only: bool = False
+
+    def __post_init__(self) -> None:
+        if self.side is not None and self.side not in SIDES:
+            raise ValueError(f"Match(side={self.side!r}): expected one of {', '.join(SIDES)}")
+
+    @property
+    def cases(self) -> tuple[str, ...]:
+        return (self.case,) if self.case else ()
+
+    def __or__(self, other: Match | AnyMatch) -> AnyMatch:
+        return AnyMatch((self,)) | other
 
     def __call__(self, outcome: Outcome) -> bool:
         if self.case is not None and self.case not in outcome.notes.get("traits", ()):
@@ -78,17 +154,52 @@ class Match:
             return False
         if self.exception is not None and outcome.exception != self.exception:
             return False
+        if self.side is not None and outcome.side != self.side:
+            return False
         if self.source is not None and outcome.source != self.source:
             return False
         if self.place is not None and not (outcome.place and re.fullmatch(self.place, outcome.place)):
             return False
-        if self.message is not None:
-            text = "\n".join([outcome.message, *(d.render() for d in outcome.diffs)])
-            if not re.search(self.message, text, re.S):
-                return False
         if self.node is not None and not (outcome.node and re.search(self.node, outcome.node)):
             return False
+        if self.error is not None and not (outcome.error is not None and re.search(self.error, outcome.error, re.S)):
+            return False
+        if self.diffs or self.diffs_only:
+            entries = [e for d in outcome.diffs for e in d.entries]
+            if not all(any(pattern(e) for e in entries) for pattern in self.diffs):
+                return False
+            if self.diffs_only and not (entries and all(any(p(e) for p in self.diffs) for e in entries)):
+                return False
         return all(outcome.params.get(k) == v for k, v in self.params)
+
+
+@dataclasses.dataclass(frozen=True)
+class AnyMatch:
+    """Several matchers of which any may hold: one bug seen as several symptoms."""
+
+    matches: tuple[Match, ...]
+
+    @property
+    def cases(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(c for m in self.matches for c in m.cases))
+
+    @property
+    def case(self) -> str | None:
+        """The trait every alternative names, or None when they do not share one."""
+        cases = {m.case for m in self.matches}
+        return cases.pop() if len(cases) == 1 else None
+
+    @property
+    def place(self) -> str | None:
+        places = {m.place for m in self.matches}
+        return places.pop() if len(places) == 1 else None
+
+    def __or__(self, other: Match | AnyMatch) -> AnyMatch:
+        more = other.matches if isinstance(other, AnyMatch) else (other,)
+        return AnyMatch((*self.matches, *more))
+
+    def __call__(self, outcome: Outcome) -> bool:
+        return any(m(outcome) for m in self.matches)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +230,7 @@ class KnownDivergence:
     transform: str
     kind: Kind
     reason: str
-    match: Match
+    match: Match | AnyMatch
     witness: str
     issue: str | None = None
 
@@ -137,6 +248,27 @@ class KnownDivergence:
         }
 
 
+# Traits and raw exception texts that several matchers of one entry share.
+VARIADIC = "conform.traits.split:variadic_forward_with_kept_names"
+COLLISION = "conform.traits.split:flattened_target_collision"
+INPLACE = "conform.traits.split:inplace_write_across_partitions"
+SEVERAL_TENSORS = "conform.traits.graph_utils:node_with_several_tensors"
+_NO_SHAPE = r"'(tuple|list|immutable_list|immutable_dict|dict)' object has no attribute 'shape'"
+KEYWORDS = "conform.traits.normalize:binary_op_with_keywords"
+SELF = "conform.traits.normalize:calls_with_self_parameter"
+DIM_ZERO = "conform.traits.normalize:size_of_dim_zero"
+SHARED = "conform.traits.optimization:fold_into_shared_module"
+SCALAR = "conform.traits.optimization:arithmetic_with_a_number"
+_NO_TARGET = r"'(int|float|bool|NoneType)' object has no attribute 'target'"
+UNEVEN_POOL = "conform.traits.optimization:uneven_adaptive_pool_in_layout"
+SHARED_OPERAND = "conform.traits.optimization:batched_shared_operand"
+_SPLIT_SIZES = "split_with_sizes expects split_sizes to sum exactly"
+MUTATION = "conform.traits.optimization:in_place_update_in_merged_graph"
+TRUNCATION = "conform.traits.optimization:truncation_in_expression"
+BITWISE = "conform.traits.optimization:bitwise_in_expression"
+PARTITION_INPLACE = "conform.traits.partition:inplace_write_across_partitions"
+
+
 KNOWN: tuple[KnownDivergence, ...] = (
     KnownDivergence(
         id="split-module-kwargs-keep-node-name-crash",
@@ -150,10 +282,10 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "reads y[0] for args[0] (or raises TypeError with more extra arguments). The reference "
             "keeps the marker."
         ),
-        match=Match(case="conform.traits.split:variadic_forward_with_kept_names",
-                    message=r"module upstream produced (raises TypeError: .*(unexpected keyword argument|"
-                            r"positional argument)|computes different)|transformed modules compute "
-                            r"different outputs"),
+        match=Match(case=VARIADIC, stage=Stage.EXECUTE, symptom=Symptom.CRASH, side="upstream", place="upstream@.*",
+                    exception="TypeError", error=r"unexpected keyword argument|positional argument")
+              | Match(case=VARIADIC, symptom=Symptom.EAGER_MISMATCH, side="upstream")
+              | Match(case=VARIADIC, stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE, place="outputs"),
         witness="conform.witnesses.split:kwargs_keep_node_name_witness",
         issue="unfiled",
     ),
@@ -165,9 +297,8 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "the structural side of split-module-kwargs-keep-node-name-crash: the parent's "
             "varargs/varkw placeholder target is 'kwargs' upstream and '**kwargs' in the reference."
         ),
-        match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
-                    case="conform.traits.split:variadic_forward_with_kept_names",
-                    message=r"parent\.placeholders\[\d+\]\[1\]: (\w+) vs \*{1,2}\1\b"),
+        match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE, case=VARIADIC,
+                    diffs=(Diff(r".*parent\.placeholders\[\d+\]\[1\]", left=r"(\w+)", right=r"\*{1,2}\1\b.*"),)),
         witness="conform.witnesses.split:kwargs_keep_node_name_witness",
         issue="unfiled",
     ),
@@ -216,10 +347,11 @@ KNOWN: tuple[KnownDivergence, ...] = (
         # second module under a suffixed name in the reference only: in a node's target, or in
         # the partition's qualname map (one flattened name upstream, a suffixed one next to it
         # in the reference)
-        match=Match(case="conform.traits.split:flattened_target_collision",
-                    message=r"module upstream produced computes different|transformed modules compute "
-                            r"different outputs|nodes\[\d+\]\[2\]: (\w+) vs \1_\d+\b"
-                            r"|fingerprint\.qualname_map\.submod_\d+\.\w+_\d+: only on the right: [\w.]+"),
+        match=Match(case=COLLISION, symptom=Symptom.EAGER_MISMATCH, side="upstream")
+              | Match(case=COLLISION, stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE, place="outputs")
+              | Match(case=COLLISION, diffs=(Diff(r".*nodes\[\d+\]\[2\]", left=r"(\w+)", right=r"\1_\d+\b.*"),))
+              | Match(case=COLLISION, diffs=(Diff(r"fingerprint\.qualname_map\.submod_\d+\.\w+_\d+", left=ABSENT,
+                                                  right=r"[\w.]+.*"),)),
         witness="conform.witnesses.split:flatten_collision_witness",
         issue="unfiled",
     ),
@@ -248,7 +380,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AssertionError",
                     case="conform.traits.split:ids_below_minus_one_with_regions",
-                    message=r"highest: -1, this node's: -\d"),
+                    error=r"highest: -1, this node's: -\d"),
         witness="conform.witnesses.split:negative_ids_with_regions_witness",
         issue="unfiled",
     ),
@@ -265,7 +397,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="RuntimeError",
                     case="conform.traits.split:symbol_bound_in_reading_partition",
-                    message="cycle exists between partitions"),
+                    error="cycle exists between partitions"),
         witness="conform.witnesses.split:symbol_bound_in_partition_witness",
         issue="unfiled",
     ),
@@ -287,11 +419,14 @@ KNOWN: tuple[KnownDivergence, ...] = (
         ),
         # upstream's module goes wrong or the reference refuses; structurally only the parent's
         # order of calls differs (every diff line is under fingerprint.parent)
-        match=Match(case="conform.traits.split:inplace_write_across_partitions", message=(
-            r"module upstream produced computes different|transformed modules compute different "
-            r"outputs|reference raises RuntimeError: cycle exists between partitions! \(.*touch the "
-            r"same memory and one of them writes it in place|structural fingerprints differ\n"
-            r"fingerprint: upstream vs reference(\nfingerprint\.parent\.[^\n]*)+\Z")),
+        match=Match(case=INPLACE, symptom=Symptom.EAGER_MISMATCH, side="upstream")
+              | Match(case=INPLACE, stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE, place="outputs")
+              | Match(case=INPLACE, stage=Stage.TRANSFORM_REFERENCE, symptom=Symptom.CRASH, place=APPLYING,
+                      exception="RuntimeError", error=r"\Acycle exists between partitions! \(.*touch the same memory "
+                                                      r"and one of them writes it in place")
+              # a fingerprint that differs only in the parent's graph (the order of the calls)
+              | Match(case=INPLACE, stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE, place="fingerprint",
+                      diffs=(Diff(r"fingerprint\.parent\..*"),), diffs_only=True),
         witness="conform.witnesses.split:inplace_across_partitions_witness",
         issue="unfiled",
     ),
@@ -307,9 +442,9 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "first). The reference counts every tensor the node produces."
         ),
         # also when a later node makes both raise: upstream fails on the multi-tensor node first
-        match=Match(case="conform.traits.graph_utils:node_with_several_tensors",
-                    message=r"AttributeError: '(tuple|list|immutable_list|immutable_dict|dict)' object "
-                            r"has no attribute 'shape'"),
+        match=Match(case=SEVERAL_TENSORS, exception="AttributeError", error=_NO_SHAPE)
+              | Match(case=SEVERAL_TENSORS, place="exception-type",
+                      diffs=(Diff("exception", right="AttributeError"), Diff("message", right=f".*{_NO_SHAPE}.*"))),
         witness="conform.witnesses.graph_utils:tuple_output_sizes_witness",
         issue="unfiled",
     ),
@@ -323,7 +458,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AssertionError",
                     case="conform.traits.graph_utils:getitem_of_bare_generic",
-                    message=r"out of range for parameterized_types \(len=0\)|Expected 1 parameterized "
+                    error=r"out of range for parameterized_types \(len=0\)|Expected 1 parameterized "
                             r"type, got 0"),
         witness="conform.witnesses.graph_utils:bare_tuple_witness",
         issue="unfiled",
@@ -338,7 +473,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="TypeError",
                     case="conform.traits.graph_utils:slice_of_tuple",
-                    message="not supported between instances of 'int' and 'slice'"),
+                    error="not supported between instances of 'int' and 'slice'"),
         witness="conform.witnesses.graph_utils:sliced_tuple_witness",
         issue="unfiled",
     ),
@@ -352,7 +487,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "types."
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="KeyError",
-                    case="conform.traits.graph_utils:slice_of_namedtuple", message=r"KeyError: \("),
+                    case="conform.traits.graph_utils:slice_of_namedtuple", error=r"\A\("),
         witness="conform.witnesses.graph_utils:sliced_namedtuple_witness",
         issue="unfiled",
     ),
@@ -367,7 +502,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AttributeError",
                     case="conform.traits.graph_utils:getitem_of_annotated_class",
-                    message="has no attribute '_fields'"),
+                    error="has no attribute '_fields'"),
         witness="conform.witnesses.graph_utils:annotated_class_witness",
         issue="unfiled",
     ),
@@ -383,7 +518,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AssertionError",
                     case="conform.traits.graph_utils:slice_of_bare_list",
-                    message=r"Expected 1 parameterized type, got 0"),
+                    error=r"Expected 1 parameterized type, got 0"),
         witness="conform.witnesses.graph_utils:sliced_bare_list_witness",
         issue="unfiled",
     ),
@@ -399,7 +534,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         ),
         match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
                     case="conform.traits.graph_utils:slice_of_typed_list",
-                    message=r"fingerprint\.getitem\w*: "),
+                    diffs=(Diff(r"fingerprint\.getitem\w*"),)),
         witness="conform.witnesses.graph_utils:sliced_list_witness",
         issue="unfiled",
     ),
@@ -418,10 +553,13 @@ KNOWN: tuple[KnownDivergence, ...] = (
         ),
         # Only upstream's module can be wrong here: a reference miscompile on such a case still
         # fails as the reference's own eager mismatch.
-        match=Match(case="conform.traits.normalize:binary_op_with_keywords", stage=Stage.COMPARE, message=(
-            r"module upstream produced computes different|transformed modules compute different "
-            r"outputs|\]\.(alpha|rounding_mode|out): only on the right|only on the right: "
-            r"\['call_function', 'torch\.\w+', [^\n]*'(alpha|rounding_mode|out)'")),
+        match=Match(case=KEYWORDS, symptom=Symptom.EAGER_MISMATCH, side="upstream")
+              | Match(case=KEYWORDS, stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE, place="outputs")
+              | Match(case=KEYWORDS, stage=Stage.COMPARE,
+                      diffs=(Diff(r".*\]\.(alpha|rounding_mode|out)", left=ABSENT),))
+              | Match(case=KEYWORDS, stage=Stage.COMPARE,
+                      diffs=(Diff(".*", left=ABSENT,
+                                  right=r"\['call_function', 'torch\.\w+', [^\n]*'(alpha|rounding_mode|out)'.*"),)),
         witness="conform.witnesses.normalize:operators_with_keywords",
         issue="unfiled",
     ),
@@ -439,10 +577,10 @@ KNOWN: tuple[KnownDivergence, ...] = (
                 "...) or torch.pow(input=2, ...), which raises when the module runs. The reference "
                 "keeps 'self' wherever the callable takes it."
             ),
-            match=Match(case="conform.traits.normalize:calls_with_self_parameter", message=(
-                r"module upstream produced raises \w+: [^\n]*(missing value for argument 'self'|"
-                r"received an invalid combination of arguments - got \([^)]*\binput=)|\]\.self: only "
-                r"on the right")),
+            match=Match(case=SELF, stage=Stage.EXECUTE, symptom=Symptom.CRASH, side="upstream", place="upstream@.*",
+                        error=r"\A[^\n]*(missing value for argument 'self'|received an invalid combination of "
+                              r"arguments - got \([^)]*\binput=)")
+                  | Match(case=SELF, diffs=(Diff(r".*\]\.self", left=ABSENT),)),
             witness="conform.witnesses.normalize:aten_overload_call",
             issue="unfiled",
         )
@@ -462,7 +600,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             ),
             match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
                         case="conform.traits.normalize:calls_nonzero",
-                        message=r"fingerprint\.nodes\.nonzero(_\d+)?\["),
+                        diffs=(Diff(r"fingerprint\.nodes\.nonzero(_\d+)?\[.*"),)),
             witness="conform.witnesses.normalize:nonzero_call",
             issue="unfiled",
         )
@@ -485,7 +623,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         ),
         match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
                     case="conform.traits.normalize:calls_typed_by_argument",
-                    message=r"fingerprint\.argument_typed_calls\."),
+                    diffs=(Diff(r"fingerprint\.argument_typed_calls\..*"),)),
         witness="conform.witnesses.normalize:keyword_node_call",
         issue="unfiled",
     ),
@@ -500,9 +638,11 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "(x.reshape(x.size(0), -1) raises TypeError; arithmetic on it silently repeats the "
             "tuple). The reference answers size(0) with the size of dimension 0."
         ),
-        match=Match(case="conform.traits.normalize:size_of_dim_zero",
-                    message=r"module upstream produced (raises|computes different)|transformed modules "
-                            r"compute different outputs|\Aupstream raises TypeError"),
+        match=Match(case=DIM_ZERO, stage=Stage.EXECUTE, symptom=Symptom.CRASH, side="upstream", place="upstream@.*")
+              | Match(case=DIM_ZERO, symptom=Symptom.EAGER_MISMATCH, side="upstream")
+              | Match(case=DIM_ZERO, stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE, place="outputs")
+              | Match(case=DIM_ZERO, stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, place=APPLYING,
+                      exception="TypeError"),
         witness="conform.witnesses.normalize:size_of_dim_zero",
         issue="unfiled",
     ),
@@ -549,7 +689,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AttributeError",
                     case="conform.traits.normalize:private_name_in_forward",
-                    message=r"has no attribute '__\w+'"),
+                    error=r"has no attribute '__\w+'"),
         witness="conform.witnesses.normalize:private_attribute",
         issue="unfiled",
     ),
@@ -565,7 +705,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH,
                     case="conform.traits.normalize:annotated_assignment_in_forward",
-                    message=r"name 'annotate' is not defined|None disallowed in expression list"),
+                    error=r"name 'annotate' is not defined|None disallowed in expression list"),
         witness="conform.witnesses.normalize:annotated_local",
         issue="unfiled",
     ),
@@ -582,7 +722,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH,
                     case="conform.traits.normalize:class_attribute_in_forward",
-                    message=r"'RewrittenModule' object (has no attribute|is not)|super\(type, obj\): obj "
+                    error=r"'RewrittenModule' object (has no attribute|is not)|super\(type, obj\): obj "
                             r"must be an instance or subtype of type"),
         witness="conform.witnesses.normalize:assert_with_helper",
         issue="https://github.com/pytorch/pytorch/issues/52538",
@@ -599,7 +739,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="NameError",
                     case="conform.traits.normalize:closure_in_forward",
-                    message=r"name '(?!annotate')\w+' is not defined"),
+                    error=r"name '(?!annotate')\w+' is not defined"),
         witness="conform.witnesses.normalize:assert_with_closure",
         issue="unfiled",
     ),
@@ -614,7 +754,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="RuntimeError",
                     case="conform.traits.normalize:zero_argument_super_in_forward",
-                    message="__class__ cell not found"),
+                    error="__class__ cell not found"),
         witness="conform.witnesses.normalize:assert_with_super",
         issue="unfiled",
     ),
@@ -630,7 +770,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AssertionError",
                     case="conform.traits.normalize:forward_named_as_a_global",
-                    message="Expected 1 new key, got 0"),
+                    error="Expected 1 new key, got 0"),
         witness="conform.witnesses.normalize:shared_forward",
         issue="https://github.com/pytorch/pytorch/pull/54011",
     ),
@@ -648,7 +788,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         ),
         match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
                     case="conform.traits.normalize:postponed_annotations_in_forward",
-                    message=r"fingerprint\.types\.\w+: [\w.]+ vs '"),
+                    diffs=(Diff(r"fingerprint\.types\.\w+", left=r"[\w.]+", right="'.*"),)),
         witness="conform.witnesses.normalize:annotated_forward",
         issue="unfiled",
     ),
@@ -665,9 +805,10 @@ KNOWN: tuple[KnownDivergence, ...] = (
                 "calls that differ in the fingerprint). The reference installs the folded module "
                 "under a new name ('conv_fused') when the original is used elsewhere."
             ),
-            match=Match(case="conform.traits.optimization:fold_into_shared_module", message=(
-                r"module upstream produced computes different|transformed modules compute different "
-                r"outputs|fingerprint\.calls\[\d+\]\[0\]: [\w.]+ vs \w+_fused(_\d+)?\b")),
+            match=Match(case=SHARED, symptom=Symptom.EAGER_MISMATCH, side="upstream")
+                  | Match(case=SHARED, stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE, place="outputs")
+                  | Match(case=SHARED, diffs=(Diff(r"fingerprint\.calls\[\d+\]\[0\]", left=r"[\w.]+",
+                                                   right=r"\w+_fused(_\d+)?\b.*"),)),
             witness=f"conform.witnesses.optimization:shared_conv{suffix}_witness",
             issue="https://github.com/pytorch/pytorch/issues/104593",
         )
@@ -685,7 +826,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                 "path handles affine=False. The reference folds with weight 1 and bias 0."
             ),
             match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="TypeError",
-                        message="'NoneType'", case="conform.traits.optimization:linear_norm_without_affine"),
+                        error="'NoneType'", case="conform.traits.optimization:linear_norm_without_affine"),
             witness=f"conform.witnesses.optimization:linear_bn_without_affine{suffix}_witness",
             issue="https://github.com/pytorch/pytorch/issues/122183",
         )
@@ -704,7 +845,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                 "leaves the pair unfused."
             ),
             match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AssertionError",
-                        message="To fuse, linear.out_features",
+                        error="To fuse, linear.out_features",
                         case="conform.traits.optimization:linear_norm_other_channels"),
             witness=f"conform.witnesses.optimization:linear_bn_over_sequence{suffix}_witness",
             issue="unfiled",
@@ -726,8 +867,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                 "tell the two apart; the reference keeps upstream's result (a fused module that "
                 "checked the rank at run time would no longer be a plain nn.Linear)."
             ),
-            match=Match(stage=Stage.COMPARE, symptom=Symptom.EAGER_MISMATCH,
-                        message=r"module (reference|upstream) produced computes different outputs",
+            match=Match(stage=Stage.COMPARE, symptom=Symptom.EAGER_MISMATCH, place="(reference|upstream):outputs",
                         case="conform.traits.optimization:linear_norm_over_sequence"),
             witness=f"conform.witnesses.optimization:linear_bn_sequence_channels{suffix}_witness",
             issue="unfiled",
@@ -746,7 +886,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
                 "reference takes the input by position or keyword."
             ),
             match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AssertionError",
-                        message="Expected 1 arg for Dropout, got 0",
+                        error="Expected 1 arg for Dropout, got 0",
                         case="conform.traits.optimization:dropout_called_by_keyword"),
             witness=f"conform.witnesses.optimization:keyword_dropout{suffix}_witness",
             issue="unfiled",
@@ -770,12 +910,13 @@ KNOWN: tuple[KnownDivergence, ...] = (
         # Also when the reference refuses the model with one of the pass's own AssertionErrors
         # (a float64 module, a batch norm without running statistics), which upstream would
         # raise too had it not crashed first.
-        match=Match(message=(
-            r"upstream raises AttributeError: '(int|float|bool|NoneType)' object has no attribute "
-            r"'target'|reference AssertionError, upstream AttributeError.*'(int|float|bool|NoneType)' "
-            r"object has no attribute 'target'|module upstream produced raises RuntimeError: "
-            r"itensor_from_mkldnn expects MKL-DNN tensor input"),
-            case="conform.traits.optimization:arithmetic_with_a_number"),
+        match=Match(case=SCALAR, stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, place=APPLYING,
+                    exception="AttributeError", error=f"\\A{_NO_TARGET}")
+              | Match(case=SCALAR, place="exception-type",
+                      diffs=(Diff("exception", "AssertionError", "AttributeError"),
+                             Diff("message", right=f".*{_NO_TARGET}.*")))
+              | Match(case=SCALAR, stage=Stage.EXECUTE, symptom=Symptom.CRASH, side="upstream", place="upstream@.*",
+                      exception="RuntimeError", error=r"\Aitensor_from_mkldnn expects MKL-DNN tensor input"),
         witness="conform.witnesses.optimization:scalar_operand_witness",
         issue="unfiled",
     ),
@@ -789,7 +930,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "MkldnnConv2d/MkldnnLinear submodules. The reference converts a private copy."
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="InputModified",
-                    message="replaced submodules of its input",
+                    error="replaced submodules of its input",
                     case="conform.traits.optimization:layout_pass_on_callers_model"),
         witness="conform.witnesses.optimization:mutated_model_witness",
         issue="unfiled",
@@ -808,7 +949,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "the traced root."
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="AttributeError",
-                    message=r"has no attribute '_tensor_constant\d+'"),
+                    error=r"has no attribute '_tensor_constant\d+'"),
         witness="conform.witnesses.optimization:trace_time_constant_witness",
         issue="unfiled",
     ),
@@ -825,7 +966,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
         # The heuristic is the case's shape (params); the message names the two ways it fails:
         # ShapeProp running the graph on one list argument, or reading node.shape.
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, params=(("mkldnn", "autotune"),),
-                    message=r"ShapeProp error for: node|object has no attribute 'shape'"),
+                    error=r"ShapeProp error for: node|object has no attribute 'shape'"),
         witness="conform.witnesses.optimization:autotuner_witness",
         issue="unfiled",
     ),
@@ -842,10 +983,9 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "reference checks the shapes when the module runs and computes mismatched ones in "
             "dense layout."
         ),
-        match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="RuntimeError",
-                    message=r"module upstream produced raises RuntimeError: (mkldnn_\w+: currently "
-                            r"mkldnn not support broadcasting|could not create a primitive descriptor for "
-                            r"the sum primitive)",
+        match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="RuntimeError", side="upstream",
+                    place="upstream@.*", error=r"\A(mkldnn_\w+: currently mkldnn not support broadcasting|could "
+                                               r"not create a primitive descriptor for the sum primitive)",
                     case="conform.traits.optimization:broadcasting_arithmetic"),
         witness="conform.witnesses.optimization:broadcasting_witness",
         issue="unfiled",
@@ -864,9 +1004,9 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "converted modules differ in the fingerprint) even where upstream's pool happens to "
             "divide evenly."
         ),
-        match=Match(case="conform.traits.optimization:uneven_adaptive_pool_in_layout", message=(
-            r"module upstream produced raises RuntimeError: input size is not divisible by the output "
-            r"size|fingerprint\.(conversions|calls)")),
+        match=Match(case=UNEVEN_POOL, stage=Stage.EXECUTE, symptom=Symptom.CRASH, side="upstream", place="upstream@.*",
+                    exception="RuntimeError", error=r"\Ainput size is not divisible by the output size")
+              | Match(case=UNEVEN_POOL, diffs=(Diff(r"fingerprint\.(conversions|calls).*"),)),
         witness="conform.witnesses.optimization:uneven_pool_witness",
         issue="unfiled",
     ),
@@ -884,9 +1024,9 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "to_mkldnn/to_dense nodes on every graph, so the reference keeps upstream's "
             "conversions."
         ),
-        match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="RuntimeError",
-                    message=r"module (reference|upstream) produced raises RuntimeError: (could not create a "
-                            r"primitive descriptor for the reorder primitive|dense_to_mkldnn expects)",
+        match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="RuntimeError", place="(reference|upstream)@.*",
+                    error=r"\A(could not create a primitive descriptor for the reorder primitive|dense_to_mkldnn "
+                          r"expects)",
                     case="conform.traits.optimization:unconvertible_value_in_layout"),
         witness="conform.witnesses.optimization:unconvertible_input_witness",
         issue="unfiled",
@@ -904,7 +1044,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "product of an earlier group)."
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="RuntimeError",
-                    message="from wrong graph", case="conform.traits.optimization:two_groups_to_merge"),
+                    error="from wrong graph", case="conform.traits.optimization:two_groups_to_merge"),
         witness="conform.witnesses.optimization:two_groups_witness",
         issue="unfiled",
     ),
@@ -920,9 +1060,10 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "The reference stacks rows only for a right operand of at most 2 dims and multiplies "
             "batched ones one by one."
         ),
-        match=Match(case="conform.traits.optimization:batched_shared_operand", message=(
-            r"split_with_sizes expects split_sizes to sum exactly|module upstream produced computes "
-            r"different|transformed modules compute different outputs")),
+        match=Match(case=SHARED_OPERAND, error=_SPLIT_SIZES)
+              | Match(case=SHARED_OPERAND, place="exception-type", diffs=(Diff("message", right=f".*{_SPLIT_SIZES}.*"),))
+              | Match(case=SHARED_OPERAND, symptom=Symptom.EAGER_MISMATCH, side="upstream")
+              | Match(case=SHARED_OPERAND, stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE, place="outputs"),
         witness="conform.witnesses.optimization:shared_batched_operand_witness",
         issue="unfiled",
     ),
@@ -941,8 +1082,8 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "produces, so the reference converts the same modules and fails the same way."
         ),
         match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="NotImplementedError",
-                    message=r"module (upstream|reference) produced raises NotImplementedError: Could not run "
-                            r"'[\w:.]+' with arguments from the 'MkldnnCPU' backend",
+                    place="(upstream|reference)@.*",
+                    error=r"\ACould not run '[\w:.]+' with arguments from the 'MkldnnCPU' backend",
                     case="conform.traits.optimization:parameter_of_converted_module_read"),
         witness="conform.witnesses.optimization:converted_parameter_read_witness",
         issue="unfiled",
@@ -958,9 +1099,8 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "dimensions', though each matmul is valid on its own. The reference multiplies the "
             "operands of a batched group one by one."
         ),
-        match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="RuntimeError",
-                    message=r"module upstream produced raises RuntimeError: Tensors must have same number of "
-                            r"dimensions",
+        match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="RuntimeError", side="upstream",
+                    place="upstream@.*", error=r"\ATensors must have same number of dimensions",
                     case="conform.traits.optimization:batched_left_operands_of_mixed_ranks"),
         witness="conform.witnesses.optimization:batched_operand_mixed_ranks_witness",
         issue="unfiled",
@@ -976,10 +1116,10 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "(2, 5, K) make the merged module raise. The reference flattens each operand to rows "
             "of length K before stacking and restores its shape after."
         ),
-        match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="RuntimeError",
-                    message=r"module upstream produced raises RuntimeError: (Tensors must have same "
-                            r"number of dimensions|mat1 and mat2 shapes cannot be multiplied|Sizes of "
-                            r"tensors must match except in dimension 0|inconsistent tensor size)",
+        match=Match(stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="RuntimeError", side="upstream",
+                    place="upstream@.*",
+                    error=r"\A(Tensors must have same number of dimensions|mat1 and mat2 shapes cannot be "
+                          r"multiplied|Sizes of tensors must match except in dimension 0|inconsistent tensor size)",
                     case="conform.traits.optimization:left_operands_not_stackable"),
         witness="conform.witnesses.optimization:vector_left_operands_witness",
         issue="unfiled",
@@ -993,7 +1133,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "ValueError. The reference reads operands by position or keyword."
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="ValueError",
-                    message="values to unpack", case="conform.traits.optimization:matmul_with_keyword_operand"),
+                    error="values to unpack", case="conform.traits.optimization:matmul_with_keyword_operand"),
         witness="conform.witnesses.optimization:keyword_operand_witness",
         issue="unfiled",
     ),
@@ -1031,9 +1171,9 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "the merge reads (the kept matmuls differ in the fingerprint) and restores order with "
             "a stable sort that moves only the nodes that must follow a merged product."
         ),
-        match=Match(case="conform.traits.optimization:in_place_update_in_merged_graph", message=(
-            r"fingerprint\.kept: length \d+ vs \d+|module upstream produced computes different|"
-            r"transformed modules compute different outputs")),
+        match=Match(case=MUTATION, diffs=(Diff(r"fingerprint\.kept", left=r"\[.*\]", right=r"\[.*\]"),))
+              | Match(case=MUTATION, symptom=Symptom.EAGER_MISMATCH, side="upstream")
+              | Match(case=MUTATION, stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE, place="outputs"),
         witness="conform.witnesses.optimization:mutation_between_witness",
         issue="unfiled",
     ),
@@ -1047,7 +1187,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "fails (or passes) wrongly. The reference translates If(x >= 0, ToInt(x), -ToInt(-x))."
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH,
-                    exception="TranslationMismatch", message="TruncToInt",
+                    exception="TranslationMismatch", error="TruncToInt",
                     case="conform.traits.optimization:truncation_of_negative_fraction"),
         witness="conform.witnesses.optimization:trunc_to_int_witness",
         issue="unfiled",
@@ -1060,9 +1200,10 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "the structural side of validator-trunc-to-int: the z3 terms of TruncToInt differ "
             "even where both agree with Python (non-negative arguments)."
         ),
-        match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
-                    message=r"fingerprint\.term: .*TruncToInt",
-                    case="conform.traits.optimization:truncation_in_expression"),
+        match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE, case=TRUNCATION,
+                    diffs=(Diff(r"fingerprint\.term", left=".*TruncToInt.*"),))
+              | Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE, case=TRUNCATION,
+                      diffs=(Diff(r"fingerprint\.term", right=".*TruncToInt.*"),)),
         witness="conform.witnesses.optimization:trunc_to_int_term_witness",
         issue="unfiled",
     ),
@@ -1076,7 +1217,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "Python's negative value. The reference reads the vector as signed."
         ),
         match=Match(stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH,
-                    exception="TranslationMismatch", message="BitwiseFn_bitwise_",
+                    exception="TranslationMismatch", error="BitwiseFn_bitwise_",
                     case="conform.traits.optimization:negative_bitwise_result"),
         witness="conform.witnesses.optimization:negative_bitwise_witness",
         issue="unfiled",
@@ -1089,9 +1230,10 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "the structural side of validator-bitwise-unsigned: the z3 terms of bitwise "
             "operations differ even where both agree with Python (non-negative results)."
         ),
-        match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
-                    message=r"fingerprint\.term: .*BitwiseFn_bitwise_",
-                    case="conform.traits.optimization:bitwise_in_expression"),
+        match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE, case=BITWISE,
+                    diffs=(Diff(r"fingerprint\.term", left=".*BitwiseFn_bitwise_.*"),))
+              | Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE, case=BITWISE,
+                      diffs=(Diff(r"fingerprint\.term", right=".*BitwiseFn_bitwise_.*"),)),
         witness="conform.witnesses.optimization:bitwise_term_witness",
         issue="unfiled",
     ),
@@ -1108,10 +1250,12 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "its DAG lists the partitions in another order (or, when no order works, it raises "
             "RuntimeError 'cycle exists between partitions!')."
         ),
-        match=Match(case="conform.traits.partition:inplace_write_across_partitions", message=(
-            r"module upstream produced computes different|transformed modules compute different "
-            r"outputs|structural fingerprints differ|reference raises RuntimeError: cycle exists "
-            r"between partitions! \(.*touch the same memory")),
+        match=Match(case=PARTITION_INPLACE, symptom=Symptom.EAGER_MISMATCH, side="upstream")
+              | Match(case=PARTITION_INPLACE, stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
+                      place="(outputs|fingerprint)")
+              | Match(case=PARTITION_INPLACE, stage=Stage.TRANSFORM_REFERENCE, symptom=Symptom.CRASH, place=APPLYING,
+                      exception="RuntimeError",
+                      error=r"\Acycle exists between partitions! \(.*touch the same memory"),
         witness="conform.witnesses.partition:inplace_order_witness",
         issue="unfiled",
     ),
@@ -1126,8 +1270,8 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "raises RuntimeError, since dense partitions run on the embedding partitions' "
             "devices and there are none."
         ),
-        match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
-                    message=r"upstream IndexError", params=(("mode", "sparse_nn"),)),
+        match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE, place="exception-type",
+                    diffs=(Diff("exception", right="IndexError"),), params=(("mode", "sparse_nn"),)),
         witness="conform.witnesses.partition:sparse_nn_dense_only_witness",
         issue="unfiled",
     ),
@@ -1155,8 +1299,8 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "when the target is a function (call_function); the reference raises the "
             "intended RuntimeError."
         ),
-        match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE,
-                    message=r"upstream TypeError", params=(("mode", "sparse_nn"),)),
+        match=Match(stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE, place="exception-type",
+                    diffs=(Diff("exception", right="TypeError"),), params=(("mode", "sparse_nn"),)),
         witness="conform.witnesses.partition:sparse_nn_too_large_function_witness",
         issue="unfiled",
     ),
@@ -1171,7 +1315,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "reference reproduces the result; the partition oracle rejects it."
         ),
         match=Match(stage=Stage.TRANSFORM_REFERENCE, symptom=Symptom.CRASH,
-                    exception="PartitionConstraintViolation", message=r"has no device",
+                    exception="PartitionConstraintViolation", error=r"has no device",
                     params=(("mode", "cost_aware"),)),
         witness="conform.witnesses.partition:cost_aware_unplaced_witness",
         issue="unfiled",
@@ -1186,7 +1330,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "reproduces the result; the partition oracle rejects it."
         ),
         match=Match(stage=Stage.TRANSFORM_REFERENCE, symptom=Symptom.CRASH,
-                    exception="PartitionConstraintViolation", message=r"needs \d+ bytes",
+                    exception="PartitionConstraintViolation", error=r"needs \d+ bytes",
                     params=(("mode", "kl_based"),)),
         witness="conform.witnesses.partition:kl_overfull_device_witness",
         issue="unfiled",
@@ -1201,7 +1345,7 @@ KNOWN: tuple[KnownDivergence, ...] = (
             "reproduces the result; the partition oracle rejects it."
         ),
         match=Match(stage=Stage.TRANSFORM_REFERENCE, symptom=Symptom.CRASH,
-                    exception="PartitionConstraintViolation", message=r"has no device",
+                    exception="PartitionConstraintViolation", error=r"has no device",
                     params=(("mode", "kl_based"),)),
         witness="conform.witnesses.partition:kl_unplaced_witness",
         issue="unfiled",
@@ -1235,7 +1379,7 @@ def entries() -> tuple[KnownDivergence, ...]:
 
 def traits_for(transform: str) -> list[str]:
     """The trait predicates that entries for ``transform`` name, in registry order."""
-    return list(dict.fromkeys(e.match.case for e in entries() if e.transform == transform and e.match.case))
+    return list(dict.fromkeys(c for e in entries() if e.transform == transform for c in e.match.cases))
 
 
 def classify(outcome: Outcome) -> KnownDivergence | None:
