@@ -173,3 +173,24 @@ def test_trait_limits_an_entry_to_cases_of_its_shape(monkeypatch: pytest.MonkeyP
     one_add = Case("samples", {"sample": "linear_relu"})
     elsewhere = check(one_add, PLANTED["planted_add_becomes_sub"], params={})
     assert {o.verdict for o in elsewhere} == {Verdict.FAIL}
+
+
+def test_the_registry_is_split_by_family() -> None:
+    """One module per family, named as conform/traits and conform/witnesses name theirs; each
+    entry's witness and traits come from its own family; KNOWN is the families in order."""
+    import importlib
+    from pathlib import Path
+
+    import conform.known as package
+
+    families = ("split", "graph_utils", "normalize", "optimization", "partition")
+    modules = [importlib.import_module(f"conform.known.{name}") for name in families]
+    assert KNOWN == tuple(entry for module in modules for entry in module.KNOWN)
+    for name, module in zip(families, modules, strict=True):
+        assert importlib.util.find_spec(f"conform.traits.{name}") and importlib.util.find_spec(
+            f"conform.witnesses.{name}")
+        for entry in module.KNOWN:
+            assert entry.witness.startswith(f"conform.witnesses.{name}:"), entry.id
+            assert all(c.startswith(f"conform.traits.{name}:") for c in entry.match.cases), entry.id
+    for path in Path(package.__file__).parent.glob("*.py"):
+        assert len(path.read_text().splitlines()) < 600, path
