@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import torch.fx
 
-from conform import known
+from conform import known, plugins
 from conform.adapters import Applied, NotApplicable, Subject, clone_values
 from conform.case import Case
 from conform.compare import (
@@ -47,7 +47,6 @@ from conform.execute import (
 )
 from conform.implementations import Implementation
 from conform.messages import say
-from conform.oracles import metamorphic
 from conform.outcome import DiffEntry, Mismatch, Outcome, Stage, Symptom, Verdict, stable_key
 from conform.registry import Oracle, TransformSpec, get
 from generators.sources import Built
@@ -302,7 +301,7 @@ def check(case: Case, transform: TransformSpec | str, *, params: dict[str, Any] 
     _judge(findings, sides)
     if "cuda" in devices and Oracle.DEVICE in row.oracles and torch.cuda.is_available():
         _judge_device(findings, sides[row.sides[0]], prepared, row, params)
-    checked = metamorphic.judge(findings, sides)
+    checked = [name for oracle in plugins.collect("conform_oracles") for name in oracle(findings, sides) or ()]
     outcomes = findings.items
     if not outcomes:
         ref = sides.get(row.sides[0])
