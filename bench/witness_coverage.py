@@ -2,7 +2,7 @@
 
     python bench/witness_coverage.py [--transform NAME]... [--json out.json]
 
-Replays the witness of every ``conform/known.py`` entry of the chosen transforms with
+Replays the witness of every ``conform/known/`` entry of the chosen transforms with
 ``conform.engine.check`` under a :class:`CoverageProbe` (transform scope, as in a
 campaign, every call traced) and prints, per transform, the share of measurable upstream and reference lines
 and branches reached (``conform.coverage_map``), then per upstream module the share of the

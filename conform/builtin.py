@@ -1,4 +1,4 @@
-"""The default plugin: fx-conform's own transforms, case sources and known divergences.
+"""The default plugin: fx-conform's own transforms, case sources, known divergences and oracles.
 
 Each hook reads the built-in tables when it is called, so the tables stay the single place
 where a built-in row, source or entry is declared.
@@ -31,3 +31,13 @@ def conform_known() -> list[Any]:
     from conform import known
 
     return list(known.KNOWN)
+
+
+@hookimpl
+def conform_oracles() -> list[Any]:
+    """The metamorphic oracles (retrace, roundtrip, compose, idempotent), which each row
+    enables by its ``oracles``; they run as one because they share a side's re-traced module
+    and skip a side that an earlier one already blamed."""
+    from conform.oracles import metamorphic
+
+    return [metamorphic.judge]

@@ -1,4 +1,6 @@
-"""Comparators: each returns a diff (a string a person can read) or None when equal.
+"""Comparators: each returns a diff (a string a person can read) or None when equal; the
+``*_entries`` forms return the same difference as data (:class:`~conform.outcome.DiffEntry`:
+path, left value, right value), which is what known divergences match.
 
 Values are compared leaf by leaf after flattening with ``torch.utils._pytree``; tensors go
 through :func:`torch.testing.assert_close` (dtype-aware tolerances, NaN equal to NaN), other
@@ -13,6 +15,8 @@ from typing import Any
 
 import torch
 import torch.utils._pytree as pytree
+
+from conform.outcome import DiffEntry
 
 
 def _describe_leaf(value: Any) -> str:
@@ -78,17 +82,32 @@ def compare_values(
     label: str = "output",
 ) -> str | None:
     """Compare two (nested) values; the diff names the path of the first differing leaf."""
+    found = compare_values_entries(expected, actual, meta_only=meta_only, tolerance_scale=tolerance_scale,
+                                   label=label)
+    return found[0] if found else None
+
+
+def compare_values_entries(
+    expected: Any,
+    actual: Any,
+    *,
+    meta_only: bool = False,
+    tolerance_scale: float = 1.0,
+    label: str = "output",
+) -> tuple[str, list[DiffEntry]] | None:
+    """:func:`compare_values`' diff and the first differing leaf as data (its path, the
+    expected and the actual leaf described short), or None when equal. A structure
+    difference is the entry at path ``label`` with the two tree specs."""
     exp_leaves, exp_spec = _flatten(expected)
     act_leaves, act_spec = _flatten(actual)
     if exp_spec != act_spec:
-        return (
-            f"{label} structure differs: expected {_short(exp_spec)}, got {_short(act_spec)}"
-        )
+        return (f"{label} structure differs: expected {_short(exp_spec)}, got {_short(act_spec)}",
+                [DiffEntry(label, _short(exp_spec), _short(act_spec))])
     for (path, exp), (_, act) in zip(exp_leaves, act_leaves):
         where = label + "".join(str(p) for p in path)
         diff = _compare_leaf(exp, act, meta_only=meta_only, tolerance_scale=tolerance_scale)
         if diff is not None:
-            return f"{where}: {diff}"
+            return f"{where}: {diff}", [DiffEntry(where, _describe_leaf(exp), _describe_leaf(act))]
     return None
 
 
@@ -121,22 +140,36 @@ def _compare_leaf(expected: Any, actual: Any, *, meta_only: bool, tolerance_scal
 
 def compare_json(expected: Any, actual: Any, *, label: str = "fingerprint", limit: int = 8) -> str | None:
     """Diff of two JSON-able structures: up to ``limit`` differing paths, or None."""
-    diffs: list[str] = []
-    _walk_json(expected, actual, label, diffs, limit)
-    if not diffs:
+    found = compare_json_entries(expected, actual, label=label, limit=limit)
+    return found[0] if found else None
+
+
+def compare_json_entries(expected: Any, actual: Any, *, label: str = "fingerprint",
+                         limit: int = 8) -> tuple[str, list[DiffEntry]] | None:
+    """:func:`compare_json`'s diff and its differing paths as data, or None when equal.
+
+    Each entry's ``left`` is the value in ``expected`` and ``right`` the value in ``actual``
+    (None where the key exists on the other side only); a list of another length is one
+    entry at the list's path holding both lists.
+    """
+    out: list[tuple[str, DiffEntry]] = []
+    _walk_json(expected, actual, label, out, limit)
+    if not out:
         return None
-    return "\n".join(diffs)
+    return "\n".join(line for line, _ in out), [entry for _, entry in out]
 
 
-def _walk_json(a: Any, b: Any, path: str, out: list[str], limit: int) -> None:
+def _walk_json(a: Any, b: Any, path: str, out: list[tuple[str, DiffEntry]], limit: int) -> None:
     if len(out) >= limit:
         return
     if isinstance(a, dict) and isinstance(b, dict):
         for key in list(dict.fromkeys([*a, *b])):
             if key not in a:
-                out.append(f"{path}.{key}: only on the right: {_short(b[key])}")
+                out.append((f"{path}.{key}: only on the right: {_short(b[key])}",
+                            DiffEntry(f"{path}.{key}", None, _short(b[key]))))
             elif key not in b:
-                out.append(f"{path}.{key}: only on the left: {_short(a[key])}")
+                out.append((f"{path}.{key}: only on the left: {_short(a[key])}",
+                            DiffEntry(f"{path}.{key}", _short(a[key]), None)))
             else:
                 _walk_json(a[key], b[key], f"{path}.{key}", out, limit)
             if len(out) >= limit:
@@ -144,13 +177,14 @@ def _walk_json(a: Any, b: Any, path: str, out: list[str], limit: int) -> None:
         return
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         if len(a) != len(b):
-            out.append(f"{path}: length {len(a)} vs {len(b)}: {_short(a)} vs {_short(b)}")
+            out.append((f"{path}: length {len(a)} vs {len(b)}: {_short(a)} vs {_short(b)}",
+                        DiffEntry(path, _short(a), _short(b))))
             return
         for i, (x, y) in enumerate(zip(a, b)):
             _walk_json(x, y, f"{path}[{i}]", out, limit)
         return
     if a != b and not (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)):
-        out.append(f"{path}: {_short(a)} vs {_short(b)}")
+        out.append((f"{path}: {_short(a)} vs {_short(b)}", DiffEntry(path, _short(a), _short(b))))
 
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)

@@ -24,10 +24,16 @@ from typing import Any
 import torch
 import torch.fx
 
-from conform import known
+from conform import known, plugins
 from conform.adapters import Applied, NotApplicable, Subject, clone_values
 from conform.case import Case
-from conform.compare import compare_json, compare_values, has_low_precision, no_worse_than
+from conform.compare import (
+    compare_json_entries,
+    compare_values,
+    compare_values_entries,
+    has_low_precision,
+    no_worse_than,
+)
 from conform.coverage_probe import measuring
 from conform.execute import (
     Execution,
@@ -40,8 +46,8 @@ from conform.execute import (
     stage,
 )
 from conform.implementations import Implementation
-from conform.oracles import metamorphic
-from conform.outcome import Mismatch, Outcome, Stage, Symptom, Verdict, stable_key
+from conform.messages import say
+from conform.outcome import DiffEntry, Mismatch, Outcome, Stage, Symptom, Verdict, stable_key
 from conform.registry import Oracle, TransformSpec, get
 from generators.sources import Built
 
@@ -109,48 +115,51 @@ def _prepare(case: Case) -> Prepared | Outcome:
             built = case.build()
     except Timeout as exc:
         return _case_outcome(case, Stage.GENERATE, Symptom.TIMEOUT, Verdict.FAIL, Failure.capture(exc),
-                             prefix="building the case ran past its time limit: ", place="build")
+                             "case.build-timeout", place="build")
     except Exception as exc:
-        return _case_outcome(case, Stage.GENERATE, Symptom.CRASH, Verdict.FAIL, Failure.capture(exc))
+        return _case_outcome(case, Stage.GENERATE, Symptom.CRASH, Verdict.FAIL, Failure.capture(exc),
+                             "case.build-raised")
     expected = execute(built.module, built.args, built.kwargs, seed=case.seed, stage_name="eager")
     if expected.timed_out:
         return _case_outcome(case, Stage.GENERATE, Symptom.TIMEOUT, Verdict.FAIL, expected.failure,
-                             prefix="the eager module ran past its time limit: ", place="eager")
+                             "case.eager-timeout", place="eager")
     if not expected.ok:
         return _case_outcome(case, Stage.GENERATE, Symptom.CRASH, Verdict.FAIL, expected.failure,
-                             prefix="the eager module raised: ")
+                             "case.eager-raised")
     try:
         with stage("trace"):
             graph_module = trace(built, seed=case.seed)
     except Timeout as exc:
         return _case_outcome(case, Stage.TRACE, Symptom.TIMEOUT, Verdict.FAIL, Failure.capture(exc),
-                             prefix="symbolic_trace ran past its time limit: ", place="trace")
+                             "case.trace-timeout", place="trace")
     except Exception as exc:
         return _case_outcome(case, Stage.TRACE, Symptom.UNSUPPORTED, Verdict.SKIP, Failure.capture(exc),
-                             prefix="symbolic_trace rejects the module: ")
+                             "case.trace-rejects")
     traced = execute(graph_module, built.args, built.kwargs, seed=case.seed, stage_name="traced")
     if traced.timed_out:
         return _case_outcome(case, Stage.TRACE, Symptom.TIMEOUT, Verdict.FAIL, traced.failure,
-                             prefix="the traced module ran past its time limit: ", place="traced")
+                             "case.traced-timeout", place="traced")
     if not traced.ok:
         return _case_outcome(case, Stage.TRACE, Symptom.UNSUPPORTED, Verdict.SKIP, traced.failure,
-                             prefix="the traced module raised: ")
+                             "case.traced-raised")
     diff = compare_values(expected.outputs, traced.outputs, meta_only=built.stochastic)
     if diff is not None:
-        out = _case_outcome(case, Stage.TRACE, Symptom.UNSUPPORTED, Verdict.SKIP, None)
-        out.message = "tracing changes what the module computes, so no transform can be judged: " + diff
+        out = _case_outcome(case, Stage.TRACE, Symptom.UNSUPPORTED, Verdict.SKIP, None, "case.trace-changes",
+                            diff=diff)
         return out
     return Prepared(case=case, built=built, graph_module=graph_module, expected=expected)
 
 
 def _case_outcome(case: Case, stage: Stage, symptom: Symptom, verdict: Verdict,
-                  failure: Failure | None, *, prefix: str = "", place: str | None = None) -> Outcome:
+                  failure: Failure | None, message: str, *, place: str | None = None, **fields: Any) -> Outcome:
+    if failure is not None:
+        fields.update(exception=failure.exception, error=failure.message)
     return Outcome(
         key=stable_key(case.source, case.spec, case.seed, stage.value),
         case_id=case.id, source=case.source, transform="-", device=case.device,
         verdict=verdict, stage=stage, symptom=symptom,
-        message=prefix + (f"{failure.exception}: {failure.message}" if failure else ""),
-        exception=failure.exception if failure else None,
+        message=say(message, **fields),
+        exception=failure.exception if failure else None, error=raised(failure),
         place=place if place is not None else (failure.place if failure else None),
         spec=case.spec, seed=case.seed,
     )
@@ -215,8 +224,7 @@ def apply(row: TransformSpec, impl: str, prepared: Prepared, params: dict[str, A
             with stage(f"fingerprint-{impl}"):
                 side.fingerprint = fingerprint(side.applied)
         except Timeout:
-            side.fingerprint_failure = Failure("Timeout", "fingerprinting ran past its time limit",
-                                               "fingerprint", "")
+            side.fingerprint_failure = Failure("Timeout", say("fingerprint.timeout"), "fingerprint", "")
         except Exception as exc:
             side.fingerprint_failure = Failure.capture(exc)
     if run and side.applied.runnable is not None and side.lint is None:
@@ -234,9 +242,12 @@ class _Findings:
         self.prepared, self.row, self.params, self.device = prepared, row, params, device
         self.items: list[Outcome] = []
 
-    def add(self, stage: Stage, symptom: Symptom, message: str, *, failure: Failure | None = None,
-            place: str | None = None, diffs: list[Mismatch] | None = None, node: str | None = None,
-            verdict: Verdict = Verdict.FAIL, device: str | None = None) -> None:
+    def add(self, stage: Stage, symptom: Symptom, message: str, *, side: str | None,
+            failure: Failure | None = None, place: str | None = None, diffs: list[Mismatch] | None = None,
+            node: str | None = None, verdict: Verdict = Verdict.FAIL, device: str | None = None) -> None:
+        """Record a finding. ``message`` is prose for people (from :mod:`conform.messages`);
+        ``side`` names the implementation it belongs to (None for a comparison of two);
+        ``failure`` gives the exception type and its own message."""
         case = self.prepared.case
         device = device or self.device
         self.items.append(Outcome(
@@ -244,10 +255,17 @@ class _Findings:
                            stage.value, symptom.value, place),
             case_id=case.id, source=case.source, transform=self.row.name, device=device,
             verdict=verdict, stage=stage, symptom=symptom, message=message,
-            exception=failure.exception if failure else None,
+            exception=failure.exception if failure else None, error=raised(failure), side=side,
             place=place if place is not None else (failure.place if failure else None),
             node=node, diffs=diffs or [], spec=case.spec, params=self.params, seed=case.seed,
         ))
+
+
+def raised(failure: Failure | None) -> str | None:
+    """The message the exception itself carried (None for a timeout: the harness wrote it)."""
+    if failure is None or failure.exception == "Timeout":
+        return None
+    return failure.message
 
 
 #: A user's pass is the implementation under test, as the reference is.
@@ -283,16 +301,16 @@ def check(case: Case, transform: TransformSpec | str, *, params: dict[str, Any] 
     _judge(findings, sides)
     if "cuda" in devices and Oracle.DEVICE in row.oracles and torch.cuda.is_available():
         _judge_device(findings, sides[row.sides[0]], prepared, row, params)
-    checked = metamorphic.judge(findings, sides)
+    checked = [name for oracle in plugins.collect("conform_oracles") for name in oracle(findings, sides) or ()]
     outcomes = findings.items
     if not outcomes:
         ref = sides.get(row.sides[0])
         if ref is not None and ref.not_applicable is not None:
-            findings.add(_STAGE_OF[ref.impl], Symptom.UNSUPPORTED, ref.not_applicable,
+            findings.add(_STAGE_OF[ref.impl], Symptom.UNSUPPORTED, ref.not_applicable, side=ref.impl,
                          verdict=Verdict.SKIP)
         else:
             both = [s.failure for s in sides.values() if s.failure]
-            note = f"both implementations raise {both[0].exception}" if len(both) == 2 else ""
+            note = say("pass.both-raise", exception=both[0].exception) if len(both) == 2 else ""
             findings.items.append(Outcome(
                 key=stable_key(case.source, case.spec, case.seed, row.name, params, "cpu"),
                 case_id=case.id, source=case.source, transform=row.name, device="cpu",
@@ -354,26 +372,30 @@ def _judge(f: _Findings, sides: dict[str, Side]) -> None:
     failed = {name: s for name, s in sides.items() if s.failure or s.timed_out}
     for name, side in sides.items():
         if side.timed_out:
-            others = [f"{o} raises {s.failure.exception}" if s.failure else f"{o} times out too" if s.timed_out
-                      else f"{o} finishes" for o, s in sides.items() if o != name]
-            f.add(_STAGE_OF[name], Symptom.TIMEOUT,
-                  f"{name} ran past its time limit" + (f" ({'; '.join(others)})" if others else ""), place=name)
+            others = [say("apply.other-raises", impl=o, exception=s.failure.exception) if s.failure
+                      else say("apply.other-times-out", impl=o) if s.timed_out
+                      else say("apply.other-finishes", impl=o) for o, s in sides.items() if o != name]
+            message = (say("apply.timeout-others", impl=name, others="; ".join(others)) if others
+                       else say("apply.timeout", impl=name))
+            f.add(_STAGE_OF[name], Symptom.TIMEOUT, message, side=name, place=name)
     if len(sides) == 2 and len(failed) == 2:
         ref, up = sides["reference"].failure, sides["upstream"].failure
         if ref and up and ref.exception != up.exception:
             f.add(Stage.COMPARE, Symptom.IMPL_DIVERGENCE,
-                  f"both raise, with different exception types: reference {ref.exception}, upstream {up.exception}",
-                  failure=ref, place="exception-type",
+                  say("compare.exception-types", reference=ref.exception, upstream=up.exception),
+                  side="both", failure=ref, place="exception-type",
                   diffs=[Mismatch("reference", "upstream", "error",
-                                  f"{ref.exception}: {ref.message}\nvs\n{up.exception}: {up.message}")])
+                                  f"{ref.exception}: {ref.message}\nvs\n{up.exception}: {up.message}",
+                                  entries=[DiffEntry("exception", ref.exception, up.exception),
+                                           DiffEntry("message", ref.message, up.message)])])
         return
     for name, side in failed.items():
         if side.failure:
             other = "upstream" if name == "reference" else "reference"
-            message = f"{name} raises {side.failure.exception}: {side.failure.message}"
-            if other in sides:
-                message += f" (the {other} implementation succeeds)"
-            f.add(_STAGE_OF[name], Symptom.CRASH, message, failure=side.failure)
+            fields = dict(impl=name, exception=side.failure.exception, error=side.failure.message)
+            message = (say("apply.crash-other-succeeds", other=other, **fields) if other in sides
+                       else say("apply.crash", **fields))
+            f.add(_STAGE_OF[name], Symptom.CRASH, message, side=name, failure=side.failure)
     ok = {name: s for name, s in sides.items() if s.applied is not None}
     if not ok:
         return
@@ -381,24 +403,24 @@ def _judge(f: _Findings, sides: dict[str, Side]) -> None:
         return
     for name, side in ok.items():
         if side.lint:
-            f.add(_STAGE_OF[name], Symptom.INVALID_GRAPH,
-                  f"{name} produces a graph that fails lint: {side.lint.message}", failure=side.lint)
+            f.add(_STAGE_OF[name], Symptom.INVALID_GRAPH, say("apply.lint", impl=name, error=side.lint.message),
+                  side=name, failure=side.lint)
         if side.fingerprint_failure:
             f.add(_STAGE_OF[name], Symptom.CRASH,
-                  f"fingerprinting {name}'s result raised {side.fingerprint_failure.exception}: "
-                  f"{side.fingerprint_failure.message}", failure=side.fingerprint_failure)
+                  say("apply.fingerprint-crash", impl=name, exception=side.fingerprint_failure.exception,
+                      error=side.fingerprint_failure.message), side=name, failure=side.fingerprint_failure)
     # Transformed vs eager.
     executed = {name: s for name, s in ok.items() if s.execution is not None}
     for name, side in executed.items():
         ex = side.execution
         if ex.timed_out:
-            f.add(Stage.EXECUTE, Symptom.TIMEOUT, f"the module {name} produced ran past its time limit",
+            f.add(Stage.EXECUTE, Symptom.TIMEOUT, say("execute.timeout", impl=name), side=name,
                   failure=ex.failure, place=f"{name}@timeout")
             continue
         if not ex.ok:
             f.add(Stage.EXECUTE, Symptom.CRASH,
-                  f"the module {name} produced raises {ex.failure.exception}: {ex.failure.message}",
-                  failure=ex.failure, place=f"{name}@{ex.failure.place}")
+                  say("execute.crash", impl=name, exception=ex.failure.exception, error=ex.failure.message),
+                  side=name, failure=ex.failure, place=f"{name}@{ex.failure.place}")
             continue
         if Oracle.EAGER in row.oracles:
             _eager_oracle(f, name, side, meta_only)
@@ -406,26 +428,28 @@ def _judge(f: _Findings, sides: dict[str, Side]) -> None:
     if Oracle.UPSTREAM in row.oracles and len(ok) == 2:
         ref, up = ok["reference"], ok["upstream"]
         if ref.fingerprint is not None or up.fingerprint is not None:
-            diff = compare_json(_jsonable(up.fingerprint), _jsonable(ref.fingerprint))
-            if diff:
-                f.add(Stage.COMPARE, Symptom.IMPL_DIVERGENCE, "the structural fingerprints differ",
-                      place="fingerprint", diffs=[Mismatch("upstream", "reference", "fingerprint", diff)])
+            found = compare_json_entries(_jsonable(up.fingerprint), _jsonable(ref.fingerprint))
+            if found:
+                diff, entries = found
+                f.add(Stage.COMPARE, Symptom.IMPL_DIVERGENCE, say("compare.fingerprint"), side=None,
+                      place="fingerprint",
+                      diffs=[Mismatch("upstream", "reference", "fingerprint", diff, entries=entries)])
         if ref.execution and up.execution:
             if ref.execution.ok != up.execution.ok:
                 return  # already reported as an execution crash on one side
             if ref.execution.ok:
-                diff = compare_values(up.execution.outputs, ref.execution.outputs, meta_only=meta_only)
-                if diff and not meta_only and _both_round_alike(prepared, up.execution, ref.execution):
-                    diff = None
-                if diff:
+                found = compare_values_entries(up.execution.outputs, ref.execution.outputs, meta_only=meta_only)
+                if found and not meta_only and _both_round_alike(prepared, up.execution, ref.execution):
+                    found = None
+                if found:
+                    diff, entries = found
                     node = first_divergent_node(up.applied.runnable, ref.applied.runnable,
                                                 prepared.built.args, seed=prepared.case.seed,
                                                 meta_only=meta_only) if isinstance(
                         up.applied.runnable, torch.fx.GraphModule) else None
-                    f.add(Stage.COMPARE, Symptom.IMPL_DIVERGENCE,
-                          "reference and upstream transformed modules compute different outputs",
+                    f.add(Stage.COMPARE, Symptom.IMPL_DIVERGENCE, say("compare.outputs"), side=None,
                           place="outputs", node=node,
-                          diffs=[Mismatch("upstream", "reference", "outputs", diff, node)])
+                          diffs=[Mismatch("upstream", "reference", "outputs", diff, node, entries)])
 
 
 def _both_round_alike(prepared: Prepared, *runs: Execution) -> bool:
@@ -441,21 +465,22 @@ def _both_round_alike(prepared: Prepared, *runs: Execution) -> bool:
 def _eager_oracle(f: _Findings, name: str, side: Side, meta_only: bool) -> None:
     prepared = f.prepared
     expected, actual = prepared.expected, side.execution
-    diff = compare_values(expected.outputs, actual.outputs, meta_only=meta_only)
-    if diff is not None and not meta_only and _both_round_alike(prepared, actual):
-        diff = None
+    found = compare_values_entries(expected.outputs, actual.outputs, meta_only=meta_only)
+    if found is not None and not meta_only and _both_round_alike(prepared, actual):
+        found = None
     what = "outputs"
-    if diff is None:
-        diff = compare_values((expected.args_after, expected.kwargs_after),
-                              (actual.args_after, actual.kwargs_after), meta_only=meta_only, label="inputs")
+    if found is None:
+        found = compare_values_entries((expected.args_after, expected.kwargs_after),
+                                       (actual.args_after, actual.kwargs_after), meta_only=meta_only,
+                                       label="inputs")
         what = "inputs after the call"
-    if diff is None:
+    if found is None:
         return
+    diff, entries = found
     node = first_divergent_node(prepared.graph_module, side.applied.runnable, prepared.built.args,
                                 seed=prepared.case.seed, meta_only=meta_only)
-    f.add(Stage.COMPARE, Symptom.EAGER_MISMATCH,
-          f"the module {name} produced computes different {what} than the eager module",
-          place=f"{name}:{what}", node=node, diffs=[Mismatch("eager", name, what, diff, node)])
+    f.add(Stage.COMPARE, Symptom.EAGER_MISMATCH, say("compare.eager", impl=name, what=what), side=name,
+          place=f"{name}:{what}", node=node, diffs=[Mismatch("eager", name, what, diff, node, entries)])
 
 
 def _judge_device(f: _Findings, cpu_side: Side, prepared: Prepared, row: TransformSpec,
@@ -484,24 +509,23 @@ def _judge_device(f: _Findings, cpu_side: Side, prepared: Prepared, row: Transfo
     if cuda_side.failure or cuda_side.timed_out:
         failure = cuda_side.failure
         f.add(Stage.TRANSFORM_REFERENCE, Symptom.DEVICE_DIVERGENCE,
-              "the transform succeeds on CPU but fails on CUDA"
-              + (f": {failure.exception}: {failure.message}" if failure else " (timeout)"),
-              failure=failure, place="cuda-apply", device="cuda")
+              say("device.apply-crash", exception=failure.exception, error=failure.message) if failure
+              else say("device.apply-timeout"),
+              side=cpu_side.impl, failure=failure, place="cuda-apply", device="cuda")
     elif cuda_side.execution is not None:
         ex = cuda_side.execution
         if not ex.ok:
             f.add(Stage.EXECUTE, Symptom.DEVICE_DIVERGENCE,
-                  "the transformed module runs on CPU but raises on CUDA, where the eager module "
-                  f"runs: {ex.failure.exception}: {ex.failure.message}",
-                  failure=ex.failure, place="cuda-execute", device="cuda")
+                  say("device.execute", exception=ex.failure.exception, error=ex.failure.message),
+                  side=cpu_side.impl, failure=ex.failure, place="cuda-execute", device="cuda")
         else:
-            diff = compare_values(expected.outputs, ex.outputs, meta_only=prepared.built.stochastic,
-                                  tolerance_scale=DEVICE_TOLERANCE_SCALE)
-            if diff:
-                f.add(Stage.COMPARE, Symptom.DEVICE_DIVERGENCE,
-                      "on CUDA the transformed module computes different outputs than the eager module",
-                      place="outputs", diffs=[Mismatch("eager on cuda", f"{cpu_side.impl} on cuda", "outputs", diff)],
-                      device="cuda")
+            found = compare_values_entries(expected.outputs, ex.outputs, meta_only=prepared.built.stochastic,
+                                           tolerance_scale=DEVICE_TOLERANCE_SCALE)
+            if found:
+                diff, entries = found
+                f.add(Stage.COMPARE, Symptom.DEVICE_DIVERGENCE, say("device.outputs"), side=cpu_side.impl,
+                      place="outputs", device="cuda",
+                      diffs=[Mismatch("eager on cuda", f"{cpu_side.impl} on cuda", "outputs", diff, entries=entries)])
 
 
 def _jsonable(value: Any) -> Any:

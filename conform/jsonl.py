@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from conform.errors import UsageError
-from conform.outcome import Mismatch, Outcome, Stage, Symptom, Verdict
+from conform.outcome import SIDES, DiffEntry, Mismatch, Outcome, Stage, Symptom, Verdict
 
 Warn = Callable[[str], None]
 
@@ -35,6 +35,8 @@ _FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "symptom": (_OPT_STR, False),
     "message": (_STR, False),
     "exception": (_OPT_STR, False),
+    "error": (_OPT_STR, False),
+    "side": (_OPT_STR, False),
     "place": (_OPT_STR, False),
     "node": (_OPT_STR, False),
     "diffs": ((list,), False),
@@ -46,7 +48,8 @@ _FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "notes": ((dict,), False),
     "origin": (_STR, False),
 }
-_DIFF_FIELDS = {"left": _STR, "right": _STR, "what": _STR, "detail": _STR, "node": _OPT_STR}
+_DIFF_FIELDS = {"left": _STR, "right": _STR, "what": _STR, "detail": _STR, "node": _OPT_STR, "entries": (list,)}
+_ENTRY_FIELDS = {"path": _STR, "left": _OPT_STR, "right": _OPT_STR}
 _TYPE_NAMES = {str: "a string", type(None): "null", list: "a list", dict: "an object", int: "an integer",
                float: "a number"}
 
@@ -94,6 +97,8 @@ def outcome_from_record(data: Any, where: str) -> Outcome:
         value = data.get(name)
         if value is not None and value not in {e.value for e in enum}:
             raise bad(f"field {name!r} is {value!r}, expected one of {', '.join(e.value for e in enum)}")
+    if data.get("side") is not None and data["side"] not in SIDES:
+        raise bad(f"field 'side' is {data['side']!r}, expected null or one of {', '.join(SIDES)}")
     if "spec" not in data:
         raise bad("field 'spec' is missing")
     diffs = []
@@ -101,11 +106,23 @@ def outcome_from_record(data: Any, where: str) -> Outcome:
         if not isinstance(diff, dict):
             raise bad(f"diffs[{i}] is {_kind(diff)}, expected an object")
         for name, types in _DIFF_FIELDS.items():
-            if name not in diff and name != "node":
+            if name not in diff and name not in ("node", "entries"):  # older files have no entries
                 raise bad(f"diffs[{i}] has no field {name!r}")
             if name in diff and not _check_type(diff[name], types):
                 raise bad(f"diffs[{i}].{name} is {_kind(diff[name])}, expected {_expected(types)}")
-        diffs.append(Mismatch(**{k: diff[k] for k in _DIFF_FIELDS if k in diff}))
+        entries = []
+        for j, entry in enumerate(diff.get("entries") or []):
+            at = f"diffs[{i}].entries[{j}]"
+            if not isinstance(entry, dict):
+                raise bad(f"{at} is {_kind(entry)}, expected an object")
+            for name, types in _ENTRY_FIELDS.items():
+                if name == "path" and name not in entry:
+                    raise bad(f"{at} has no field 'path'")
+                if name in entry and not _check_type(entry[name], types):
+                    raise bad(f"{at}.{name} is {_kind(entry[name])}, expected {_expected(types)}")
+            entries.append(DiffEntry(**{k: entry[k] for k in _ENTRY_FIELDS if k in entry}))
+        fields = {k: diff[k] for k in _DIFF_FIELDS if k in diff and k != "entries"}
+        diffs.append(Mismatch(**fields, entries=entries))
     outcome = Outcome.from_json({**data, "diffs": []})
     outcome.diffs = diffs
     if "origin" in data and data["origin"] != outcome.origin:

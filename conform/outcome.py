@@ -50,15 +50,52 @@ def stable_key(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+#: The implementation a symptom belongs to (``Outcome.side``); ``user`` is a user's own pass
+#: checked one-sided (:mod:`conform.user_pass`).
+SIDES = ("reference", "upstream", "both", "user")
+
+
+@dataclasses.dataclass
+class DiffEntry:
+    """One differing path of a comparison, as data.
+
+    ``path`` is where the two values differ (``"fingerprint.nodes.add_1[2]"``,
+    ``"output[0]"``, ``"exception"``); ``left`` and ``right`` are the values on the
+    :class:`Mismatch`'s two sides, rendered short, or None where the path exists on one side
+    only.
+    """
+
+    path: str
+    left: str | None = None
+    right: str | None = None
+
+
 @dataclasses.dataclass
 class Mismatch:
-    """A labelled difference between two sides (``left`` and ``right`` name them)."""
+    """A labelled difference between two sides (``left`` and ``right`` name them).
+
+    ``detail`` is the rendered difference a person reads; ``entries`` are the differing
+    paths and values as data, what the known-divergence registry matches.
+    """
 
     left: str
     right: str
     what: str  # "outputs", "fingerprint", "error", "inputs after call", ...
     detail: str
     node: str | None = None  # the first node whose values diverge, when known
+    entries: list[DiffEntry] = dataclasses.field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Mismatch:
+        """A Mismatch from :meth:`to_json`'s output; records written before diffs carried
+        entries have none."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in fields}
+        kwargs["entries"] = [DiffEntry(**e) for e in kwargs.get("entries") or []]
+        return cls(**kwargs)
 
     def render(self) -> str:
         head = f"{self.what}: {self.left} vs {self.right}"
@@ -72,6 +109,8 @@ class Outcome:
     """One (case, transform, device) result.
 
     ``origin`` deduplicates: two outcomes with the same origin are the same bug seen twice.
+    ``message`` is the engine's prose for people; ``side``, ``exception``, ``error``,
+    ``place``, ``node`` and the diffs' entries are the data a known divergence matches.
     """
 
     key: str
@@ -84,6 +123,8 @@ class Outcome:
     symptom: Symptom | None = None
     message: str = ""
     exception: str | None = None
+    error: str | None = None  # the raised exception's own message, as torch/upstream/reference wrote it
+    side: str | None = None  # one of SIDES: the implementation the symptom belongs to
     place: str | None = None
     node: str | None = None
     diffs: list[Mismatch] = dataclasses.field(default_factory=list)
@@ -138,7 +179,7 @@ class Outcome:
         """A JSON-able view of the outcome. Containers (params, notes) are shared with the
         outcome rather than copied: serialize the result, do not edit it."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        data["diffs"] = [dataclasses.asdict(d) for d in self.diffs]
+        data["diffs"] = [d.to_json() for d in self.diffs]
         data["verdict"] = self.verdict.value
         data["stage"] = self.stage.value if self.stage else None
         data["symptom"] = self.symptom.value if self.symptom else None
@@ -152,5 +193,5 @@ class Outcome:
         kwargs["verdict"] = Verdict(kwargs["verdict"])
         kwargs["stage"] = Stage(kwargs["stage"]) if kwargs.get("stage") else None
         kwargs["symptom"] = Symptom(kwargs["symptom"]) if kwargs.get("symptom") else None
-        kwargs["diffs"] = [Mismatch(**d) for d in kwargs.get("diffs") or []]
+        kwargs["diffs"] = [Mismatch.from_json(d) for d in kwargs.get("diffs") or []]
         return cls(**kwargs)

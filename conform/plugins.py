@@ -1,6 +1,6 @@
 """Extension by pluggy hooks, the way pytest does it.
 
-Transforms, case sources and known divergences come from plugins. The built-in ones are the
+Transforms, case sources, known divergences and oracles come from plugins. The built-in ones are the
 default plugin (:mod:`conform.builtin`); a user's package adds its own through the
 ``fx_conform`` entry-point group, ``conform run --plugin MODULE`` or pytest's
 ``--conform-plugin MODULE``. A plugin is a module (or object) with hook implementations::
@@ -57,6 +57,21 @@ class Hooks:
     @hookspec
     def conform_known(self) -> list[KnownDivergence]:
         """Known-divergence entries this plugin adds."""
+
+    @hookspec
+    def conform_oracles(self) -> list[Callable[[Any, dict[str, Any]], list[str] | None]]:
+        """Oracles this plugin adds, run on every check after the differential ones.
+
+        An oracle is called as ``oracle(findings, sides)``: ``findings`` holds the prepared
+        case (``findings.prepared``: ``built``, ``graph_module``, the eager ``expected``
+        execution), the registry ``row`` and the ``params``, and records a finding with
+        ``findings.add(stage, symptom, message, side=impl, place=..., failure=..., diffs=...)``;
+        ``sides`` maps each implementation (``"reference"``, ``"upstream"``, ``"user"``) to its
+        :class:`conform.engine.Side` (``applied``, ``execution``, ``failure``, ...). It returns
+        the names of the checks it ran (``"<oracle>:<impl>"``, recorded in the outcome's notes)
+        and never raises to report a finding; a finding's place should name the oracle, so its
+        outcomes have an origin of their own.
+        """
 
     @hookspec
     def conform_case_factories(self) -> list[str]:

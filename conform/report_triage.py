@@ -88,7 +88,10 @@ def _clip(text: str, limit: int) -> str:
 
 def upstream_side(outcome: Outcome) -> bool:
     """Whether the outcome blames upstream: a crash, timeout or invalid graph while applying
-    the upstream transform, or upstream's result disagreeing with eager."""
+    the upstream transform, or upstream's result disagreeing with eager. An outcome records
+    the side it belongs to; one recorded before outcomes did is judged by its stage and place."""
+    if outcome.side is not None:
+        return outcome.side == "upstream"
     if outcome.stage is Stage.TRANSFORM_UPSTREAM:
         return True
     place = outcome.place or ""

@@ -11,7 +11,8 @@ Layout::
                   seed, device
     outcomes      one row per outcome key, unique across the store: the run that first saw
                   it, its case, the structured fields (verdict, stage, symptom, exception,
-                  place, node, known entry, origin, params), ``t`` (seconds since its run
+                  the exception's own message (error), side, place, node, known entry,
+                  origin, params), ``t`` (seconds since its run
                   started) and its duration; message, diffs, notes and the repro path only
                   where an outcome has them (a pass is a compact row)
     sightings     an outcome a later run saw again (the key is stored once; the sighting
@@ -50,7 +51,7 @@ from conform.errors import UsageError
 from conform.outcome import Mismatch, Outcome, Stage, Symptom, Verdict, stable_key
 
 FILENAME = "conform.sqlite"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 REPRO = "repro"
 # repro scripts written per origin: a new divergence's first few examples, a known one's first
 REPROS_PER_ORIGIN = {Verdict.FAIL: 5, Verdict.KNOWN: 2}
@@ -86,6 +87,8 @@ CREATE TABLE outcomes (
     stage TEXT,
     symptom TEXT,
     exception TEXT,
+    error TEXT,
+    side TEXT,
     place TEXT,
     node TEXT,
     known_id TEXT,
@@ -118,12 +121,22 @@ CREATE TABLE known_status (
 
 # schema_version -> the function that brings a store of that version to the next one. A
 # version with no entry here (older) or above SCHEMA_VERSION (newer) is refused by name.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+def _add_side_and_error(db: sqlite3.Connection) -> None:
+    """Version 2 to 3: outcomes gain the structured ``error`` and ``side`` columns. An older
+    outcome has neither (its message holds the engine's prose only), so both stay NULL."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(outcomes)")}
+    for column in ("error", "side"):
+        if column not in have:
+            db.execute(f"ALTER TABLE outcomes ADD COLUMN {column} TEXT")
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _add_side_and_error}
 
 _OUTCOME_COLUMNS = ("key", "run_id", "case_key", "transform", "device", "verdict", "stage", "symptom",
-                    "exception", "place", "node", "known_id", "origin", "params", "t", "duration",
+                    "exception", "error", "side", "place", "node", "known_id", "origin", "params", "t", "duration",
                     "message", "diffs", "notes", "repro")
-_SELECT = ("SELECT o.key, o.transform, o.device, o.verdict, o.stage, o.symptom, o.exception, o.place, "
+_SELECT = ("SELECT o.key, o.transform, o.device, o.verdict, o.stage, o.symptom, o.exception, o.error, "
+           "o.side, o.place, "
            "o.node, o.known_id, o.params, o.duration, o.message, o.diffs, o.notes, o.repro, o.t, "
            "c.source, c.case_id, c.spec, c.seed FROM outcomes o JOIN cases c ON c.key = o.case_key")
 
@@ -513,16 +526,16 @@ def _outcome_row(run_id: int, case_key: str, o: Outcome, t: float) -> tuple[Any,
         notes = {k: v for k, v in notes.items() if k != "seconds"}
     return (o.key, run_id, case_key, o.transform, o.device, o.verdict.value,
             o.stage.value if o.stage else None, o.symptom.value if o.symptom else None,
-            o.exception, o.place, o.node, o.known_id, o.origin, _dumps(o.params) if o.params else None,
+            o.exception, o.error, o.side, o.place, o.node, o.known_id, o.origin, _dumps(o.params) if o.params else None,
             round(t, 3), round(o.duration_s, 4),
             o.message or None,
-            _dumps([d.__dict__ for d in o.diffs]) if o.diffs else None,
+            _dumps([d.to_json() for d in o.diffs]) if o.diffs else None,
             _dumps(notes) if notes else None,
             o.repro)
 
 
 def _outcome(row: Sequence[Any]) -> Outcome:
-    (key, transform, device, verdict, stage, symptom, exception, place, node, known_id, params, duration,
+    (key, transform, device, verdict, stage, symptom, exception, error, side, place, node, known_id, params, duration,
      message, diffs, notes, repro_path, t, source, case_id, spec, seed) = row
     notes = json.loads(notes) if notes else {}
     if t is not None:
@@ -530,8 +543,8 @@ def _outcome(row: Sequence[Any]) -> Outcome:
     return Outcome(
         key=key, case_id=case_id, source=source, transform=transform, device=device,
         verdict=Verdict(verdict), stage=Stage(stage) if stage else None, symptom=Symptom(symptom) if symptom else None,
-        message=message or "", exception=exception, place=place, node=node,
-        diffs=[Mismatch(**d) for d in json.loads(diffs)] if diffs else [],
+        message=message or "", exception=exception, error=error, side=side, place=place, node=node,
+        diffs=[Mismatch.from_json(d) for d in json.loads(diffs)] if diffs else [],
         known_id=known_id, spec=unpack_spec(spec), params=json.loads(params) if params else {},
         seed=seed, repro=repro_path, duration_s=duration or 0.0, notes=notes,
     )

@@ -2,7 +2,7 @@
 
 This is the reference counterpart of ``torch.fx.experimental.optimization``. The public
 surface is the same; the behaviour differs from upstream only where upstream computes the
-wrong thing or crashes on a valid model (see ``conform/known.py``):
+wrong thing or crashes on a valid model (see ``conform/known/``):
 
 * a convolution module that is called from more than one place (or whose parameters are read
   directly) is folded into a *new* submodule, so the other calls keep the unfolded weights;

@@ -7,7 +7,7 @@ translated to z3 and the solver looks for an assignment where every target guard
 some source guard does not; finding one means a simplification was unsound.
 
 The z3 terms are upstream's, operation by operation, except where upstream's term does not
-mean what Python computes (``conform/known.py`` lists these):
+mean what Python computes (``conform/known/`` lists these):
 
 * ``TruncToInt`` rounds toward zero; upstream translates it as ``ToInt``, which floors;
 * bitwise operations read their 64-bit result as a *signed* integer, as Python's ``&``,

@@ -29,8 +29,9 @@ import torch
 import torch.fx
 
 from conform.adapters import NotApplicable, Subject, clone_values
-from conform.compare import compare_values
+from conform.compare import compare_values_entries
 from conform.execute import Failure, Timeout, execute, quiet, seed_everything, stage
+from conform.messages import say
 from conform.outcome import Mismatch, Stage, Symptom
 from conform.registry import Oracle, load
 
@@ -98,11 +99,12 @@ class _Run:
         place = f"{oracle}:{self.impl}"
         if timed_out:
             self.f.add(_STAGE_OF[self.impl], Symptom.TIMEOUT,
-                       f"{oracle}: {what} ran past its time limit ({self.impl})", place=place)
+                       say("oracle.timeout", oracle=oracle, what=what, impl=self.impl), side=self.impl, place=place)
             return
         self.f.add(_STAGE_OF[self.impl], Symptom.CRASH,
-                   f"{oracle}: {what} raises {failure.exception}: {failure.message} ({self.impl})",
-                   failure=failure, place=place)
+                   say("oracle.crash", oracle=oracle, what=what, exception=failure.exception,
+                       error=failure.message, impl=self.impl),
+                   side=self.impl, failure=failure, place=place)
 
     def compare(self, oracle: str, module: Any, label: str, place: str | None = None) -> bool:
         """Run ``module`` on the case's inputs and compare with the transformed module's
@@ -113,21 +115,24 @@ class _Run:
                           seed=self.prepared.case.seed, timeout_s=self.row.timeout_s,
                           stage_name=f"{oracle}-{self.impl}-execute")
         if not run.ok:
-            what = f"the {label} module"
+            what = say("oracle.module", label=label)
             if run.timed_out:
-                self.f.add(Stage.EXECUTE, Symptom.TIMEOUT, f"{oracle}: {what} ran past its time limit ({self.impl})",
-                           place=place)
+                self.f.add(Stage.EXECUTE, Symptom.TIMEOUT,
+                           say("oracle.timeout", oracle=oracle, what=what, impl=self.impl),
+                           side=self.impl, place=place)
             else:
                 self.f.add(Stage.EXECUTE, Symptom.CRASH,
-                           f"{oracle}: {what} raises {run.failure.exception}: {run.failure.message}, where "
-                           f"{self.impl}'s transformed module runs", failure=run.failure, place=place)
+                           say("oracle.execute-crash", oracle=oracle, what=what, exception=run.failure.exception,
+                               error=run.failure.message, impl=self.impl),
+                           side=self.impl, failure=run.failure, place=place)
             return False
-        diff = compare_values(self.side.execution.outputs, run.outputs, meta_only=self.meta_only)
-        if diff:
+        found = compare_values_entries(self.side.execution.outputs, run.outputs, meta_only=self.meta_only)
+        if found:
+            diff, entries = found
             self.f.add(Stage.COMPARE, Symptom.METAMORPHIC,
-                       f"{oracle}: the {label} module computes different outputs than {self.impl}'s "
-                       "transformed module", place=place,
-                       diffs=[Mismatch(f"{self.impl} transformed", label, "outputs", diff)])
+                       say("oracle.outputs", oracle=oracle, label=label, impl=self.impl), side=self.impl,
+                       place=place, diffs=[Mismatch(f"{self.impl} transformed", label, "outputs", diff,
+                                                    entries=entries)])
             return False
         return True
 
@@ -150,10 +155,10 @@ class _Run:
     def check_retrace(self) -> None:
         retraced, error = self._trace()
         if isinstance(error, Timeout):
-            self.report_failure("retrace", None, "tracing the transformed module", timed_out=True)
+            self.report_failure("retrace", None, say("oracle.retracing"), timed_out=True)
         elif error is not None:
             if self._case_retraces():  # else the traced case itself does not trace again
-                self.report_failure("retrace", Failure.capture(error), "tracing the transformed module")
+                self.report_failure("retrace", Failure.capture(error), say("oracle.retracing"))
         elif not (isinstance(self.runnable, torch.fx.GraphModule)
                   and graph_shape(self.runnable) == graph_shape(retraced)):
             # the re-traced module reads the very attributes and submodules of the transformed
@@ -191,14 +196,15 @@ class _Run:
             return None
         except Timeout:
             self.f.add(_STAGE_OF[self.impl], Symptom.TIMEOUT,
-                       f"{oracle}: applying {row.name} to {self.impl}'s output ran past its time limit",
-                       place=place)
+                       say("oracle.again-timeout", oracle=oracle, transform=row.name, impl=self.impl),
+                       side=self.impl, place=place)
             return None
         except Exception as exc:
             failure = Failure.capture(exc)
             self.f.add(_STAGE_OF[self.impl], Symptom.CRASH,
-                       f"{oracle}: applying {row.name} to {self.impl}'s output raises {failure.exception}: "
-                       f"{failure.message}", failure=failure, place=place)
+                       say("oracle.again-crash", oracle=oracle, transform=row.name, impl=self.impl,
+                           exception=failure.exception, error=failure.message),
+                       side=self.impl, failure=failure, place=place)
             return None
         return applied
 
@@ -223,9 +229,8 @@ class _Run:
         if before is not None and isinstance(twice, torch.fx.GraphModule):
             after = _program(twice)
             if after[0] not in spellings:
-                self.f.add(Stage.COMPARE, Symptom.METAMORPHIC,
-                           f"idempotent: applying the transform to {self.impl}'s output changes the graph",
-                           place=place, diffs=[Mismatch("once", "twice", "graph", _shape_diff(before[0], after[0]))])
+                self.f.add(Stage.COMPARE, Symptom.METAMORPHIC, say("oracle.idempotent-graph", impl=self.impl),
+                           side=self.impl, place=place, diffs=[Mismatch("once", "twice", "graph", _shape_diff(before[0], after[0]))])
                 return
             if before == after:
                 return  # the same program over the same attributes computes the same
@@ -254,18 +259,16 @@ class _Run:
                     src = gm.graph.python_code(root_module="self").src
                     compile(src, f"<{self.impl} regenerated>", "exec")
             except Timeout:
-                self.report_failure("roundtrip", None, "regenerating the code", timed_out=True)
+                self.report_failure("roundtrip", None, say("oracle.regenerating"), timed_out=True)
                 return
             except Exception as exc:
-                self.report_failure("roundtrip", Failure.capture(exc), "regenerating the code from the graph")
+                self.report_failure("roundtrip", Failure.capture(exc), say("oracle.regenerating-from-graph"))
                 return
             if src.strip() != gm.code.strip():
                 detail = "\n".join(difflib.unified_diff(gm.code.splitlines(), src.splitlines(),
                                                         "module code", "code from its graph", lineterm=""))
-                self.f.add(Stage.COMPARE, Symptom.METAMORPHIC,
-                           f"roundtrip: {self.impl}'s module runs code that its graph no longer gives "
-                           "(the graph changed after the last recompile)",
-                           place=place, diffs=[Mismatch("module code", "code from its graph", "code", detail[-3000:])])
+                self.f.add(Stage.COMPARE, Symptom.METAMORPHIC, say("oracle.roundtrip", impl=self.impl),
+                           side=self.impl, place=place, diffs=[Mismatch("module code", "code from its graph", "code", detail[-3000:])])
                 return
 
 

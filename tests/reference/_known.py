@@ -12,7 +12,7 @@ def upstream_bug(request: pytest.FixtureRequest, impl: Implementation, known_id:
     """Mark the current test as a strict expected failure on upstream.
 
     The assertions stay the same for both implementations; the upstream run fails because of
-    the divergence ``known_id`` (which must be registered in ``conform/known.py``). Strict:
+    the divergence ``known_id`` (which must be registered in ``conform/known/``). Strict:
     when upstream is fixed the test XPASSes, fails, and the entry is due for removal.
     """
     entry = by_id()[known_id]

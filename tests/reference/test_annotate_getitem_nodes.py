@@ -91,7 +91,7 @@ def test_traced_forward_annotations(impl: Implementation) -> None:
     torch.testing.assert_close(gm((a, b), Point(a, 1)), a * b + a)
 
 
-# --- where upstream is wrong (conform/known.py): strict xfail on upstream ---------------------
+# --- where upstream is wrong (conform/known/): strict xfail on upstream ---------------------
 
 
 @pytest.mark.parametrize(

@@ -461,7 +461,7 @@ def test_symbolic_size_dependency_becomes_an_input(impl: Implementation) -> None
     torch.testing.assert_close(parts(5, x), (x * 2).sum() + 5)
 
 
-# --- where upstream is wrong (conform/known.py): strict xfail on upstream ---------------------
+# --- where upstream is wrong (conform/known/): strict xfail on upstream ---------------------
 
 
 def upstream_bug(request: pytest.FixtureRequest, impl: Implementation, known_id: str) -> None:

@@ -94,6 +94,20 @@ def test_examples_are_capped_shrunk_first_with_diff_repro_and_replay(tmp_path: P
     assert '<span class="nb">print</span>' in text, "the repro source is highlighted inline"
 
 
+def test_examples_show_the_side_and_what_was_raised(tmp_path: Path) -> None:
+    import dataclasses
+
+    crash = dataclasses.replace(outcome(1, verdict=Verdict.FAIL, place="upstream@split_module.py:9:f",
+                                        stage=Stage.EXECUTE, symptom=Symptom.CRASH, exception="KeyError"),
+                                side="upstream", error="'getitem_7'")
+    older = outcome(2, verdict=Verdict.FAIL, place="reference:outputs")  # recorded without a side
+    _, page = _write(tmp_path, [crash, older])
+    assert "side upstream raised KeyError : 'getitem_7'" in page.text
+    assert page.text.count(" raised ") == 1  # the older outcome has nothing to show
+    assert report_triage.upstream_side(crash) and not report_triage.upstream_side(
+        dataclasses.replace(crash, side="reference"))
+
+
 def test_recorded_text_is_escaped_everywhere(tmp_path: Path) -> None:
     evil = "<script>alert(1)</script>"
     items = [outcome(1, verdict=Verdict.FAIL, transform=evil, source=evil, message=evil, exception=evil, t=1.0),

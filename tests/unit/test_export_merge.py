@@ -142,6 +142,13 @@ BAD_RECORDS = [
     ({"diffs": [{"left": "a", "right": "b", "what": "outputs", "detail": 3}]},
      "diffs[0].detail is int, expected a string"),
     ({"diffs": ["x"]}, "diffs[0] is str, expected an object"),
+    ({"side": "left"}, "field 'side' is 'left', expected null or one of reference, upstream, both, user"),
+    ({"error": 3}, "field 'error' is int, expected a string or null"),
+    ({"diffs": [{"left": "a", "right": "b", "what": "outputs", "detail": "d", "entries": [{"left": "1"}]}]},
+     "diffs[0].entries[0] has no field 'path'"),
+    ({"diffs": [{"left": "a", "right": "b", "what": "outputs", "detail": "d",
+                 "entries": [{"path": "output", "right": 2}]}]},
+     "diffs[0].entries[0].right is int, expected a string or null"),
     ({"notes": None}, "field 'notes' is null, expected an object"),
     ({"duration_s": "fast"}, "field 'duration_s' is str, expected an integer or a number"),
     ({"key": None}, "field 'key' is null, expected a string"),
@@ -174,6 +181,36 @@ def test_malformed_records_are_usage_errors_naming_file_and_line(exported: Path,
     (tmp_path / "old" / "results.jsonl").write_text(path.read_text())
     code, _, err = _run(capsys, "replay", good["key"], "--report", str(tmp_path / "old"))
     assert code == 2 and f"{tmp_path / 'old' / 'results.jsonl'}:2" in err
+
+
+def test_structured_fields_survive_export_and_import(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conform.outcome import DiffEntry, Mismatch
+
+    base = dict(case_id="c", source="samples", transform="split_module", device="cpu", verdict=Verdict.FAIL,
+                spec={"sample": "two_adds"}, seed=0)
+    made = [
+        Outcome(key="crash", stage=Stage.TRANSFORM_UPSTREAM, symptom=Symptom.CRASH, exception="KeyError",
+                error="'getitem_1'", side="upstream", message="upstream raises KeyError: 'getitem_1'", **base),
+        Outcome(key="fp", stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE, place="fingerprint",
+                diffs=[Mismatch("upstream", "reference", "fingerprint", "fingerprint.a: 1 vs 2",
+                                entries=[DiffEntry("fingerprint.a", "1", "2"), DiffEntry("fingerprint.b", None, "3")])],
+                **base),
+    ]
+    old = dict(made[0].to_json())
+    for name in ("error", "side"):
+        del old[name]  # a file an older version wrote
+    old["key"] = "old"
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(o.to_json() if isinstance(o, Outcome) else o) + "\n" for o in [*made, old]))
+    code, _, err = _run(capsys, "report", "--from", str(path), "--report", str(tmp_path / "r"))
+    assert code == 1 and not err  # imported; the run holds new divergences
+    back = tmp_path / "back.jsonl"
+    assert _run(capsys, "export", "--jsonl", str(back), "--report", str(tmp_path / "r"))[0] == 0
+    again = {o["key"]: o for o in map(json.loads, back.read_text().splitlines())}
+    assert (again["crash"]["side"], again["crash"]["error"]) == ("upstream", "'getitem_1'")
+    assert (again["old"]["side"], again["old"]["error"]) == (None, None)
+    assert again["fp"]["diffs"][0]["entries"] == [{"path": "fingerprint.a", "left": "1", "right": "2"},
+                                                  {"path": "fingerprint.b", "left": None, "right": "3"}]
 
 
 def test_a_truncated_last_line_is_skipped_with_a_warning(exported: Path, tmp_path: Path,

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import torch
 from _known_traits import (
+    LIKE_ENTRY,
     assert_unclaimed_failure,
-    entry_message,
     factory,
     plant,
     raising,
@@ -167,7 +167,7 @@ def test_planted_bug_on_a_nearby_case_stays_a_failure(entry_id: str, monkeypatch
     upstream_module = {"graph_manipulation": "torch.fx.passes.graph_manipulation",
                        "annotate_getitem_nodes": "torch.fx.passes.annotate_getitem_nodes"}[module]
     plant(monkeypatch, upstream_module, name, raising(error) if isinstance(error, BaseException) else error)
-    assert_unclaimed_failure(run(case, transform, {}), entry_id, message=entry_message(entry_id))
+    assert_unclaimed_failure(run(case, transform, {}), entry_id, message=LIKE_ENTRY)
 
 
 def test_slices_of_lists_are_told_apart_by_their_element_type() -> None:

@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.fx
 from _known_traits import (
+    LIKE_ENTRY,
     assert_unclaimed_failure,
-    entry_message,
     factory,
     miscompile_module,
     plant,
@@ -375,7 +375,7 @@ def test_planted_bug_on_a_nearby_case_stays_a_failure(entry_id: str, monkeypatch
     transform, case, params, planting, symptom_text = NEARBY[entry_id]
     planting(monkeypatch)
     outcomes = run(case, transform, params)
-    assert_unclaimed_failure(outcomes, entry_id, message=symptom_text or entry_message(entry_id))
+    assert_unclaimed_failure(outcomes, entry_id, message=symptom_text or LIKE_ENTRY)
 
 
 def test_sub_spelled_as_add_is_not_claimed_next_to_a_keyword_call(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,8 +14,8 @@ import pytest
 import torch
 import torch.nn as nn
 from _known_traits import (
+    LIKE_ENTRY,
     assert_unclaimed_failure,
-    entry_message,
     factory,
     plant,
     raising,
@@ -342,7 +342,7 @@ def test_planted_bug_on_a_nearby_case_stays_a_failure(case: Precision, monkeypat
     entry = known.by_id()[case.entry]
     case.plant(monkeypatch)
     outcomes = run(case.near, entry.transform, case.params)
-    assert_unclaimed_failure(outcomes, case.entry, message=entry_message(case.entry) if case.same_text else None)
+    assert_unclaimed_failure(outcomes, case.entry, message=LIKE_ENTRY if case.same_text else None)
 
 
 @pytest.mark.parametrize(

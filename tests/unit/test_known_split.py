@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import torch
 from _known_traits import (
+    LIKE_ENTRY,
     assert_unclaimed_failure,
-    entry_message,
     factory,
     miscompile_module,
     plant,
@@ -23,7 +23,7 @@ from _known_traits import (
 )
 
 from conform import known
-from conform.outcome import Mismatch
+from conform.outcome import DiffEntry, Mismatch
 from conform.witnesses.split import _symbolic_examples
 from generators.sources import Built
 
@@ -208,7 +208,7 @@ def test_planted_bug_on_a_nearby_case_stays_a_failure(entry_id: str, monkeypatch
     planting, symptom_text = PLANTED[entry_id]
     planting(monkeypatch)
     outcomes = run(case, "split_module", params)
-    assert_unclaimed_failure(outcomes, entry_id, message=symptom_text or entry_message(entry_id))
+    assert_unclaimed_failure(outcomes, entry_id, message=symptom_text or LIKE_ENTRY)
 
 
 class VarArgs(torch.nn.Module):
@@ -285,13 +285,16 @@ def test_collision_is_claimed_on_its_qualname_map_lines_alone() -> None:
     assert structural, "the witness shows a structural difference"
     detail = ("fingerprint.qualname_map.submod_1.v3_k_x: v3_k.x vs v3.k_x\n"
               "fingerprint.qualname_map.submod_1.v3_k_x_1: only on the right: v3_k.x")
+    entries = [DiffEntry("fingerprint.qualname_map.submod_1.v3_k_x", "v3_k.x", "v3.k_x"),
+               DiffEntry("fingerprint.qualname_map.submod_1.v3_k_x_1", None, "v3_k.x")]
     only_map = dataclasses.replace(structural[0], known_id=None,
-                                   diffs=[Mismatch("upstream", "reference", "fingerprint", detail)])
+                                   diffs=[Mismatch("upstream", "reference", "fingerprint", detail, entries=entries)])
     assert entry.matches(only_map)
     # the same lines on a case without the collision's shape stay unclaimed
     no_trait = dataclasses.replace(only_map, notes={**only_map.notes, "traits": []})
     assert not entry.matches(no_trait)
     # a map that differs without a suffixed entry is another difference
-    other = dataclasses.replace(only_map, diffs=[Mismatch("upstream", "reference", "fingerprint",
-                                                          "fingerprint.qualname_map.submod_1.fc2: fc2 vs fc3")])
+    other = dataclasses.replace(only_map, diffs=[Mismatch(
+        "upstream", "reference", "fingerprint", "fingerprint.qualname_map.submod_1.fc2: fc2 vs fc3",
+        entries=[DiffEntry("fingerprint.qualname_map.submod_1.fc2", "fc2", "fc3")])])
     assert not entry.matches(other)

@@ -126,7 +126,7 @@ def test_runs_report_meta_and_counts(tmp_path: Path) -> None:
     assert second["status"] == "running" and second["counts"]["outcomes"] == 0
 
 
-@pytest.mark.parametrize("version", [0, 3, 99])
+@pytest.mark.parametrize("version", [0, 4, 99])
 def test_other_schema_versions_are_refused_by_name(tmp_path: Path, version: int) -> None:
     Store.open(tmp_path).close()
     db = sqlite3.connect(tmp_path / store_mod.FILENAME)
@@ -165,7 +165,7 @@ def test_a_version_1_store_is_migrated_and_its_specs_packed(tmp_path: Path) -> N
     db.close()
     with Store.open(tmp_path) as store:
         assert [o.spec for o in store.outcomes()] == [TWO_ADDS.spec]
-    assert _rows(tmp_path, "SELECT schema_version FROM meta") == [(2,)]
+    assert _rows(tmp_path, "SELECT schema_version FROM meta") == [(store_mod.SCHEMA_VERSION,)]
     assert _rows(tmp_path, "SELECT typeof(spec) FROM cases") == [("blob",)]
 
 
@@ -186,6 +186,50 @@ def test_a_random_spec_packs_to_a_fraction_of_its_json() -> None:
     packed = sum(len(store_mod.pack_spec(s)) for s in specs)
     assert all(store_mod.unpack_spec(store_mod.pack_spec(s)) == s for s in specs)
     assert packed * 4 < plain, (packed, plain)
+
+
+def _as_version_2(report_dir: Path) -> None:
+    """Turn a store into what version 2 wrote: no error and side columns."""
+    db = sqlite3.connect(report_dir / store_mod.FILENAME)
+    db.execute("ALTER TABLE outcomes DROP COLUMN error")
+    db.execute("ALTER TABLE outcomes DROP COLUMN side")
+    db.execute("UPDATE meta SET schema_version = 2")
+    db.commit()
+    db.close()
+
+
+def test_a_version_2_store_gains_the_structured_fields(tmp_path: Path) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    outcomes = _divergence()
+    with Store.open(old) as store:
+        run = store.begin_run({"seed": 1})
+        store.record(run, outcomes, TWO_ADDS)
+    _as_version_2(old)
+    with Store.open(new) as store:
+        store.record(store.begin_run({}), [_made(LINEAR, Verdict.FAIL, Symptom.CRASH, "fresh")], LINEAR)
+        store.merge(old)  # the older store is migrated as it is opened, then merged
+        merged = {o.key: o for o in store.outcomes()}
+    assert _rows(old, "SELECT schema_version FROM meta") == [(store_mod.SCHEMA_VERSION,)]
+    for o in outcomes:
+        back = merged[o.key]
+        assert (back.side, back.error) == (None, None)  # version 2 never recorded them
+        assert (back.verdict, back.message, back.place) == (o.verdict, o.message, o.place)
+        assert [d.detail for d in back.diffs] == [d.detail for d in o.diffs]
+    with Store.open(old) as store:
+        store.record(store.begin_run({}), outcomes[:1], TWO_ADDS)  # already there: kept as it was
+        assert {o.key: o.side for o in store.outcomes()}[outcomes[0].key] is None
+
+
+def test_side_error_and_diff_entries_survive_the_store(tmp_path: Path) -> None:
+    outcomes = _divergence()
+    assert {o.side for o in outcomes} == {"reference", None}  # the planted bug is in the reference
+    assert any(e.path.startswith("output") for o in outcomes for d in o.diffs for e in d.entries)
+    with Store.open(tmp_path) as store:
+        store.record(store.begin_run({}), outcomes, TWO_ADDS)
+        back = {o.key: o for o in store.outcomes()}
+    for o in outcomes:
+        assert (back[o.key].side, back[o.key].error) == (o.side, o.error)
+        assert back[o.key].diffs == o.diffs
 
 
 def test_files_that_are_not_stores_are_refused(tmp_path: Path) -> None:
