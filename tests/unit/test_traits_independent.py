@@ -201,3 +201,20 @@ def test_order_edges_follow_graph_order_across_groups() -> None:
     assert order_edges(effects, owner) == {(2, 3), (3, 4)}
     assert order_edges(effects, {**owner, nodes["sigmoid"]: 3, nodes["add"]: 3}) == set()
     assert order_edges(effects, {**owner, nodes["add"]: 2}) == {(2, 3), (3, 2)}
+
+
+class _MergedThenActivatedInPlace(torch.nn.Module):
+    def forward(self, a, b, w):
+        first = torch.matmul(a, w)
+        second = torch.matmul(b, w)
+        F.relu(a, inplace=True)  # an update by keyword flag, not by a trailing underscore
+        return first, second, a
+
+
+def merged_then_activated_in_place() -> Built:
+    return Built(_MergedThenActivatedInPlace(), (torch.randn(2, 4), torch.randn(2, 4), torch.randn(4, 3)))
+
+
+def test_merge_trait_counts_an_update_by_keyword_flag() -> None:
+    case = factory(__name__, "merged_then_activated_in_place")
+    assert trait_holds("merge-matmul-mutation-between", case, {})
