@@ -22,8 +22,9 @@ import torch.nn as nn
 
 from conform.adapters import clone_values
 from conform.execute import seed_everything
+from conform.traits._effects import RESHAPE, WRITE, observe
+from conform.traits._values import CallInterpreter
 from generators.sources import Built
-from reference.merge_matmul import _mutated, _storage_roots
 
 Node = torch.fx.Node
 
@@ -31,31 +32,12 @@ Node = torch.fx.Node
 # --- values of a case --------------------------------------------------------------------------
 
 
-class _Recorder(torch.fx.Interpreter):
-    """Runs the graph on the case's call, binding placeholders as Python binds the forward's
-    parameters (by position, then by name, ``*args`` and ``**kwargs`` too), and keeps what
-    every node computes."""
+class _Recorder(CallInterpreter):
+    """Runs the graph on the case's call and keeps what every node computes."""
 
     def __init__(self, module: torch.fx.GraphModule, kwargs: dict[str, Any]) -> None:
-        super().__init__(module)
+        super().__init__(module, kwargs)
         self.values: dict[str, Any] = {}
-        named = {str(n.target) for n in module.graph.nodes if n.op == "placeholder"}
-        self._by_name = {k: v for k, v in kwargs.items() if k in named}
-        self._rest = {k: v for k, v in kwargs.items() if k not in named}
-
-    def placeholder(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        name = str(target)
-        if name.startswith("**"):
-            return dict(self._rest)
-        if name.startswith("*"):
-            return tuple(self.args_iter)
-        for value in self.args_iter:
-            return value
-        if name in self._by_name:
-            return self._by_name[name]
-        if args:
-            return args[0]  # the parameter's default
-        raise RuntimeError(f"no value for the forward's parameter {name!r}")
 
     def run_node(self, n: Node) -> Any:
         value = super().run_node(n)
@@ -418,15 +400,12 @@ def in_place_update_in_merged_graph(graph_module: torch.fx.GraphModule, built: B
     other side of the update."""
     if not _matmul_groups(graph_module):
         return False
-    # what counts as an update and as shared memory is the reference merge's own judgement
-    updated = {root: node for node in graph_module.graph.nodes
-               if (target := _mutated(node)) is not None for root in _storage_roots(target)}
-    if not updated:
-        return False
-    for node in graph_module.graph.nodes:
-        for value in node.all_input_nodes:
-            if any(updated.get(root, node) is not node for root in _storage_roots(value)):
-                return True
+    # which memory is updated and who else touches it is observed on a run of the case
+    # (conform.traits._effects), not taken from the reference merge's own judgement
+    for events in observe(graph_module, built).accesses.values():
+        writers = {a.node for a in events if a.kind in (WRITE, RESHAPE)}
+        if writers and any(a.node not in writers or len(writers) > 1 for a in events):
+            return True
     return False
 
 

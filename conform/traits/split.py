@@ -11,9 +11,8 @@ from typing import Any
 import torch
 import torch.fx
 
+from conform.traits._effects import observe, order_edges
 from generators.sources import Built
-from reference._split_effects import partition_order_edges
-from reference._split_regions import is_state_call
 
 _UNPARTITIONED = ("placeholder", "get_attr", "output")
 
@@ -146,15 +145,17 @@ def _downstream_by_values(owner: dict[torch.fx.Node, int]) -> dict[int, set[int]
 
 def inplace_write_across_partitions(graph_module: torch.fx.GraphModule, built: Built,
                                     params: dict[str, Any]) -> bool:
-    """Memory written in place by one partition and read or written by another (the conflicts
-    of :func:`reference._split_effects.partition_order_edges`), where upstream's order of the
-    two partitions is not fixed the graph's way: with ``keep_original_order`` the later access's
-    partition appears first; otherwise it does not read the earlier one's values (directly or
-    through other partitions), so upstream's data-flow order is free to call it first."""
-    owner = {node: pid for node, pid in _partition_ids(graph_module, params).items() if not is_state_call(node)}
+    """Memory written in place by one partition and read or written by another (as a run of
+    the case shows it: :func:`conform.traits._effects.order_edges`), where upstream's order of
+    the two partitions is not fixed the graph's way: with ``keep_original_order`` the later
+    access's partition appears first; otherwise it does not read the earlier one's values
+    (directly or through other partitions), so upstream's data-flow order is free to call it
+    first. Grad-mode and autocast calls are replayed in every partition and order nothing."""
+    owner = {node: pid for node, pid in _partition_ids(graph_module, params).items()
+             if not (node.op == "call_function" and node.target in _REGION_CALLS)}
     if len(set(owner.values())) < 2:
         return False
-    edges = partition_order_edges(list(graph_module.graph.nodes), owner, graph_module)
+    edges = order_edges(observe(graph_module, built), owner)
     if not edges:
         return False
     if params.get("keep_original_order"):
