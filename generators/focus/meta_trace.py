@@ -9,8 +9,9 @@ the constructs ``torch/fx/experimental/meta_tracer.py`` branches on.
   branch; the meta tracer follows it on the metadata of the layer's output. One variant
   calls a stateless ``nn.ReLU()`` created in the forward (the tracer installs it);
 * ``meta_construct``: the calls the tracer overrides (``torch.where``, ``torch.abs``,
-  ``torch.relu``, ``F.relu``), patches (``torch.full_like``) or answers from metadata
-  (``.dtype``, ``.device``, ``.dim()``, ``.shape``).
+  ``torch.relu``, ``F.relu``), patches (``torch.full_like``, with a ``device`` or not) or
+  answers from metadata (``.dtype``, ``.device``, ``.dim()``, ``.shape``), and an attribute
+  used as a value (``x.real``, whose node the tracer adds lazily).
 """
 
 from __future__ import annotations
@@ -150,6 +151,8 @@ class MetaConstruct(Pattern):
         ("{0} * {0}.dim()", lambda b, r: b * max(r, 1)),
         ("{0}.reshape({0}.shape)", lambda b, r: b),
         ("{0}.to({0}.device) * 2.0", lambda b, r: 2.0 * b),
+        ("{0}.real * 2.0", lambda b, r: 2.0 * b),
+        ("{0} - torch.full_like({0}, 0.5, device={0}.device)", lambda b, r: b + 0.5),
     )
 
     def plan(self, p: Planner, g: Gene) -> Value | None:

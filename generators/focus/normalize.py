@@ -155,7 +155,8 @@ REWRITE = Focus(
 )
 
 # The argument-normalizing rows: calls of every shape ``normalize_function`` matches against
-# (torch functions with overloads, functionals, aten overloads, modules), and the patterns of
+# (torch functions with overloads, functionals, aten overloads, torch.nn modules and other
+# leaves, which normalize_module leaves alone), and the patterns of
 # :mod:`generators.focus.normalize_args`. Without recorded types only single-schema callables
 # (aten overloads, functionals, modules) are normalized; with them overloads are resolved from
 # the arguments' types, so the typed row weighs the patterns that vary those types.
@@ -167,14 +168,14 @@ _CALLS = {"add": 0.5, "mul": 0.3, "div": 0.3, "pow": 0.2, "remainder": 0.2, "max
 NORMALIZE_ARGS = Focus(
     weights=_CALLS,
     patterns={"aten_overload_call": 4.0, "nonzero_call": 2.0, "scalar_self_call": 1.0, "keyword_operand": 1.0,
-              "tuple_result": 1.0, "keyword_sequence": 1.0, "keyword_operator": 0.5},
+              "tuple_result": 1.0, "keyword_sequence": 1.0, "keyword_operator": 0.5, "checked_child": 0.5},
     max_nodes=30,
 )
 
 NORMALIZE_ARGS_TYPED = Focus(
     weights=_CALLS,
     patterns={"scalar_self_call": 3.0, "nonzero_call": 2.0, "keyword_operand": 2.0, "tuple_result": 2.0,
-              "keyword_sequence": 2.0, "aten_overload_call": 1.0, "keyword_operator": 0.5},
+              "keyword_sequence": 2.0, "aten_overload_call": 1.0, "keyword_operator": 0.5, "checked_child": 0.5},
     max_nodes=30,
 )
 
@@ -186,11 +187,11 @@ NORMALIZE_OPERATORS = Focus(
 )
 
 # AnnotateTypesWithSchema annotates torch.nn.functional calls (boolean-dispatched ones such as
-# F.max_pool2d apart), torch.nn module calls (not other leaves: a checked child) and get_attr
-# nodes (parameters read in forward).
+# F.max_pool2d apart; builtins such as F.conv2d have no signature to read), torch.nn module
+# calls (not other leaves: a checked child) and get_attr nodes (parameters read in forward).
 ANNOTATE_TYPES = Focus(
-    weights={"activation": 1.0, "layers": 1.0, "normalization": 1.0, "pooling": 1.0, "lookup": 0.5,
-             "dropout": 0.3, "linear_fn": 0.5, "binary": 0.5, "relu": 0.5},
+    weights={"activation": 1.0, "layers": 1.0, "conv2d_fn": 1.0, "normalization": 1.0, "pooling": 1.0,
+             "max_pool": 2.0, "lookup": 0.5, "dropout": 0.3, "linear_fn": 0.5, "add": 0.5, "relu": 0.5},
     patterns={"checked_child": 1.0, "tuple_result": 0.5, "keyword_sequence": 0.5, "nonzero_call": 0.3},
     max_nodes=30,
     training=None,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import HealthCheck, Phase, find, given, seed, settings
 from hypothesis import strategies as st
 
 from conform.case import Case
@@ -110,3 +110,19 @@ def test_short_focused_search_reaches_the_entry(known_id: str) -> None:
     except _Reached:
         return
     pytest.fail(f"{known_id} not reached in 25 focused draws; outcomes: {collections.Counter(seen)}")
+
+
+def test_shrinking_a_focused_draw_leaves_the_gate_and_its_layer() -> None:
+    focus = get("meta_trace").load_focus()
+
+    def gate_after_layer(spec: dict[str, Any]) -> bool:
+        ops = {n["id"]: n["op"] for n in spec["nodes"]}
+        return any(n["op"] == "shape_gate" and ops.get(n["in"][0]) == "linear" for n in spec["nodes"])
+
+    smallest = find(focused_specs(focus), gate_after_layer,
+                    settings=settings(max_examples=300, database=None, deadline=None))
+    # the planted construct alone: the Linear layer and the gate after it
+    assert [n["op"] for n in smallest["nodes"]] == ["linear", "shape_gate"]
+    assert len(smallest["inputs"]) == 1
+    gm = trace(spec_mod.build(smallest, 0))
+    assert CONSTRUCTS["shape_gate"](gm), gm.code
