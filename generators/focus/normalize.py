@@ -168,14 +168,14 @@ _CALLS = {"add": 0.5, "mul": 0.3, "div": 0.3, "pow": 0.2, "remainder": 0.2, "max
 NORMALIZE_ARGS = Focus(
     weights=_CALLS,
     patterns={"aten_overload_call": 4.0, "nonzero_call": 2.0, "scalar_self_call": 1.0, "keyword_operand": 1.0,
-              "tuple_result": 1.0, "keyword_sequence": 1.0, "keyword_operator": 0.5, "checked_child": 0.5},
+              "tuple_result": 1.0, "keyword_sequence": 1.0, "keyword_operator": 0.5, "checked_child": 1.0},
     max_nodes=30,
 )
 
 NORMALIZE_ARGS_TYPED = Focus(
     weights=_CALLS,
     patterns={"scalar_self_call": 3.0, "nonzero_call": 2.0, "keyword_operand": 2.0, "tuple_result": 2.0,
-              "keyword_sequence": 2.0, "aten_overload_call": 1.0, "keyword_operator": 0.5, "checked_child": 0.5},
+              "keyword_sequence": 2.0, "aten_overload_call": 1.0, "keyword_operator": 0.5, "checked_child": 1.0},
     max_nodes=30,
 )
 
