@@ -1,5 +1,11 @@
-"""Patterns and focus of the ``rewrite`` row (``RewritingTracer``): the forward constructs
-upstream's rewriter recompiles or never reaches (``torch/fx/experimental/rewriter.py``).
+"""Patterns and foci of the normalization and tracing family.
+
+The foci of ``normalize_args``, ``normalize_args_typed``, ``normalize_operators``,
+``annotate_types`` and ``meta_trace`` are at the end of this module; their patterns live in
+:mod:`generators.focus.normalize_args` and :mod:`generators.focus.meta_trace` and join
+:data:`KINDS` here. The patterns of the ``rewrite`` row (``RewritingTracer``) are the forward
+constructs upstream's rewriter recompiles or never reaches
+(``torch/fx/experimental/rewriter.py``):
 
 * ``checked_child``: a child module whose forward has an ``assert``, on a traced value (the
   child is then a leaf for plain tracing, which cannot follow it) or on its own state;

@@ -60,7 +60,7 @@ def _float(p: Planner, g: Gene, limit: float = FLOAT_LIMIT / 4, elements: int = 
 
 class _Styled(Pattern):
     """A pattern that adds one node of its own kind: ``STYLES[style]`` formatted with the
-    operand names (``{0}``, ``{1}``), the node's id (``{v}``) and its attributes."""
+    operand names (``{0}``, ``{1}``)."""
 
     in_specs = True
     cost = 2
@@ -82,7 +82,7 @@ class _Styled(Pattern):
 
     def emit(self, node: dict[str, Any], w: Writer) -> None:
         template = self.STYLES[node["attrs"]["style"]][0]
-        w.assign(node, template.format(*node["in"], v=node["id"], **node["attrs"]))
+        w.assign(node, template.format(*node["in"]))
 
     def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
         return {"style": Int(0, len(self.STYLES) - 1)}
