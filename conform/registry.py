@@ -217,6 +217,7 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
     ),
     TransformSpec(
         name="normalize_args",
+        focus="generators.focus.normalize:NORMALIZE_ARGS",
         target="normalize:NormalizeArgs",
         convention="transformer",
         description="NormalizeArgs(gm).transform(): call sites matched to their signatures, defaults filled",
@@ -228,6 +229,7 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
     ),
     TransformSpec(
         name="normalize_args_typed",
+        focus="generators.focus.normalize:NORMALIZE_ARGS_TYPED",
         target="normalize:NormalizeArgs",
         convention="custom",
         driver="conform.drivers.normalize:drive_typed",
@@ -238,6 +240,7 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
     ),
     TransformSpec(
         name="normalize_operators",
+        focus="generators.focus.normalize:NORMALIZE_OPERATORS",
         target="normalize:NormalizeOperators",
         convention="transformer",
         description="NormalizeOperators(gm).transform(): binary torch ops spelled as operator.*",
@@ -247,6 +250,7 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
     ),
     TransformSpec(
         name="annotate_types",
+        focus="generators.focus.normalize:ANNOTATE_TYPES",
         target="schema_type_annotation:AnnotateTypesWithSchema",
         convention="transformer",
         description="AnnotateTypesWithSchema(gm).transform(): node types from callee signatures",
@@ -264,6 +268,7 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
     ),
     TransformSpec(
         name="meta_trace",
+        focus="generators.focus.normalize:META_TRACE",
         target="meta_tracer:MetaTracer",
         convention="custom",
         driver="conform.drivers.normalize:drive_meta_trace",

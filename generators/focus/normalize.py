@@ -1,5 +1,11 @@
-"""Patterns and focus of the ``rewrite`` row (``RewritingTracer``): the forward constructs
-upstream's rewriter recompiles or never reaches (``torch/fx/experimental/rewriter.py``).
+"""Patterns and foci of the normalization and tracing family.
+
+The foci of ``normalize_args``, ``normalize_args_typed``, ``normalize_operators``,
+``annotate_types`` and ``meta_trace`` are at the end of this module; their patterns live in
+:mod:`generators.focus.normalize_args` and :mod:`generators.focus.meta_trace` and join
+:data:`KINDS` here. The patterns of the ``rewrite`` row (``RewritingTracer``) are the forward
+constructs upstream's rewriter recompiles or never reaches
+(``torch/fx/experimental/rewriter.py``):
 
 * ``checked_child``: a child module whose forward has an ``assert``, on a traced value (the
   child is then a leaf for plain tracing, which cannot follow it) or on its own state;
@@ -13,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from generators.focus import meta_trace as _meta_trace
+from generators.focus import normalize_args as _normalize_args
 from generators.focus._plant import Pattern
 from generators.focus.focus import Focus
 from generators.vocab.base import FLOAT_LIMIT, Gene, OpKind, Planner, Value, Writer
@@ -141,11 +149,64 @@ class SuperCall(_Construct):
     styles = (3, 4)
 
 
-KINDS: tuple[OpKind, ...] = (CheckedChildKind(), ForwardConstruct(), PrivateAttribute(), AnnotatedLocal(), SuperCall())
+KINDS: tuple[OpKind, ...] = (
+    CheckedChildKind(), ForwardConstruct(), PrivateAttribute(), AnnotatedLocal(), SuperCall(),
+    *_normalize_args.KINDS, *_meta_trace.KINDS,
+)
 
 REWRITE = Focus(
     weights={"assert": 2.0, "relu": 1.0, "add": 1.0, "linear": 1.0, "block": 0.5, "constant": 0.3, "default_arg": 0.5},
     patterns={"checked_child": 3.0, "private_attribute": 2.0, "annotated_local": 2.0, "super_call": 2.0},
     max_nodes=30,
     training=None,
+)
+
+# The argument-normalizing rows: calls of every shape ``normalize_function`` matches against
+# (torch functions with overloads, functionals, aten overloads, torch.nn modules and other
+# leaves, which normalize_module leaves alone), and the patterns of
+# :mod:`generators.focus.normalize_args`. Without recorded types only single-schema callables
+# (aten overloads, functionals, modules) are normalized; with them overloads are resolved from
+# the arguments' types, so the typed row weighs the patterns that vary those types.
+_CALLS = {"add": 0.5, "mul": 0.3, "div": 0.3, "pow": 0.2, "remainder": 0.2, "maximum": 0.2, "gt": 0.2,
+          "sum": 0.2, "amax": 0.2, "softmax": 0.2, "matmul": 0.2, "linear_fn": 0.2, "linear": 0.3,
+          "conv2d_fn": 0.3, "batch_norm": 0.2, "layer_norm": 0.2, "activation": 0.3, "max_pool": 0.2,
+          "clamp": 0.2, "where": 0.2, "split": 0.2, "cat": 0.2}
+
+NORMALIZE_ARGS = Focus(
+    weights=_CALLS,
+    patterns={"aten_overload_call": 4.0, "nonzero_call": 2.0, "scalar_self_call": 1.0, "keyword_operand": 1.0,
+              "tuple_result": 1.0, "keyword_sequence": 1.0, "keyword_operator": 0.5, "checked_child": 1.0},
+    max_nodes=30,
+)
+
+NORMALIZE_ARGS_TYPED = Focus(
+    weights=_CALLS,
+    patterns={"scalar_self_call": 3.0, "nonzero_call": 2.0, "keyword_operand": 2.0, "tuple_result": 2.0,
+              "keyword_sequence": 2.0, "aten_overload_call": 1.0, "keyword_operator": 0.5, "checked_child": 1.0},
+    max_nodes=30,
+)
+
+NORMALIZE_OPERATORS = Focus(
+    weights={"add": 1.0, "sub": 1.0, "mul": 0.5, "div": 1.0, "remainder": 0.3, "compare": 0.2, "relu": 0.5,
+             "linear": 0.3, "layer_norm": 0.3, "max_pool": 0.3},
+    patterns={"keyword_operator": 4.0, "keyword_operand": 1.0, "scalar_self_call": 0.5, "aten_overload_call": 0.5},
+    max_nodes=30,
+)
+
+# AnnotateTypesWithSchema annotates torch.nn.functional calls (boolean-dispatched ones such as
+# F.max_pool2d apart; builtins such as F.conv2d have no signature to read), torch.nn module
+# calls (not other leaves: a checked child) and get_attr nodes (parameters read in forward).
+ANNOTATE_TYPES = Focus(
+    weights={"activation": 1.0, "layers": 1.0, "conv2d_fn": 1.0, "normalization": 1.0, "pooling": 1.0,
+             "max_pool": 2.0, "lookup": 0.5, "dropout": 0.3, "linear_fn": 0.5, "add": 0.5, "relu": 0.5},
+    patterns={"checked_child": 1.0, "tuple_result": 0.5, "keyword_sequence": 0.5, "nonzero_call": 0.3},
+    max_nodes=30,
+    training=None,
+)
+
+META_TRACE = Focus(
+    weights={"linear": 1.0, "layer_norm": 0.5, "embedding": 0.5, "relu": 1.0, "abs": 0.5, "where": 0.5,
+             "reshape": 0.5, "add": 0.5, "conv1d": 0.3, "conv2d": 0.3, "batch_norm": 0.3},
+    patterns={"size_of_dim_zero": 3.0, "shape_gate": 3.0, "meta_construct": 2.0},
+    max_nodes=30,
 )

@@ -24,6 +24,7 @@ from generators.focus.draw import PATTERN_CATEGORY, features, focused_specs, swa
 from generators.focus.focus import Focus
 from generators.random_modules import Config, genomes, realize
 from generators.vocab import VOCABULARY
+from tests.generators._normalize_constructs import CONSTRUCTS as NORMALIZE_CONSTRUCTS
 
 SETTINGS = settings(max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 FOCUSED = [row.name for row in TRANSFORMS if row.focus]
@@ -140,6 +141,7 @@ CONSTRUCTS: dict[str, Callable[[torch.fx.GraphModule], bool]] = {
     "colliding_targets": _colliding,
     "embedding_lookup": lambda gm: bool(_calls(gm, (nn.Embedding, nn.EmbeddingBag))),
 }
+CONSTRUCTS.update(NORMALIZE_CONSTRUCTS)
 
 #: patterns whose construct is in the forward's source rather than the graph
 SOURCE_CONSTRUCTS = {
