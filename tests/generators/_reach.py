@@ -1,0 +1,54 @@
+"""A short directed search: check focused cases of a row (fixed seed, generation only) until
+the wanted known entries are reached or the examples run out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
+
+from conform.case import Case
+from conform.engine import Prepared, check
+from conform.registry import TransformSpec, get
+from conform.strategies import cases, prepared_for
+
+
+def _params_for(row: TransformSpec, case: Case) -> st.SearchStrategy[tuple[Case, dict[str, Any]]]:
+    prepared = prepared_for(case)
+    assert isinstance(prepared, Prepared), prepared.message
+    factory = row.load_params()
+    assert factory is not None, f"{row.name} draws no parameters"
+    return st.tuples(st.just(case), factory(prepared.graph_module))
+
+
+class _Found(Exception):
+    """Every wanted entry was reached."""
+
+
+def search(transform: str | TransformSpec, wanted: set[str], *, examples: int, at: int = 0,
+           case: Case | None = None) -> set[str]:
+    """Known ids reached by at most ``examples`` focused cases of ``transform`` drawn from
+    seed ``at`` (the search stops once every id of ``wanted`` is reached). With ``case``,
+    only the parameters are drawn, for that case."""
+    row = transform if isinstance(transform, TransformSpec) else get(transform)
+    reached: set[str] = set()
+
+    # derandomize=False: the seed decides the draws whatever profile the session loaded
+    @settings(max_examples=examples, deadline=None, database=None, phases=(Phase.generate,), derandomize=False,
+              suppress_health_check=list(HealthCheck), report_multiple_bugs=False, print_blob=False)
+    @seed(at)
+    @given(cases(row) if case is None else _params_for(row, case))
+    def body(drawn: Any) -> None:
+        drawn_case, params = drawn
+        for outcome in check(drawn_case, row, params=params, prepared=prepared_for(drawn_case)):
+            if outcome.known_id:
+                reached.add(outcome.known_id)
+        if wanted <= reached:
+            raise _Found
+
+    try:
+        body()
+    except _Found:
+        pass
+    return reached
