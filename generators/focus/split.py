@@ -101,6 +101,25 @@ class EmbeddingLookup(Pattern):
         return p.add("embedding", [idx], attrs, (*shape, dim), p.dtype, EMBED_BOUND)
 
 
+class EmbeddingTables(Pattern):
+    """One to three ``nn.Embedding``/``nn.EmbeddingBag`` lookups and nothing else: planted
+    only into a module with no operation yet, it then takes the rest of the node budget, so
+    every later gene rolls back and the module's operations are all embeddings (the case
+    ``sparse_nn`` leaves without a dense partition)."""
+
+    name = "embedding_tables"
+    cost = 6
+
+    def plan(self, p: Planner, g: Gene) -> Value | None:
+        if p.nodes:
+            return None
+        made = None
+        for _ in range(g.int(1, 3)):
+            made = _LOOKUP.plan(p, g)
+        p.cost = max(p.cost, p.max_cost)
+        return made
+
+
 class ReturnedParameter(Pattern):
     """A parameter that forward returns as it is (read by no other node), next to the
     other outputs: split_module must fetch it in the parent."""
@@ -169,7 +188,10 @@ class CollidingTargets(Pattern):
         return node["attrs"]["dim"] * (node["attrs"]["dim"] + 1)
 
 
-KINDS: tuple[OpKind, ...] = (ReadThenWrite(), GradRegion(), EmbeddingLookup(), ReturnedParameter(), CollidingTargets())
+_LOOKUP = EmbeddingLookup()
+
+KINDS: tuple[OpKind, ...] = (ReadThenWrite(), GradRegion(), _LOOKUP, EmbeddingTables(), ReturnedParameter(),
+                             CollidingTargets())
 
 SPLIT_MODULE = Focus(
     weights={"inplace": 2.0, "relu": 1.0, "add": 1.0, "mul": 0.5, "linear": 1.0, "block": 0.5, "default_arg": 0.5,
@@ -180,6 +202,6 @@ SPLIT_MODULE = Focus(
 
 PARTITION = Focus(
     weights={"embedding": 2.0, "embedding_bag": 2.0, "inplace": 1.0, "linear": 1.0, "relu": 1.0, "add": 1.0, "cat": 0.5},
-    patterns={"read_then_write": 3.0, "embedding_lookup": 2.0},
+    patterns={"read_then_write": 3.0, "embedding_lookup": 2.0, "embedding_tables": 2.0},
     training=None,
 )
