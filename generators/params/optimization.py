@@ -133,7 +133,7 @@ def expressions(*, max_leaves: int = 6, corners: bool = False) -> st.SearchStrat
 
 
 #: How validator expressions are drawn, each as often: a random tree (the simplest draw), a
-#: corner construct alone, or a random tree whose leaves may be corner constructs.
+#: corner construct alone, or one operation whose operands may be corner constructs.
 EXPRESSION_SHAPES = ("tree", "quotient", "bitwise", "mixed")
 
 
@@ -143,7 +143,9 @@ def validator_expressions() -> st.SearchStrategy[list[Any]]:
         "tree": expressions,
         "quotient": negative_quotients,
         "bitwise": negative_bitwise,
-        "mixed": lambda: expressions(corners=True),
+        # one operation over corner constructs: deeper nests of rounded quotients take
+        # upstream's z3 translation past the time limit (RoundToInt of RoundToInt of ...)
+        "mixed": lambda: expressions(max_leaves=2, corners=True),
     }[shape]())
 
 
