@@ -267,4 +267,7 @@ PARTITION = Focus(
     weights={"embedding": 2.0, "embedding_bag": 2.0, "inplace": 1.0, "linear": 1.0, "relu": 1.0, "add": 1.0, "cat": 0.5},
     patterns={"read_then_write": 3.0, "embedding_lookup": 2.0, "embedding_tables": 2.0},
     training=None,
+    # small graphs: the cost-aware and KL searches run on them only (generators.params.partition
+    # .modes_for), and the heuristics' corner cases need few operations per device
+    max_nodes=24,
 )

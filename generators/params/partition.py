@@ -93,6 +93,10 @@ def modes_for(graph_module: torch.fx.GraphModule) -> list[str]:
 #: place every partition, where upstream's cost-aware, KL and sparse_nn searches misbehave),
 #: or fail on purpose.
 INTENTS = ("succeed",) * 5 + ("tight", "tight", "fail")
+#: The intents of draws whose corner cases are the point: kl_based (its swap search keeps
+#: stale placements) and sparse_nn on a graph without embeddings (which can only partition
+#: on a device that holds the whole module): tight devices one time in two.
+CORNER_INTENTS = ("succeed", "tight", "tight", "fail")
 #: Modes whose heuristics tight devices exercise, and the layouts drawn for them:
 #: ``tight`` and ``uneven`` devices for the searches (a swap or merge that no longer fits;
 #: kl_based, whose swaps keep stale placements, mostly ``uneven``);
@@ -209,7 +213,7 @@ def devices(draw: st.DrawFn, *, layout: str = "spread", equal: bool | None = Non
         memory: dict[str, Any] = {"under_largest": draw(st.floats(0.0, 1.0))}
         # functions first: upstream's message for an operation too large adds a string to
         # the target, which only a method name or module path is
-        of = draw(st.sampled_from(["call_function", None, "call_module", "call_method"]))
+        of = draw(st.sampled_from(["call_function", None, "call_function", "call_module", "call_method"]))
         if of:
             memory["of"] = of
         memories = [dict(memory) for _ in range(count)]
@@ -278,7 +282,9 @@ def _params(draw: st.DrawFn, graph_module: torch.fx.GraphModule, mode: str | Non
         # the most ways to go wrong), sparse_nn where there are embeddings (it treats them apart)
         extra = [m for m in ("kl_based",) if m in modes] + (["sparse_nn"] if embeddings else [])
         mode = draw(st.sampled_from([*modes, *extra]))
-    intent = draw(st.sampled_from(INTENTS)) if fail is None else "fail" if fail else "succeed"
+    corner = mode == "kl_based" or mode == "sparse_nn" and not embeddings
+    intents = CORNER_INTENTS if corner else INTENTS
+    intent = draw(st.sampled_from(intents)) if fail is None else "fail" if fail else "succeed"
     if intent != "fail":
         failure = None
     elif failure is None:
@@ -323,7 +329,9 @@ def partition_params(
     eight have tight devices (:data:`TIGHT_LAYOUTS`), and one in eight is drawn to fail
     (:data:`FAILURES`: no devices, devices too small for the module or for its largest
     operation, a zero transfer rate where data moves, a missing latency, unequal devices
-    in ``sparse_nn``, aot partitions without devices or out of order). ``kl_based`` (where
+    in ``sparse_nn``, aot partitions without devices or out of order). ``kl_based`` and
+    ``sparse_nn`` on a graph without embeddings draw tight devices one time in two
+    (:data:`CORNER_INTENTS`). ``kl_based`` (where
     :func:`modes_for` allows it) and, on graphs with embedding modules, ``sparse_nn`` are
     drawn twice as often as each other mode.
 
