@@ -94,8 +94,8 @@ def modes_for(graph_module: torch.fx.GraphModule) -> list[str]:
 #: or fail on purpose.
 INTENTS = ("succeed",) * 5 + ("tight", "tight", "fail")
 #: The intents of draws whose corner cases are the point: kl_based (its swap search keeps
-#: stale placements) and sparse_nn on a graph without embeddings (which can only partition
-#: on a device that holds the whole module): tight devices one time in two.
+#: stale placements) and sparse_nn (an embedding or dense group left empty, an operation no
+#: device holds): tight devices one time in two.
 CORNER_INTENTS = ("succeed", "tight", "tight", "fail")
 #: Modes whose heuristics tight devices exercise, and the layouts drawn for them:
 #: ``tight`` and ``uneven`` devices for the searches (a swap or merge that no longer fits;
@@ -282,7 +282,7 @@ def _params(draw: st.DrawFn, graph_module: torch.fx.GraphModule, mode: str | Non
         # the most ways to go wrong), sparse_nn where there are embeddings (it treats them apart)
         extra = [m for m in ("kl_based",) if m in modes] + (["sparse_nn"] if embeddings else [])
         mode = draw(st.sampled_from([*modes, *extra]))
-    corner = mode == "kl_based" or mode == "sparse_nn" and not embeddings
+    corner = mode in ("kl_based", "sparse_nn")
     intents = CORNER_INTENTS if corner else INTENTS
     intent = draw(st.sampled_from(intents)) if fail is None else "fail" if fail else "succeed"
     if intent != "fail":
@@ -330,7 +330,7 @@ def partition_params(
     (:data:`FAILURES`: no devices, devices too small for the module or for its largest
     operation, a zero transfer rate where data moves, a missing latency, unequal devices
     in ``sparse_nn``, aot partitions without devices or out of order). ``kl_based`` and
-    ``sparse_nn`` on a graph without embeddings draw tight devices one time in two
+    ``sparse_nn`` draw tight devices one time in two
     (:data:`CORNER_INTENTS`). ``kl_based`` (where
     :func:`modes_for` allows it) and, on graphs with embedding modules, ``sparse_nn`` are
     drawn twice as often as each other mode.
