@@ -113,18 +113,26 @@ def negative_bitwise() -> st.SearchStrategy[list[Any]]:
     )
 
 
+def negative_remainders() -> st.SearchStrategy[list[Any]]:
+    """Python's remainder (``PythonMod``) of a size, or a size minus a literal, by a negative
+    literal: where Python's ``%`` takes the divisor's sign and z3's Euclidean ``mod`` does not."""
+    operand = st.one_of(st.tuples(st.just("sym"), st.integers(0, 7)).map(list), _below_zero())
+    return st.tuples(operand, st.integers(-7, -2)).map(lambda t: ["pymod", t[0], ["int", t[1]]])
+
+
 def expressions(*, max_leaves: int = 6, corners: bool = False) -> st.SearchStrategy[list[Any]]:
     """Expression trees (see the module docstring) with at most ``max_leaves`` leaves.
 
     Args:
         max_leaves: bound on the leaves of a random tree.
-        corners: also use :func:`negative_quotients` and :func:`negative_bitwise` as leaves
+        corners: also use :func:`negative_quotients`, :func:`negative_bitwise` and
+            :func:`negative_remainders` as leaves
             (each a subtree), so the constructs where translations go wrong sit inside
             larger trees too.
     """
     leaves = _leaves()
     if corners:
-        leaves = st.one_of(leaves, leaves, leaves, negative_quotients(), negative_bitwise())
+        leaves = st.one_of(leaves, leaves, leaves, negative_quotients(), negative_bitwise(), negative_remainders())
     return st.recursive(
         leaves,
         lambda inner: st.tuples(_weighted_ops(), inner, inner).map(list),
@@ -134,7 +142,7 @@ def expressions(*, max_leaves: int = 6, corners: bool = False) -> st.SearchStrat
 
 #: How validator expressions are drawn, each as often: a random tree (the simplest draw), a
 #: corner construct alone, or one operation whose operands may be corner constructs.
-EXPRESSION_SHAPES = ("tree", "quotient", "bitwise", "mixed")
+EXPRESSION_SHAPES = ("tree", "quotient", "bitwise", "remainder", "mixed")
 
 
 def validator_expressions() -> st.SearchStrategy[list[Any]]:
@@ -143,6 +151,7 @@ def validator_expressions() -> st.SearchStrategy[list[Any]]:
         "tree": expressions,
         "quotient": negative_quotients,
         "bitwise": negative_bitwise,
+        "remainder": negative_remainders,
         # one operation over corner constructs: deeper nests of rounded quotients take
         # upstream's z3 translation past the time limit (RoundToInt of RoundToInt of ...)
         "mixed": lambda: expressions(max_leaves=2, corners=True),
@@ -151,6 +160,6 @@ def validator_expressions() -> st.SearchStrategy[list[Any]]:
 
 def validator_params(graph_module: torch.fx.GraphModule) -> st.SearchStrategy[dict[str, Any]]:
     """``{"expr": tree}``: an integer-valued expression over the case's input sizes, one
-    time in four a random tree, otherwise built around a negative rounded quotient or a
-    negative bitwise result (:data:`EXPRESSION_SHAPES`)."""
+    time in five a random tree, otherwise built around a negative rounded quotient, a
+    negative bitwise result or a remainder by a negative divisor (:data:`EXPRESSION_SHAPES`)."""
     return st.fixed_dictionaries({"expr": validator_expressions()})

@@ -105,7 +105,7 @@ ENTRIES = {"validator-trunc-to-int", "validator-bitwise-unsigned", "validator-tr
 
 def test_drawn_expressions_reach_every_validator_entry_on_one_case() -> None:
     case = Case("factory", {"factory": "conform.witnesses.optimization:sized"})
-    reached = search("validator", ENTRIES, examples=40, case=case)
+    reached = search("validator", ENTRIES, examples=150, case=case)
     assert ENTRIES <= reached, reached
 
 
@@ -113,5 +113,5 @@ def test_drawn_expressions_reach_every_validator_entry_on_one_case() -> None:
 def test_a_short_focused_search_reaches_the_validator_entries() -> None:
     # focused modules and drawn expressions together: both wrong translations
     wanted = {"validator-trunc-to-int", "validator-bitwise-unsigned"}
-    reached = search("validator", wanted, examples=60)
+    reached = search("validator", wanted, examples=100)
     assert wanted <= reached, reached
