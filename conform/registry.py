@@ -316,6 +316,7 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
     ),
     TransformSpec(
         name="validator",
+        focus="generators.focus.validator:VALIDATOR",
         target="validator:TranslationValidator",
         convention="custom",
         driver="conform.drivers.optimization:drive_validator",

@@ -79,23 +79,33 @@ def total_size(graph_module: torch.fx.GraphModule) -> int:
     return total
 
 
-def largest_need(graph_module: torch.fx.GraphModule) -> int:
+def largest_need(graph_module: torch.fx.GraphModule, op: str | None = None) -> int:
     """Bytes the largest single-operation partition needs: the operation's total size and
-    the output of each distinct node it reads."""
+    the output of each distinct node it reads (among operations of opcode ``op`` only, when
+    given: 0 where there is none)."""
     largest = 0
     for node in graph_module.graph.nodes:
-        if node.op in _UNPARTITIONED:
+        if node.op in _UNPARTITIONED or op is not None and node.op != op:
             continue
         need = node.size_bytes.total_size + sum(s.size_bytes.output_size for s in dict.fromkeys(node.all_input_nodes))
         largest = max(largest, need)
     return largest
 
 
-def device_memory(spec: Any, total: int, largest: int) -> int:
+def device_memory(spec: Any, total: int, largest: int, count: int = 1,
+                  largest_of: dict[str, int] | None = None) -> int:
     """Bytes of a device memory spec (see ``generators.params.partition``) for a module of
-    ``total`` bytes whose largest operation needs ``largest``."""
+    ``total`` bytes whose largest operation needs ``largest``, on one of ``count`` devices;
+    ``largest_of``: the largest need per opcode, for specs that name one (``"of"``)."""
     if not isinstance(spec, dict):
         return int(spec)
+    if "under_largest" in spec:
+        if spec.get("of") and (largest_of or {}).get(spec["of"]):
+            largest = (largest_of or {})[spec["of"]]
+        # from the module's size shared by the devices up to one byte under the largest
+        # operation's need (that bound alone when the devices cannot hold the module so)
+        low, high = -(-total // max(count, 1)), largest - 1
+        return high if low > high else low + int(float(spec["under_largest"]) * (high - low))
     if "largest_fraction" in spec:
         return int(largest * spec["largest_fraction"])
     memory = int(total * spec["fraction"])
@@ -109,8 +119,10 @@ def build_config(impl: Implementation, graph_module: torch.fx.GraphModule, param
     utils = impl.partitioner_utils
     total, largest = total_size(graph_module), largest_need(graph_module)
     devices = []
-    for spec in params.get("devices", []):
-        memory = device_memory(spec["memory"], total, largest)
+    specs = params.get("devices", [])
+    largest_of = {op: largest_need(graph_module, op) for op in ("call_function", "call_method", "call_module")}
+    for spec in specs:
+        memory = device_memory(spec["memory"], total, largest, len(specs), largest_of)
         devices.append(utils.Device(spec["name"], memory, int(spec["logical_id"])))
     rule = params.get("latency") or {}
     missing = set(rule.get("missing", ()))

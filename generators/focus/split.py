@@ -11,9 +11,19 @@ from typing import Any
 from generators.focus import _plant
 from generators.focus._plant import Pattern
 from generators.focus.focus import Focus
-from generators.vocab.base import FLOAT_LIMIT, MAX_DIM, Gene, OpKind, Planner, Value, Writer
+from generators.vocab.base import (
+    FLOAT_DTYPES,
+    FLOAT_LIMIT,
+    MAX_DIM,
+    Gene,
+    OpKind,
+    Planner,
+    Value,
+    Writer,
+    numel,
+)
 from generators.vocab.layers import EMBED_BOUND
-from generators.vocab.schema import Bool, Int, Name, size
+from generators.vocab.schema import Bool, Int, Name, OneOf, shape, size
 
 #: In-place styles of the ``inplace`` kind planted here: relu_, torch.relu_, add_(1.0),
 #: F.relu(inplace=True) (indices into its table).
@@ -79,6 +89,58 @@ class GradRegion(Pattern):
         return {"ops": Int(1, 2)}
 
 
+_SYMBOLIC_HELPER = '''
+def fx_conform_symbolic(x, scaled, length, shape, dtype):
+    """Under tracing, give x, scaled (x * 2) and length (x.size(0)) the example_value
+    metadata dynamo records: fake tensors whose first size is the symbol s0, and s0 itself."""
+    if not isinstance(x, torch.fx.Proxy):
+        return
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, StatelessSymbolicContext
+
+    fake = x.node.meta.get("example_value")
+    if fake is None:  # a value read twice keeps its symbol
+        example = torch.zeros(shape, dtype=getattr(torch, dtype))
+        dynamic = [DimDynamic.DYNAMIC] + [DimDynamic.STATIC] * (example.dim() - 1)
+        fake = FakeTensorMode(shape_env=ShapeEnv()).from_tensor(
+            example, symbolic_context=StatelessSymbolicContext(dynamic_sizes=dynamic))
+        x.node.meta["example_value"] = fake
+    scaled.node.meta["example_value"] = fake * 2
+    length.node.meta["example_value"] = fake.size(0)
+'''
+
+
+class SymbolicSize(Pattern):
+    """``scaled = x * 2; n = x.size(0); out = scaled.sum() + n`` with dynamo-style
+    ``example_value`` metadata recorded while tracing (fake tensors of symbolic first size
+    s0, and the SymInt s0 on the size node): split_module then tracks which partition binds
+    each symbol and passes symbols between partitions."""
+
+    name = "symbolic_size"
+    in_specs = True  # its nodes are its own
+    cost = 5
+
+    def plan(self, p: Planner, g: Gene) -> Value | None:
+        # a first size of 2 or more: sizes 0 and 1 are specialized, never symbols
+        x = p.float_value(g, lambda v: bool(v.shape) and v.shape[0] >= 2 and v.bound * numel(v.shape) <= FLOAT_LIMIT / 4)
+        if x is None:
+            x = p.new_input((g.int(2, 4), g.int(1, MAX_DIM)))
+        bound = 2 * x.bound * numel(x.shape) + x.shape[0]
+        return p.add(self.name, [x], {"shape": list(x.shape), "dtype": x.dtype}, (), x.dtype, bound)
+
+    def emit(self, node: dict[str, Any], w: Writer) -> None:
+        x, out = node["in"][0], node["id"]
+        w.helper("fx_conform_symbolic", _SYMBOLIC_HELPER)
+        w.line(f"{out}_scaled = {x} * 2")
+        w.line(f"{out}_length = {x}.size(0)")
+        a = node["attrs"]
+        w.line(f"fx_conform_symbolic({x}, {out}_scaled, {out}_length, {tuple(a['shape'])!r}, {a['dtype']!r})")
+        w.assign(node, f"{out}_scaled.sum() + {out}_length")
+
+    def fields(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return {"shape": shape(), "dtype": OneOf(FLOAT_DTYPES)}
+
+
 class EmbeddingLookup(Pattern):
     """One ``nn.Embedding``/``nn.EmbeddingBag`` lookup of integer indices: a focus whose
     swarm keeps only this pattern draws modules of embeddings alone (``sparse_nn``
@@ -99,6 +161,25 @@ class EmbeddingLookup(Pattern):
             bound = EMBED_BOUND * (shape[1] if attrs["mode"] == "sum" else 1)
             return p.add("embedding_bag", [idx], attrs, (shape[0], dim), p.dtype, bound)
         return p.add("embedding", [idx], attrs, (*shape, dim), p.dtype, EMBED_BOUND)
+
+
+class EmbeddingTables(Pattern):
+    """One to three ``nn.Embedding``/``nn.EmbeddingBag`` lookups and nothing else: planted
+    only into a module with no operation yet, it then takes the rest of the node budget, so
+    every later gene rolls back and the module's operations are all embeddings (the case
+    ``sparse_nn`` leaves without a dense partition)."""
+
+    name = "embedding_tables"
+    cost = 6
+
+    def plan(self, p: Planner, g: Gene) -> Value | None:
+        if p.nodes:
+            return None
+        made = None
+        for _ in range(g.int(1, 3)):
+            made = _LOOKUP.plan(p, g)
+        p.cost = max(p.cost, p.max_cost)
+        return made
 
 
 class ReturnedParameter(Pattern):
@@ -169,17 +250,24 @@ class CollidingTargets(Pattern):
         return node["attrs"]["dim"] * (node["attrs"]["dim"] + 1)
 
 
-KINDS: tuple[OpKind, ...] = (ReadThenWrite(), GradRegion(), EmbeddingLookup(), ReturnedParameter(), CollidingTargets())
+_LOOKUP = EmbeddingLookup()
+
+KINDS: tuple[OpKind, ...] = (ReadThenWrite(), GradRegion(), _LOOKUP, EmbeddingTables(), ReturnedParameter(),
+                             CollidingTargets(), SymbolicSize())
 
 SPLIT_MODULE = Focus(
     weights={"inplace": 2.0, "relu": 1.0, "add": 1.0, "mul": 0.5, "linear": 1.0, "block": 0.5, "default_arg": 0.5,
              "slice": 0.5, "split": 0.5},
-    patterns={"read_then_write": 3.0, "grad_region": 2.0, "returned_parameter": 1.0, "colliding_targets": 1.0},
+    patterns={"read_then_write": 3.0, "grad_region": 2.0, "returned_parameter": 1.0, "colliding_targets": 1.0,
+              "symbolic_size": 2.0},
     training=None,
 )
 
 PARTITION = Focus(
     weights={"embedding": 2.0, "embedding_bag": 2.0, "inplace": 1.0, "linear": 1.0, "relu": 1.0, "add": 1.0, "cat": 0.5},
-    patterns={"read_then_write": 3.0, "embedding_lookup": 2.0},
+    patterns={"read_then_write": 3.0, "embedding_lookup": 2.0, "embedding_tables": 2.0},
     training=None,
+    # small graphs: the cost-aware and KL searches run on them only (generators.params.partition
+    # .modes_for), and the heuristics' corner cases need few operations per device
+    max_nodes=24,
 )

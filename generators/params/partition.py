@@ -7,7 +7,12 @@ applied, so memory and latencies are drawn *relative to sizes* and resolved by t
 * a device's memory is ``{"fraction": f}`` (of the module's total size, rounded down),
   optionally with ``"fits_largest": true`` (then at least one byte more than the largest
   single operation needs: its total size and its inputs' outputs), or
-  ``{"largest_fraction": f}`` (of that largest need), or a number of bytes;
+  ``{"largest_fraction": f}`` (of that largest need), ``{"under_largest": t}`` (a point
+  ``t`` of the way from the module's size shared by the devices to one byte less than the
+  largest need: together the devices hold the module, none holds its largest operation;
+  with ``"of": opcode``, the largest need among operations of that opcode, since partitioners
+  report an operation too large by its target, a function, a method name or a module
+  path), or a number of bytes;
 * latencies are ``mem_sec_per_byte * output bytes`` and ``compute_sec_per_byte * total
   bytes`` per operation, each scaled by a per-node factor from ``scale``; operations named
   in ``missing`` get no latency (a config that must fail where latencies are read).
@@ -25,11 +30,11 @@ A params dict::
      "saturate_host": false}
 
 Configurations are mostly meant to partition: the simplest draw is one device that holds
-the whole module, and six draws in eight give devices that hold the module about twice
+the whole module, and five draws in eight give devices that hold the module about twice
 over between them, each able to hold the largest operation, which every mode's heuristic
-manages with. One in eight puts the heuristics on tight devices, where they may fail to
-place partitions; one in eight fails on purpose, in a way the mode can fail
-(:data:`FAILURES`).
+manages with. Two in eight put the heuristics on tight devices (:data:`TIGHT_LAYOUTS`),
+where they may fail to place partitions; one in eight fails on purpose, in a way the mode
+can fail (:data:`FAILURES`).
 
 The cost-aware and KL searches are slow upstream (whole-graph latency inside nested
 loops, and a per-partition latency that walks every path), so those modes are drawn only
@@ -83,23 +88,40 @@ def modes_for(graph_module: torch.fx.GraphModule) -> list[str]:
     return modes
 
 
-#: What a draw is meant to do: partition (the first intent, so the simplest draw, and six in
-#: eight), partition on tight devices (``tight``: the heuristics may fail to place every
-#: partition, where upstream's cost-aware and KL searches misbehave), or fail on purpose.
-INTENTS = ("succeed",) * 6 + ("tight", "fail")
-#: Modes whose heuristics tight devices exercise.
-TIGHT_MODES = ("size_based", "cost_aware", "kl_based")
+#: What a draw is meant to do: partition (the first intent, so the simplest draw, and five in
+#: eight), partition on tight devices (``tight``, two in eight: the heuristics may fail to
+#: place every partition, where upstream's cost-aware, KL and sparse_nn searches misbehave),
+#: or fail on purpose.
+INTENTS = ("succeed",) * 5 + ("tight", "tight", "fail")
+#: The intents of draws whose corner cases are the point: kl_based (its swap search keeps
+#: stale placements) and sparse_nn (an embedding or dense group left empty, an operation no
+#: device holds): tight devices one time in two.
+CORNER_INTENTS = ("succeed", "tight", "tight", "fail")
+#: Modes whose heuristics tight devices exercise, and the layouts drawn for them:
+#: ``tight`` and ``uneven`` devices for the searches (a swap or merge that no longer fits;
+#: kl_based, whose swaps keep stale placements, mostly ``uneven``);
+#: for sparse_nn, equal devices none of which holds the module (``several``: its
+#: partition-and-combine path, which needs embedding and dense partitions both) or none
+#: of which holds the largest operation (``none_fits_largest``).
+TIGHT_LAYOUTS = {
+    "size_based": ("tight", "uneven"),
+    "cost_aware": ("tight", "uneven"),
+    "kl_based": ("uneven", "tight", "uneven"),
+    "sparse_nn": ("several", "none_fits_largest"),
+}
+TIGHT_MODES = tuple(TIGHT_LAYOUTS)
 #: Ways a configuration fails, per mode: ``no_devices``; ``too_small`` (all devices
 #: together hold less than the module); ``op_too_large`` (no device holds the largest
 #: operation); ``zero_rate`` (a transfer rate of zero where data crosses devices);
 #: ``missing_latency`` (an operation without latency); ``unequal`` (sparse_nn devices of
 #: different sizes); ``homeless`` and ``scattered`` (an aot partition without devices, or
-#: partition ids not numbered 0, 1, ... in graph order).
+#: partition ids not numbered 0, 1, ... in graph order); ``none_fits_largest`` (the devices
+#: hold the module together, none holds its largest operation).
 FAILURES = {
-    "size_based": ("no_devices", "too_small", "op_too_large"),
-    "sparse_nn": ("no_devices", "too_small", "op_too_large", "unequal"),
+    "size_based": ("no_devices", "too_small", "op_too_large", "none_fits_largest"),
+    "sparse_nn": ("no_devices", "too_small", "op_too_large", "unequal", "none_fits_largest"),
     "cost_aware": ("no_devices", "too_small", "zero_rate", "missing_latency"),
-    "kl_based": ("no_devices", "too_small", "op_too_large", "zero_rate", "missing_latency"),
+    "kl_based": ("no_devices", "too_small", "op_too_large", "zero_rate", "missing_latency", "none_fits_largest"),
     "aot_based": ("no_devices", "homeless", "scattered"),
 }
 
@@ -139,8 +161,9 @@ def _logical_ids(draw: st.DrawFn, count: int) -> list[int]:
     return ids
 
 
-#: Device layouts (see :func:`devices`); the last four cannot work.
-LAYOUTS = ("spread", "ample", "several", "tight", "no_devices", "too_small", "op_too_large", "unequal")
+#: Device layouts (see :func:`devices`); the last five cannot work.
+LAYOUTS = ("spread", "ample", "several", "tight", "uneven", "no_devices", "too_small", "op_too_large", "unequal",
+           "none_fits_largest")
 
 
 @st.composite
@@ -158,9 +181,12 @@ def devices(draw: st.DrawFn, *, layout: str = "spread", equal: bool | None = Non
     * ``several``: 3 to 5 equal devices as in ``spread``, none holding the whole module,
       so that partitions exchange data;
     * ``tight``: 2 to 5 devices holding the module only 1.05 to 1.5 times over;
+    * ``uneven``: 3 to 5 devices of different sizes (0.3 to 0.8 of the module each) with no
+      room kept for the largest operation, where a swap or merge can outgrow a device;
     * ``no_devices``; ``too_small`` (together less than the module); ``op_too_large``
       (each smaller than the largest operation); ``unequal`` (different sizes, none
-      holding the module).
+      holding the module); ``none_fits_largest`` (3 to 8 devices of one size that hold the
+      module between them, each smaller than the largest operation needs).
 
     Args:
         layout: one of :data:`LAYOUTS`.
@@ -172,8 +198,10 @@ def devices(draw: st.DrawFn, *, layout: str = "spread", equal: bool | None = Non
         return []
     if layout == "spread" or layout == "ample":
         count = draw(st.integers(1, 5))
+    elif layout == "none_fits_largest":
+        count = draw(st.integers(3, 8))
     else:
-        count = draw(st.integers(3, 5)) if layout == "several" else draw(st.integers(2, 5))
+        count = draw(st.integers(3, 5)) if layout in ("several", "uneven") else draw(st.integers(2, 5))
     if equal is None:
         equal = draw(st.booleans())
     memories: list[dict[str, Any]]
@@ -181,6 +209,16 @@ def devices(draw: st.DrawFn, *, layout: str = "spread", equal: bool | None = Non
         memories = [{"fraction": f} for f in _spread(draw, count, equal, draw(st.floats(0.2, 0.95)))]
     elif layout == "op_too_large":
         memories = [{"largest_fraction": draw(st.floats(0.1, 0.9))} for _ in range(count)]
+    elif layout == "none_fits_largest":
+        memory: dict[str, Any] = {"under_largest": draw(st.floats(0.0, 1.0))}
+        # functions first: upstream's message for an operation too large adds a string to
+        # the target, which only a method name or module path is
+        of = draw(st.sampled_from(["call_function", None, "call_function", "call_module", "call_method"]))
+        if of:
+            memory["of"] = of
+        memories = [dict(memory) for _ in range(count)]
+    elif layout == "uneven":
+        memories = [{"fraction": draw(st.floats(0.3, 0.8))} for _ in range(count)]
     elif layout == "unequal":
         memories = [{"fraction": 0.95 - 0.1 * k} for k in range(count)]
     elif layout == "ample":
@@ -237,22 +275,32 @@ def aot_mappings(draw: st.DrawFn, names: list[str], logical_ids: list[int], *,
 def _params(draw: st.DrawFn, graph_module: torch.fx.GraphModule, mode: str | None, fail: bool | None,
             failure: str | None) -> dict[str, Any]:
     names = operation_names(graph_module)
+    embeddings = has_embeddings(graph_module)
     if mode is None:
-        mode = draw(st.sampled_from(modes_for(graph_module)))
-    intent = draw(st.sampled_from(INTENTS)) if fail is None else "fail" if fail else "succeed"
+        modes = modes_for(graph_module)
+        # twice as likely: kl_based where the graph is small enough for it (its search has
+        # the most ways to go wrong), sparse_nn where there are embeddings (it treats them apart)
+        extra = [m for m in ("kl_based",) if m in modes] + (["sparse_nn"] if embeddings else [])
+        mode = draw(st.sampled_from([*modes, *extra]))
+    corner = mode in ("kl_based", "sparse_nn")
+    intents = CORNER_INTENTS if corner else INTENTS
+    intent = draw(st.sampled_from(intents)) if fail is None else "fail" if fail else "succeed"
     if intent != "fail":
         failure = None
     elif failure is None:
         failure = draw(st.sampled_from(FAILURES[mode]))
     elif failure not in FAILURES[mode]:
         raise ValueError(f"{mode} has no failure {failure!r}; choose one of {', '.join(FAILURES[mode])}")
-    if failure in ("no_devices", "too_small", "op_too_large", "unequal"):
+    if failure in ("no_devices", "too_small", "op_too_large", "unequal", "none_fits_largest"):
         layout = failure
     elif failure in ("zero_rate", "missing_latency"):
         layout = "several"  # partitions exchange data and read latencies
-    elif intent == "tight" and mode in TIGHT_MODES:
-        layout = "tight"
-    elif mode == "sparse_nn" and not has_embeddings(graph_module):
+    elif intent == "tight" and mode in TIGHT_LAYOUTS:
+        choices = TIGHT_LAYOUTS[mode]
+        if mode == "sparse_nn" and not embeddings:
+            choices = ("several", *choices)  # dense partitions alone: the empty embedding group
+        layout = draw(st.sampled_from(choices))
+    elif mode == "sparse_nn" and not embeddings:
         layout = "ample"  # without embedding operations only a module that fits one device partitions
     else:
         layout = "spread"
@@ -277,11 +325,15 @@ def partition_params(
 ) -> st.SearchStrategy[dict[str, Any]]:
     """Parameters of one ``Partitioner.partition_graph`` call on ``graph_module``.
 
-    The simplest draw, and six in eight, is a configuration meant to partition; one in
-    eight has tight devices (:data:`TIGHT_MODES`), and one in eight is drawn to fail
+    The simplest draw, and five in eight, is a configuration meant to partition; two in
+    eight have tight devices (:data:`TIGHT_LAYOUTS`), and one in eight is drawn to fail
     (:data:`FAILURES`: no devices, devices too small for the module or for its largest
     operation, a zero transfer rate where data moves, a missing latency, unequal devices
-    in ``sparse_nn``, aot partitions without devices or out of order).
+    in ``sparse_nn``, aot partitions without devices or out of order). ``kl_based`` and
+    ``sparse_nn`` draw tight devices one time in two
+    (:data:`CORNER_INTENTS`). ``kl_based`` (where
+    :func:`modes_for` allows it) and, on graphs with embedding modules, ``sparse_nn`` are
+    drawn twice as often as each other mode.
 
     Args:
         graph_module: the traced module.

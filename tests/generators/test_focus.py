@@ -140,6 +140,10 @@ CONSTRUCTS: dict[str, Callable[[torch.fx.GraphModule], bool]] = {
     "returned_parameter": _returns_attribute,
     "colliding_targets": _colliding,
     "embedding_lookup": lambda gm: bool(_calls(gm, (nn.Embedding, nn.EmbeddingBag))),
+    "symbolic_size": lambda gm: any(isinstance(n.meta.get("example_value"), torch.SymInt) and n.target == "size"
+                                    for n in gm.graph.nodes),
+    "embedding_tables": lambda gm: bool(_calls(gm, (nn.Embedding, nn.EmbeddingBag))) and all(
+        n.op == "call_module" for n in gm.graph.nodes if n.op not in ("placeholder", "get_attr", "output")),
 }
 CONSTRUCTS.update(NORMALIZE_CONSTRUCTS)
 
