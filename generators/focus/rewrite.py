@@ -21,7 +21,6 @@ from typing import Any
 
 from generators.focus import normalize
 from generators.focus._plant import Pattern
-from generators.focus.focus import Focus
 from generators.vocab.base import FLOAT_LIMIT, Gene, Planner, Value, Writer, fmt_float
 from generators.vocab.schema import Float
 
