@@ -263,7 +263,8 @@ def environment(devices: Iterable[str] = ("cpu",)) -> dict[str, Any]:
 
 def summarize(outcomes: list[Outcome], *, meta: dict[str, Any] | None = None,
               known_status: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The summary.json document for a list of outcomes."""
+    """The summary.json document for a list of outcomes. ``divergences`` lists the new ones
+    (a known divergence is counted under ``known``; every outcome is in the store)."""
     per_verdict = collections.Counter(o.verdict.value for o in outcomes)
     per_symptom = collections.Counter(o.symptom.value for o in outcomes if o.symptom)
     per_transform: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
@@ -278,9 +279,9 @@ def summarize(outcomes: list[Outcome], *, meta: dict[str, Any] | None = None,
             "symptom": o.symptom.value if o.symptom else None, "origin": o.origin,
             "known_id": o.known_id, "repro": o.repro, "node": o.node, "message": o.message,
         }
-        for o in outcomes if o.is_divergence
+        for o in outcomes if o.verdict is Verdict.FAIL
     ]
-    origins = collections.Counter(d["origin"] for d in divergences if d["known_id"] is None)
+    origins = collections.Counter(d["origin"] for d in divergences)
     cases = {json.dumps([o.source, o.spec, o.seed], sort_keys=True, default=repr) for o in outcomes}
     return {
         "cases": len(cases),

@@ -286,12 +286,14 @@ KNOWN: tuple[KnownDivergence, ...] = (
         reason=(
             "upstream concatenates the left operands along dim 0 and splits the product along "
             "dim 0, which is the batch dim when the shared right operand has 3 or more dims: the "
-            "split raises, or, when the batch size happens to equal the summed rows, the merged "
+            "split or the batched product raises, or, when the batch size happens to equal the summed rows, the merged "
             "module silently returns wrong blocks (an eager mismatch and an output divergence). "
             "The reference stacks rows only for a right operand of at most 2 dims and multiplies "
             "batched ones one by one."
         ),
         match=Match(case=SHARED_OPERAND, error=_SPLIT_SIZES)
+              | Match(case=SHARED_OPERAND, stage=Stage.EXECUTE, symptom=Symptom.CRASH, side="upstream",
+                      error="Expected size for first two dimensions of batch2 tensor")
               | Match(case=SHARED_OPERAND, place="exception-type", diffs=(Diff("message", right=f".*{_SPLIT_SIZES}.*"),))
               | Match(case=SHARED_OPERAND, symptom=Symptom.EAGER_MISMATCH, side="upstream")
               | Match(case=SHARED_OPERAND, stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE, place="outputs"),
