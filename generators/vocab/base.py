@@ -65,7 +65,9 @@ class Value:
     ``bound`` bounds ``|element|``; ``storage`` names the memory the tensor owns or views
     (None for inputs, parameters, constants and overlapping views, which must never be
     written in place); ``nonneg`` marks integer values usable as indices; ``traced`` is False
-    for values computed from no traced input, which tracing folds into constants.
+    for values computed from no traced input, which tracing folds into constants; ``views``
+    names the memory a view reads when its own ``storage`` is None (a piece of a split, an
+    overlapping view), so an in-place write into that memory never takes it as an operand.
     """
 
     name: str
@@ -78,6 +80,7 @@ class Value:
     arity: int = 0
     usable: bool = True
     traced: bool = True
+    views: str | None = None
 
     @property
     def is_tensor(self) -> bool:
@@ -277,6 +280,7 @@ class Planner:
             arity=arity,
             usable=usable,
             traced=traced,
+            views=(view_of.storage or view_of.views) if view_of is not None else None,
         )
         self._register(value)
         return value

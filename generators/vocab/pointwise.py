@@ -466,7 +466,7 @@ class InPlace(OpKind):
         if x is None:
             return None
         if g.chance(40):
-            other = p.float_value(g, lambda v: broadcasts_to(v.shape, x.shape) and v.storage != x.storage)
+            other = p.float_value(g, lambda v: broadcasts_to(v.shape, x.shape) and x.storage not in (v.storage, v.views))
             if other is not None:
                 op = g.int(0, 1)
                 bound = x.bound + other.bound if op == 0 else x.bound * other.bound

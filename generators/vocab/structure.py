@@ -474,6 +474,8 @@ class Split(OpKind):
                 contiguous=x.contiguous and d == 0,
             )
             piece.storage = None  # multi-output views must not be written in place
+            if mode in ("split", "chunk", "unbind", "split_sizes"):
+                piece.views = x.storage or x.views  # ... nor be the operand of a write into x
             names.append(piece.name)
         attrs["names"] = names
         return whole

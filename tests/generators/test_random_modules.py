@@ -341,3 +341,21 @@ def test_label_names_size_and_dtype() -> None:
     spec = realize(_genome(["relu"]))
     label = RandomSource().label(spec)
     assert label.startswith("1ops-float32-")
+
+
+def test_an_in_place_write_never_takes_a_view_of_its_own_memory_as_operand() -> None:
+    from generators.random_modules import Config, genomes, realize
+
+    config = Config(table=(("split", 2.0), ("inplace", 4.0), ("linear", 1.0), ("relu", 1.0)), max_nodes=20,
+                    dtypes=("float32",), training=False)
+
+    @settings(max_examples=300, derandomize=True, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(genomes(config), st.integers(0, 2**16))
+    def runs(genome: dict, seed: int) -> None:
+        spec = realize(genome, config)
+        built = spec_mod.build(spec, seed)
+        with torch.no_grad():  # as the engine runs a case
+            built.module(*built.args, **built.kwargs)
+
+    runs()
