@@ -39,20 +39,15 @@ class _Found(Exception):
 
 
 def search(transform: str | TransformSpec, wanted: set[str], *, examples: int, at: int = 0,
-           case: Case | None = None, params: Callable[..., Any] | None = None) -> set[str]:
-    """Known ids reached by at most ``examples`` focused cases of ``transform`` drawn from
-    seed ``at`` (the search stops once every id of ``wanted`` is reached). With ``case``,
-    only the parameters are drawn, for that case; ``params`` replaces the row's parameter
-    strategy (``graph_module -> strategy``)."""
+           case: Case | None = None, params: Callable[..., Any] | None = None, seeds: int = 3) -> set[str]:
+    """Known ids reached by focused cases of ``transform``: at most ``examples`` drawn from
+    seed ``at``, then as many from each next seed, up to ``seeds`` seeds (the search stops
+    once every id of ``wanted`` is reached: a check cut by its time limit on a loaded machine
+    costs a few more draws, not the test). With ``case``, only the parameters are drawn, for
+    that case; ``params`` replaces the row's parameter strategy (``graph_module -> strategy``)."""
     row = transform if isinstance(transform, TransformSpec) else get(transform)
     reached: set[str] = set()
 
-    # derandomize=False: the seed decides the draws whatever profile the session loaded
-    @settings(max_examples=examples, deadline=None, database=None, phases=(Phase.generate,), derandomize=False,
-              suppress_health_check=list(HealthCheck), report_multiple_bugs=False, print_blob=False)
-    @seed(at)
-    @given(_params_for(row, case, params) if case is not None else
-           cases(row) if params is None else _cases_with(row, params))
     def body(drawn: Any) -> None:
         drawn_case, params = drawn
         for outcome in check(drawn_case, row, params=params, prepared=prepared_for(drawn_case)):
@@ -61,8 +56,15 @@ def search(transform: str | TransformSpec, wanted: set[str], *, examples: int, a
         if wanted <= reached:
             raise _Found
 
-    try:
-        body()
-    except _Found:
-        pass
+    strategy = (_params_for(row, case, params) if case is not None else
+                cases(row) if params is None else _cases_with(row, params))
+    for attempt in range(seeds):
+        # derandomize=False: the seed decides the draws whatever profile the session loaded
+        run = settings(max_examples=examples, deadline=None, database=None, phases=(Phase.generate,),
+                       derandomize=False, suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
+                       print_blob=False)(seed(at + attempt)(given(strategy)(body)))
+        try:
+            run()
+        except _Found:
+            break
     return reached
