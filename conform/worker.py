@@ -317,6 +317,20 @@ def _owner(index: int, workers: int, shard: tuple[int, int] | None) -> Any:
     return owns
 
 
+def _no_source_constants() -> None:
+    """Hypothesis mixes literals of the project's loaded modules into its draws, a pool that
+    depends on which modules a process happened to import: a local worker and a Ray task
+    would then draw different cases from one seed. Campaign draws come from the vocabulary
+    alone."""
+    try:
+        from hypothesis.internal.conjecture import providers
+    except ImportError:  # pragma: no cover - a hypothesis without the pool
+        return
+    if hasattr(providers, "_get_local_constants") and hasattr(providers, "Constants"):
+        empty = providers.Constants()
+        providers._get_local_constants = lambda: empty
+
+
 def run_share(channel: Channel, payload: dict[str, Any]) -> dict[str, Any]:
     """The worker's loop: batches of draws, one transform per batch, until the budget, its
     quota or a stop; its share of the known entries' witnesses is replayed after the first."""
@@ -329,6 +343,7 @@ def run_share(channel: Channel, payload: dict[str, Any]) -> dict[str, Any]:
     deadline = started + payload["seconds"] if payload.get("seconds") is not None else float("inf")
     execute.configure_limits(cap=config.stage_timeout_s)
     execute.set_stage_listener(channel.stage)
+    _no_source_constants()
     rows = select(list(config.transforms))
     pending_witnesses = list(payload.get("witnesses") or ())
 
