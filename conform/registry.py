@@ -259,7 +259,7 @@ TRANSFORMS: tuple[TransformSpec, ...] = (
     ),
     TransformSpec(
         name="rewrite",
-        focus="generators.focus.rewrite:REWRITE",
+        focus="generators.focus.normalize:REWRITE",
         target="rewriter:RewritingTracer",
         convention="custom",
         driver="conform.drivers.normalize:drive_rewrite",

@@ -156,7 +156,9 @@ KINDS: tuple[OpKind, ...] = (
 
 REWRITE = Focus(
     weights={"assert": 2.0, "relu": 1.0, "add": 1.0, "linear": 1.0, "block": 0.5, "constant": 0.3, "default_arg": 0.5},
-    patterns={"checked_child": 3.0, "private_attribute": 2.0, "annotated_local": 2.0, "super_call": 2.0},
+    # enclosing_read and global_forward are generators.focus.rewrite's
+    patterns={"checked_child": 3.0, "private_attribute": 2.0, "annotated_local": 2.0, "super_call": 2.0,
+              "enclosing_read": 2.0, "global_forward": 2.0},
     max_nodes=30,
     training=None,
 )

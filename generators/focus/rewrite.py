@@ -7,7 +7,8 @@ the root's forward into source and compiles it again at module level):
 * ``global_forward``: the forward is a module-level function the class takes as its
   ``forward``, so its name is already a global of its module.
 
-Both write their node as ``v = x * <factor>``; the construct is the Writer's
+The ``rewrite`` row's focus (``generators.focus.normalize.REWRITE``) draws them. Both write
+their node as ``v = x * <factor>``; the construct is the Writer's
 (:attr:`~generators.vocab.base.Writer.free`, :attr:`~generators.vocab.base.Writer.forward_global`),
 and :func:`generators.spec.module_source` renders it. A spec holding both gets the closure
 (a forward made inside a function is not a global of its module); a forward that needs its
@@ -16,10 +17,8 @@ class (a name-mangled attribute, zero-argument ``super()``) stays a method.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-from generators.focus import normalize
 from generators.focus._plant import Pattern
 from generators.vocab.base import FLOAT_LIMIT, Gene, Planner, Value, Writer, fmt_float
 from generators.vocab.schema import Float
@@ -62,8 +61,3 @@ class GlobalForward(_ScaledForward):
 
 
 KINDS = (EnclosingRead(), GlobalForward())
-
-REWRITE = dataclasses.replace(
-    normalize.REWRITE,
-    patterns={**normalize.REWRITE.patterns, "enclosing_read": 2.0, "global_forward": 2.0},
-)
