@@ -52,12 +52,10 @@ class _Stats:
     decayed_found: float = 0.0
     decayed_seconds: float = 0.0
 
-    decayed_cases: float = 0.0
-
-    def rate(self, by_cases: bool = False) -> float:
-        """Recent discoveries per second of batch time (or per case checked)."""
-        spent = self.decayed_cases if by_cases else self.decayed_seconds
-        return self.decayed_found / spent if spent > 0 else 0.0
+    @property
+    def rate(self) -> float:
+        """Recent discoveries per second of batch time."""
+        return self.decayed_found / self.decayed_seconds if self.decayed_seconds > 0 else 0.0
 
 
 class Scheduler:
@@ -69,14 +67,10 @@ class Scheduler:
         warmup: batches each transform gets, round robin, before rates steer.
         half_life: after this many later batches of a transform, a batch weighs half.
         floor: the share of batches spread evenly whatever the rates, in [0, 1].
-        by_cases: rates are discoveries per case instead of per second, so the choices
-            depend on the seed and what the batches found, never on how long they took: a
-            count-bounded campaign (``--max-cases``) then checks the same keys on any
-            machine and backend.
     """
 
     def __init__(self, transforms: list[str], seed: int, *, warmup: int = 2, half_life: float = 4.0,
-                 floor: float = 0.2, by_cases: bool = False) -> None:
+                 floor: float = 0.2) -> None:
         if not transforms:
             raise UsageError("a scheduler needs at least one transform")
         if len(set(transforms)) != len(transforms):
@@ -89,7 +83,6 @@ class Scheduler:
         self.warmup = warmup
         self.decay = 0.5 ** (1.0 / half_life)
         self.floor = floor
-        self.by_cases = by_cases
         self._rng = random.Random(f"scheduler:{seed}")
         self._issued = 0
         self.stats = {name: _Stats() for name in self.transforms}
@@ -120,12 +113,11 @@ class Scheduler:
         s.found += found
         s.decayed_found = self.decay * s.decayed_found + found
         s.decayed_seconds = self.decay * s.decayed_seconds + seconds
-        s.decayed_cases = self.decay * s.decayed_cases + cases
 
     def weights(self) -> dict[str, float]:
         """The probability each transform gets the next batch once warm-up is over."""
         n = len(self.transforms)
-        rates = {t: self.stats[t].rate(self.by_cases) for t in self.transforms}
+        rates = {t: self.stats[t].rate for t in self.transforms}
         total = sum(rates.values())
         if total <= 0:
             return {t: 1.0 / n for t in self.transforms}
@@ -136,5 +128,5 @@ class Scheduler:
         current rate and share (JSON-able, for the campaign summary)."""
         weights = self.weights()
         return {t: {"batches": s.issued, "reported": s.reported, "cases": s.cases, "seconds": round(s.seconds, 3),
-                    "found": s.found, "rate": round(s.rate(self.by_cases), 4), "share": round(weights[t], 4)}
+                    "found": s.found, "rate": round(s.rate, 4), "share": round(weights[t], 4)}
                 for t, s in self.stats.items()}

@@ -150,10 +150,7 @@ class Supervisor:
         from conform.scheduler import Scheduler
 
         rows = select(list(config.transforms))
-        # a count-bounded campaign schedules by discoveries per case: the same seed and count
-        # then check the same keys whatever the timing (one worker, any backend)
-        self.scheduler = Scheduler([row.name for row in rows], config.seed,
-                                   by_cases=config.max_cases is not None and config.budget_s is None)
+        self.scheduler = Scheduler([row.name for row in rows], config.seed)
         self.coverage = CoverageAccumulator(rows) if config.coverage else None
 
     # ---- workers ---------------------------------------------------------------------
