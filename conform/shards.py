@@ -1,21 +1,23 @@
 """Shards: split one campaign's case space over several machines.
 
-``--shard I/N`` (1-based: ``1/4`` ... ``4/4``) makes a run check only the cases whose key
-hashes to its shard. The hash is SHA-256 of the case key, so every process and machine
-agrees, and the N shards partition the key space exactly: each case belongs to exactly one
-shard. Shard stores are combined with ``conform merge``.
+``--shard I/N`` (1-based: ``1/4`` ... ``4/4``) makes a run draw only cases whose seed is
+``I - 1`` modulo ``N``. A case's key covers its seed, so the N shards' cases are disjoint by
+construction, on every machine, whatever each shard's worker count. Within a run, the
+workers split their shard's seeds the same way (:func:`seed_share`), so no worker draws a
+case that it would have to throw away. Shard stores are combined with ``conform merge``.
 
 Example::
 
-    >>> shard = parse_shard("2/3")
-    >>> [parse_shard(f"{i}/3").owns("0123abcd") for i in (1, 2, 3)].count(True)
-    1
+    >>> [parse_shard(f"{i}/3").owns(7) for i in (1, 2, 3)]
+    [False, True, False]
+    >>> stride, offset = seed_share(parse_shard("2/3"), workers=2, index=1)
+    >>> [offset + stride * k for k in range(3)]
+    [4, 10, 16]
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 
 from conform.errors import UsageError
 
@@ -39,10 +41,18 @@ class Shard:
     def label(self) -> str:
         return f"{self.index}/{self.count}"
 
-    def owns(self, case_key: str) -> bool:
-        """Whether the case with key ``case_key`` belongs to this shard."""
-        digest = hashlib.sha256(case_key.encode()).digest()
-        return int.from_bytes(digest[:8], "big") % self.count == self.index - 1
+    def owns(self, seed: int) -> bool:
+        """Whether a case with seed ``seed`` belongs to this shard."""
+        return seed % self.count == self.index - 1
+
+
+def seed_share(shard: Shard | None, workers: int, index: int) -> tuple[int, int]:
+    """``(stride, offset)``: worker ``index`` of ``workers`` (0-based) in ``shard`` draws the
+    case seeds ``offset + stride * k``. The shards split the seeds modulo their count, and a
+    shard's workers split its seeds again, so every (shard, worker) pair draws from its own
+    residue class."""
+    count, part = (shard.count, shard.index - 1) if shard is not None else (1, 0)
+    return workers * count, index * count + part
 
 
 def parse_shard(text: str) -> Shard:

@@ -141,7 +141,7 @@ class _Batch:
     row: Any
     config: Any
     channel: Channel
-    owns: Any
+    seeds: Any  # the strategy of this worker's share of case seeds
     deadline: float
     quota: list[int]  # checks this worker may still start (shared across batches)
     seen: set[str]
@@ -178,16 +178,33 @@ def _draw(data: st.DataObject, batch: _Batch) -> tuple[Case, Any, dict[str, Any]
     config = batch.config
     name = data.draw(st.sampled_from(config.sources), label="source")
     spec = data.draw(batch.specs(name), label="spec")
-    case = Case(source=name, spec=spec, seed=data.draw(st.integers(0, 2**31 - 1), label="seed"))
-    if case.key in batch.quarantine or (batch.target is None and not batch.owns(case.key)):
+    case = Case(source=name, spec=spec, seed=data.draw(batch.seeds, label="seed"))
+    if case.key in batch.quarantine:
         return case, None, {}
     batch.channel.send(("begin", case.to_json(), batch.row.name, None))
+    factory = batch.row.load_params()
+    if factory is None and batch.target is None and not _claim(batch, stable_key(case.key, batch.row.name, {})):
+        return case, None, {}  # a repeat: not built again
     prepared = prepare(case)
     params: dict[str, Any] = {}
-    factory = batch.row.load_params()
     if factory is not None and isinstance(prepared, Prepared):
         params = data.draw(factory(prepared.graph_module), label=f"params[{batch.row.name}]")
+    if factory is not None and batch.target is None and not _claim(batch, stable_key(case.key, batch.row.name, params)):
+        return case, None, {}
     return case, prepared, params
+
+
+def _claim(batch: _Batch, identity: str) -> bool:
+    """Whether this worker may check ``identity`` (case, transform, parameters): not a repeat
+    of its own, and granted by the supervisor (which remembers what earlier workers in this
+    slot checked). A granted claim counts against the quota."""
+    if identity in batch.seen:
+        return False
+    batch.seen.add(identity)
+    if not batch.channel.claim(identity):
+        return False
+    batch.quota[0] -= 1
+    return True
 
 
 def _body(batch: _Batch, data: st.DataObject) -> None:
@@ -199,15 +216,7 @@ def _body(batch: _Batch, data: st.DataObject) -> None:
         return  # shrinking ran out of time; the smallest failure seen so far stands
     case, prepared, params = _draw(data, batch)
     if prepared is None:
-        return  # not this worker's case, or one that already killed a worker
-    identity = stable_key(case.key, batch.row.name, params)
-    if batch.target is None:
-        if identity in batch.seen:
-            return
-        batch.seen.add(identity)
-        if not batch.channel.claim(identity):
-            return
-        batch.quota[0] -= 1
+        return  # a repeat, or a case that already killed a worker
     batch.channel.send(("begin", case.to_json(), batch.row.name, params))
     outcomes = check(case, batch.row, params=params, devices=batch.config.devices, prepared=prepared)
     batch.channel.send(("idle",))
@@ -302,19 +311,14 @@ def _record_shrunk(batch: _Batch) -> None:
     batch.channel.send(("state", "running"))
 
 
-def _owner(index: int, workers: int, shard: tuple[int, int] | None) -> Any:
-    """The share of the case space this worker checks: disjoint from the other workers'
-    (and, with ``--shard``, from the other shards'), so no two of them check the same case."""
-    from conform.shards import Shard
+def _seeds(index: int, workers: int, shard: tuple[int, int] | None) -> Any:
+    """The case seeds this worker draws: its own residue class (:func:`conform.shards.seed_share`),
+    disjoint from the other workers' and shards', so no two of them check the same case and
+    none draws a case only to throw it away."""
+    from conform.shards import Shard, seed_share
 
-    part = Shard(*shard) if shard is not None else None
-
-    def owns(case_key: str) -> bool:
-        if part is not None and not part.owns(case_key):
-            return False
-        return workers == 1 or int(stable_key("worker", case_key), 16) % workers == index
-
-    return owns
+    stride, offset = seed_share(Shard(*shard) if shard is not None else None, workers, index)
+    return st.integers(0, (2**31 - 1 - offset) // stride).map(lambda k: offset + stride * k)
 
 
 def _no_source_constants() -> None:
@@ -358,7 +362,7 @@ def run_share(channel: Channel, payload: dict[str, Any]) -> dict[str, Any]:
     quota = [payload["quota"] if payload.get("quota") is not None else sys.maxsize]
     database = DirectoryBasedExampleDatabase(config.database) if config.database else None
     rng = random.Random(f"{config.seed}:{index}:{generation}")
-    owns = _owner(index, config.workers, config.shard)
+    seeds = _seeds(index, config.workers, config.shard)
     seen: set[str] = set()
     seen_origins: set[str] = set()
     quarantine = frozenset(payload.get("quarantine", ()))
@@ -384,7 +388,7 @@ def run_share(channel: Channel, payload: dict[str, Any]) -> dict[str, Any]:
         # the same seed draws the same cases however fast the machine is
         length = min(BATCH_SECONDS, max(MIN_BATCH_SECONDS, (deadline - time.monotonic()) / 5))
         batch_deadline = deadline if config.max_cases is not None else min(deadline, time.monotonic() + length)
-        batch = _Batch(row=row, config=config, channel=channel, owns=owns,
+        batch = _Batch(row=row, config=config, channel=channel, seeds=seeds,
                        deadline=batch_deadline, quota=quota,
                        seen=seen, seen_origins=seen_origins, quarantine=quarantine)
         batch_started = time.monotonic()

@@ -110,7 +110,7 @@ def _batch(row_name: str, **config: object) -> object:
     from conform.worker import _Batch
 
     return _Batch(row=get(row_name), config=campaign.CampaignConfig(transforms=(row_name,), **config),
-                  channel=None, owns=lambda key: True, deadline=0.0, quota=[0], seen=set(), seen_origins=set())
+                  channel=None, seeds=None, deadline=0.0, quota=[0], seen=set(), seen_origins=set())
 
 
 def test_workers_draw_random_cases_through_the_rows_focus() -> None:

@@ -13,7 +13,7 @@ from conform.engine import check
 from conform.errors import UsageError
 from conform.outcome import Mismatch, Outcome, Stage, Symptom, Verdict
 from conform.selfcheck import PLANTED
-from conform.shards import Shard, parse_shard
+from conform.shards import Shard, parse_shard, seed_share
 from conform.store import Store
 
 TWO_ADDS = Case("samples", {"sample": "two_adds"})
@@ -267,14 +267,22 @@ def test_merge_is_idempotent(tmp_path: Path) -> None:
         assert [r["meta"]["shard"] for r in merged.runs()] == ["1/2", "2/2"]
 
 
-def test_shards_partition_the_key_space() -> None:
-    keys = [f"{i:016x}" for i in range(2000)]
+def test_shards_and_workers_split_the_seeds_into_disjoint_classes() -> None:
+    seeds = range(5000)
     for n in (1, 2, 3, 7):
-        owners = [[s for s in range(1, n + 1) if Shard(s, n).owns(k)] for k in keys]
+        owners = [[s for s in range(1, n + 1) if Shard(s, n).owns(seed)] for seed in seeds]
         assert all(len(o) == 1 for o in owners)
-        if n > 1:
-            sizes = [sum(o == [s] for o in owners) for s in range(1, n + 1)]
-            assert min(sizes) > len(keys) / n * 0.8
+        for workers in (1, 2, 3):
+            # every (shard, worker) pair draws its own residue class, all inside its shard
+            drawn: dict[int, tuple[int, int]] = {}
+            for shard in range(1, n + 1):
+                for index in range(workers):
+                    stride, offset = seed_share(Shard(shard, n), workers, index)
+                    for seed in (offset + stride * k for k in range(200)):
+                        assert Shard(shard, n).owns(seed)
+                        assert drawn.setdefault(seed, (shard, index)) == (shard, index)
+            assert set(range(200 * n * workers)) <= set(drawn)
+    assert seed_share(None, 1, 0) == (1, 0)  # one worker, no shard: every seed
     assert parse_shard("2/3") == Shard(2, 3) and parse_shard(" 1/1 ").label == "1/1"
 
 
