@@ -19,14 +19,16 @@ Workers never outlive it: they ask the kernel to kill them when their parent die
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import multiprocessing
 import os
+import selectors
 import signal
 import threading
 import time
 from collections.abc import Callable
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any
 
 from conform.case import Case
@@ -77,15 +79,22 @@ class _Slot:
     generation: int
     process: Any
     conn: Connection
+    board: Any = None  # the worker's StageBoard
     replay: dict[str, Any] | None = None
     current: dict[str, Any] | None = None
-    stage: str | None = None
-    stage_started: float = 0.0
-    stage_limit: float | None = None
+    announced: tuple[str | None, float, float | None] = (None, 0.0, None)  # a ("stage", ...) message
     state: str = "starting"
     checks: int = 0
     done: bool = False
     killed_for: str | None = None  # "timeout" or "stop" when the supervisor killed it
+
+    def stage_now(self) -> tuple[str | None, float, float | None]:
+        """``(stage, started, limit)`` of what the worker is running (stage None: between stages)."""
+        return self.board.read() if self.board is not None else self.announced
+
+    @property
+    def stage(self) -> str | None:
+        return self.stage_now()[0]
 
 
 @dataclasses.dataclass
@@ -129,6 +138,7 @@ class Supervisor:
         self.plugins = plugins
         self.context = multiprocessing.get_context("spawn")
         self.slots: dict[int, _Slot] = {}
+        self._selector = selectors.DefaultSelector()
         self.claimed: set[str] = set()
         self.quarantine: set[str] = set()
         self.recorded: set[str] = set()
@@ -176,14 +186,18 @@ class Supervisor:
             "replay": replay,
             "quarantine": sorted(self.quarantine),
         }
-        from conform.worker import worker_main
+        from conform.worker import StageBoard, worker_main
 
-        process = self.context.Process(target=worker_main, args=(child, payload),
+        board = StageBoard(self.context)
+        process = self.context.Process(target=worker_main, args=(child, payload, board),
                                        name=f"fx-conform-worker-{index}", daemon=True)
         process.start()
         child.close()
         self.slots[index] = _Slot(index=index, generation=generation, process=process, conn=parent,
-                                  replay=replay)
+                                  board=board, replay=replay)
+        # one selector for the whole campaign: building one per wait costs more than the wait
+        self._selector.register(parent, selectors.EVENT_READ)
+        self._selector.register(process.sentinel, selectors.EVENT_READ)
 
     def _kill(self, slot: _Slot, why: str) -> None:
         slot.killed_for = why
@@ -202,13 +216,13 @@ class Supervisor:
         kind = message[0]
         now = time.monotonic()
         if kind == "stage":
-            slot.stage, slot.stage_limit, slot.stage_started = message[1], message[2], now
+            slot.announced = (message[1], now, message[2])
         elif kind == "begin":
             claimed = bool(slot.current and slot.current.get("case") == message[1] and slot.current.get("claimed"))
             slot.current = {"case": message[1], "transform": message[2], "params": message[3], "claimed": claimed}
-            slot.stage = None
+            slot.announced = (None, now, None)
         elif kind == "idle":
-            slot.current, slot.stage = None, None
+            slot.current, slot.announced = None, (None, now, None)
         elif kind == "claim":
             ok = self._claim(slot, message[1])
             try:
@@ -216,7 +230,7 @@ class Supervisor:
             except OSError:
                 pass
         elif kind == "outcomes":
-            slot.current, slot.stage = None, None
+            slot.current, slot.announced = None, (None, now, None)
             self._record(Case.from_json(message[1]), [Outcome.from_json(o) for o in message[2]])
             self.losses[slot.index] = 0
         elif kind == "replayed":
@@ -310,6 +324,9 @@ class Supervisor:
         slot.process.join(timeout=1.0)
         code = slot.process.exitcode
         del self.slots[slot.index]
+        for watched in (slot.conn, slot.process.sentinel):
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(watched)
         slot.conn.close()
         if slot.done and slot.killed_for is None:
             return
@@ -319,9 +336,10 @@ class Supervisor:
             self._flush_crash(slot.index)
             return
         if slot.killed_for == "timeout":
+            limit = slot.stage_now()[2] or 0.0
             lost = self._lost_outcome(
                 slot, Symptom.TIMEOUT,
-                f"stage {slot.stage} ran past its limit of {slot.stage_limit:g} s and did not come back "
+                f"stage {slot.stage} ran past its limit of {limit:g} s and did not come back "
                 f"within {GRACE_S:g} s more; its worker was killed", "Timeout")
         else:
             name = signal_name(code)
@@ -445,7 +463,7 @@ class Supervisor:
                 for slot in list(self.slots.values()):
                     self._kill(slot, "stop")
         slots = list(self.slots.values())
-        ready = wait([s.conn for s in slots] + [s.process.sentinel for s in slots], timeout=0.1)
+        ready = {key.fileobj for key, _ in self._selector.select(timeout=0.1)} if slots else set()
         for slot in slots:
             if slot.conn in ready:
                 self._drain(slot)
@@ -453,9 +471,10 @@ class Supervisor:
             if slot.process.sentinel in ready or not slot.process.is_alive():
                 if self.slots.get(slot.index) is slot:
                     self._on_exit(slot)
-            elif (slot.stage_limit is not None and slot.stage is not None and slot.killed_for is None
-                  and now - slot.stage_started > slot.stage_limit + GRACE_S):
-                self._kill(slot, "timeout")
+            elif slot.killed_for is None:
+                stage, started, limit = slot.stage_now()
+                if stage is not None and limit is not None and now - started > limit + GRACE_S:
+                    self._kill(slot, "timeout")
 
     def snapshot(self) -> Any:
         """The state the progress display shows."""

@@ -11,7 +11,7 @@ Messages, worker to supervisor (tuples, first item the kind)::
     ("ready", pid)                           started
     ("witnesses", {entry id: status})        the known entries' witnesses replayed
     ("begin", case json, transform, params)  about to check this case
-    ("stage", name, limit_s)                 about to run this stage
+    ("stage", name, limit_s)                 about to run this stage (without a StageBoard)
     ("claim", identity)                      may this (case, transform, params) be checked?
     ("outcomes", case json, [outcome json])  what checking it found
     ("state", "running" | "shrinking")
@@ -53,20 +53,67 @@ BATCH_SECONDS = 20.0
 MIN_BATCH_SECONDS = 2.0
 
 
-class Channel:
-    """The worker's end of its pipe to the supervisor."""
+class StageBoard:
+    """The stage a worker is in, kept in memory it shares with its supervisor.
 
-    def __init__(self, conn: Connection) -> None:
+    A check runs a dozen stages; announcing each as a message would wake the supervisor a
+    dozen times per check. The worker writes the stage here instead, and the supervisor
+    reads it when it needs it: to catch an overrun, or to name the stage a dead worker was
+    in. A sequence number, odd while a write is under way, keeps a read from mixing two
+    writes (the memory outlives the worker, so a dead worker's last stage stays readable).
+    """
+
+    SIZE = 128
+
+    def __init__(self, context: Any) -> None:
+        self._name = context.RawArray(ctypes.c_char, self.SIZE)
+        self._numbers = context.RawArray(ctypes.c_double, 3)  # sequence, started, limit (< 0: none)
+
+    def write(self, name: str | None, limit: float | None = None) -> None:
+        numbers = self._numbers
+        numbers[0] += 1
+        self._name.value = (name or "").encode("ascii", "replace")[:self.SIZE - 1]
+        numbers[1] = time.monotonic()
+        numbers[2] = -1.0 if limit is None else float(limit)
+        numbers[0] += 1
+
+    def read(self) -> tuple[str | None, float, float | None]:
+        """``(stage or None, when it started (time.monotonic), its limit in seconds or None)``."""
+        numbers = self._numbers
+        for _ in range(1000):
+            sequence = numbers[0]
+            if sequence % 2:
+                continue
+            name, started, limit = self._name.value, numbers[1], numbers[2]
+            if numbers[0] == sequence:
+                return name.decode("ascii", "replace") or None, started, None if limit < 0 else limit
+        return None, 0.0, None
+
+
+class Channel:
+    """The worker's end of its pipe to the supervisor (and of its :class:`StageBoard`, when
+    it has one: stages go there rather than down the pipe)."""
+
+    #: messages after which the worker is between stages
+    _CLEARS = frozenset({"begin", "idle", "outcomes"})
+
+    def __init__(self, conn: Connection, board: StageBoard | None = None) -> None:
         self.conn = conn
+        self.board = board
         self.stop_requested = False
         self._lock = threading.Lock()
 
     def send(self, message: tuple[Any, ...]) -> None:
         with self._lock:
+            if self.board is not None and message[0] in self._CLEARS:
+                self.board.write(None)
             self.conn.send(message)
 
     def stage(self, name: str, limit: float | None) -> None:
-        self.send(("stage", name, limit))
+        if self.board is not None:
+            self.board.write(name, limit)
+        else:
+            self.send(("stage", name, limit))
 
     def _drain(self, *, block: bool) -> tuple[Any, ...] | None:
         while block or self.conn.poll():
@@ -421,9 +468,9 @@ def replay_one(channel: Channel, payload: dict[str, Any]) -> dict[str, Any]:
     return {"worker": payload["index"], "replay": True}
 
 
-def worker_main(conn: Connection, payload: dict[str, Any]) -> None:
+def worker_main(conn: Connection, payload: dict[str, Any], board: StageBoard | None = None) -> None:
     """Entry point of a worker process (spawned by the supervisor)."""
-    channel = Channel(conn)
+    channel = Channel(conn, board)
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
