@@ -6,8 +6,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from _store_v3 import write_version_3
 
 from conform import store as store_mod
+from conform import store_format
 from conform.case import Case
 from conform.engine import check
 from conform.errors import UsageError
@@ -46,27 +48,40 @@ def test_schema_and_wal(tmp_path: Path) -> None:
     assert _rows(tmp_path, "SELECT schema_version FROM meta") == [(store_mod.SCHEMA_VERSION,)]
     assert _rows(tmp_path, "PRAGMA journal_mode") == [("wal",)]
     tables = {name for (name,) in _rows(tmp_path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {"meta", "runs", "cases", "outcomes", "known_status"} <= tables
-    columns = {row[1] for row in _rows(tmp_path, "PRAGMA table_info(outcomes)")}
+    assert {"meta", "runs", "cases", "kinds", "outcomes", "sightings", "known_status"} <= tables
+    # the view gives SQL users every outcome field by name
+    columns = {row[1] for row in _rows(tmp_path, "PRAGMA table_info(outcome_view)")}
     assert {"key", "run_id", "case_key", "transform", "device", "verdict", "stage", "symptom", "exception",
-            "place", "node", "known_id", "origin", "params", "t", "duration", "message", "diffs", "notes",
-            "repro"} <= columns
-    assert "spec" not in columns  # the spec lives once, in cases
+            "side", "known_id", "origin", "t", "duration", "detail", "repro"} <= columns
+    assert "spec" not in {row[1] for row in _rows(tmp_path, "PRAGMA table_info(outcomes)")}  # once, in cases
 
 
 def test_spec_is_stored_once_and_passes_are_compact(tmp_path: Path) -> None:
-    passes = check(TWO_ADDS, "shape_prop") + check(TWO_ADDS, "normalize_operators")
+    passes = check(TWO_ADDS, "shape_prop") + check(TWO_ADDS, "normalize_operators") + check(LINEAR, "shape_prop")
     assert all(o.verdict is Verdict.PASS for o in passes)
     with Store.open(tmp_path) as store:
         run = store.begin_run({"seed": 0})
-        assert store.record(run, passes, TWO_ADDS) == passes
-    assert _rows(tmp_path, "SELECT count(*) FROM cases") == [(1,)]
-    assert _rows(tmp_path, "SELECT spec FROM cases") == [(store_mod.pack_spec(TWO_ADDS.spec),)]
+        assert store.record(run, passes[:2], TWO_ADDS) == passes[:2]
+        assert store.record(run, passes[2:], LINEAR) == passes[2:]
+    assert _rows(tmp_path, "SELECT count(*) FROM cases") == [(2,)]
+    assert (store_mod.pack_spec(TWO_ADDS.spec),) in _rows(tmp_path, "SELECT spec FROM cases")
     with Store.open(tmp_path) as store:
-        assert store.outcomes()[0].spec == TWO_ADDS.spec
-    for message, diffs, repro, notes in _rows(tmp_path, "SELECT message, diffs, repro, notes FROM outcomes"):
-        assert message is None and diffs is None and repro is None
-        assert notes is None or "seconds" not in json.loads(notes)
+        assert [o.spec for o in store.outcomes()] == [TWO_ADDS.spec, TWO_ADDS.spec, LINEAR.spec]
+    # the grouping fields are stored once per kind: two transforms, two kinds for three passes
+    assert _rows(tmp_path, "SELECT count(*) FROM kinds") == [(2,)]
+    for detail, repro in _rows(tmp_path, "SELECT detail, repro FROM outcomes"):
+        fields = store_format.unpack_detail(detail)
+        assert set(fields) <= {"params", "notes"} and repro is None
+        assert "seconds" not in fields.get("notes", {})
+
+
+def test_packed_details_are_a_fraction_of_their_json() -> None:
+    outcomes = _divergence()
+    for o in outcomes:
+        detail = store_format.detail_of(o)
+        packed = store_format.pack_detail(detail)
+        assert store_format.unpack_detail(packed) == json.loads(store_format.dumps(detail))
+        assert len(packed) * 2 < len(store_format.dumps(detail)), (len(packed), detail)
 
 
 def test_divergence_row_is_complete_and_round_trips(tmp_path: Path) -> None:
@@ -81,7 +96,7 @@ def test_divergence_row_is_complete_and_round_trips(tmp_path: Path) -> None:
         # the arrival time comes back in the notes, from its own column
         assert restored.notes.pop("t") == 1.5
         assert dataclasses.asdict(restored) == dataclasses.asdict(original)
-    assert {t for (t,) in _rows(tmp_path, "SELECT t FROM outcomes")} == {1.5}
+    assert {t for (t,) in _rows(tmp_path, "SELECT t FROM outcome_view")} == {1.5}
 
 
 def test_an_outcome_key_is_stored_once(tmp_path: Path) -> None:
@@ -126,7 +141,7 @@ def test_runs_report_meta_and_counts(tmp_path: Path) -> None:
     assert second["status"] == "running" and second["counts"]["outcomes"] == 0
 
 
-@pytest.mark.parametrize("version", [0, 4, 99])
+@pytest.mark.parametrize("version", [0, store_mod.SCHEMA_VERSION + 1, 99])
 def test_other_schema_versions_are_refused_by_name(tmp_path: Path, version: int) -> None:
     Store.open(tmp_path).close()
     db = sqlite3.connect(tmp_path / store_mod.FILENAME)
@@ -143,21 +158,45 @@ def test_other_schema_versions_are_refused_by_name(tmp_path: Path, version: int)
 def test_an_older_schema_is_migrated_when_a_migration_exists(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     Store.open(tmp_path).close()
+    previous = store_mod.SCHEMA_VERSION - 1
     db = sqlite3.connect(tmp_path / store_mod.FILENAME)
-    db.execute("UPDATE meta SET schema_version = 0")
+    db.execute("UPDATE meta SET schema_version = ?", (previous,))
     db.execute("ALTER TABLE runs RENAME COLUMN status TO state")
     db.commit()
     db.close()
-    monkeypatch.setitem(store_mod.MIGRATIONS, 0, lambda db: db.execute("ALTER TABLE runs RENAME COLUMN state TO status"))
+    monkeypatch.setitem(store_mod.MIGRATIONS, previous,
+                        lambda db: db.execute("ALTER TABLE runs RENAME COLUMN state TO status"))
     with Store.open(tmp_path) as store:
         store.begin_run({})
         assert store.runs()[0]["status"] == "running"
     assert _rows(tmp_path, "SELECT schema_version FROM meta") == [(store_mod.SCHEMA_VERSION,)]
 
 
-def test_a_version_1_store_is_migrated_and_its_specs_packed(tmp_path: Path) -> None:
+def test_a_version_3_store_is_migrated_with_every_field_and_sighting(tmp_path: Path) -> None:
+    divergence, passes = _divergence(), check(LINEAR, "shape_prop") + check(LINEAR, "normalize_operators")
+    more = check(TWO_ADDS, "shape_prop")  # a pass of the same kind as the first of ``passes``
+    write_version_3(tmp_path, [[(divergence, TWO_ADDS), (passes, LINEAR), (more, TWO_ADDS)],
+                               [(divergence[:1], TWO_ADDS)]])
     with Store.open(tmp_path) as store:
-        store.record(store.begin_run({}), check(TWO_ADDS, "shape_prop"), TWO_ADDS)
+        back = store.outcomes()
+        runs = store.runs()
+        second = store.outcomes(runs[1]["id"])
+    assert _rows(tmp_path, "SELECT schema_version FROM meta") == [(store_mod.SCHEMA_VERSION,)]
+    assert [o.key for o in back] == [o.key for o in divergence + passes + more]
+    for original, restored in zip(divergence + passes + more, back, strict=True):
+        assert restored.notes.pop("t") == 1.5
+        expected = dataclasses.asdict(original)
+        if original.verdict is Verdict.PASS:
+            expected["notes"].pop("seconds", None)  # version 3 never kept a pass's timings either
+        assert dataclasses.asdict(restored) == expected
+    # the second run's sighting still points at its outcome
+    assert [o.key for o in second] == [divergence[0].key]
+    assert runs[1]["counts"]["outcomes"] == 1 and runs[1]["counts"]["first_seen"] == 0
+    assert _rows(tmp_path, "SELECT count(*) FROM kinds") == [(len(divergence + passes),)]
+
+
+def test_a_version_1_store_is_migrated_and_its_specs_packed(tmp_path: Path) -> None:
+    write_version_3(tmp_path, [[(check(TWO_ADDS, "shape_prop"), TWO_ADDS)]])
     db = sqlite3.connect(tmp_path / store_mod.FILENAME)
     db.execute("UPDATE cases SET spec = ?", (json.dumps(TWO_ADDS.spec),))
     db.execute("UPDATE meta SET schema_version = 1")
@@ -189,7 +228,7 @@ def test_a_random_spec_packs_to_a_fraction_of_its_json() -> None:
 
 
 def _as_version_2(report_dir: Path) -> None:
-    """Turn a store into what version 2 wrote: no error and side columns."""
+    """Turn a version 3 store into what version 2 wrote: no error and side columns."""
     db = sqlite3.connect(report_dir / store_mod.FILENAME)
     db.execute("ALTER TABLE outcomes DROP COLUMN error")
     db.execute("ALTER TABLE outcomes DROP COLUMN side")
@@ -201,9 +240,7 @@ def _as_version_2(report_dir: Path) -> None:
 def test_a_version_2_store_gains_the_structured_fields(tmp_path: Path) -> None:
     old, new = tmp_path / "old", tmp_path / "new"
     outcomes = _divergence()
-    with Store.open(old) as store:
-        run = store.begin_run({"seed": 1})
-        store.record(run, outcomes, TWO_ADDS)
+    write_version_3(old, [[(outcomes, TWO_ADDS)]])
     _as_version_2(old)
     with Store.open(new) as store:
         store.record(store.begin_run({}), [_made(LINEAR, Verdict.FAIL, Symptom.CRASH, "fresh")], LINEAR)
