@@ -37,6 +37,7 @@ from conform.store_format import (
     OUTCOME_COLUMNS,
     SCHEMA_VERSION,
     SELECT,
+    case_row,
     kind_id,
     kind_of,
     outcome_from_row,
@@ -342,6 +343,6 @@ def _check_header(path: Path) -> None:
 
 def _case_row(outcome: Outcome, case: Case | None) -> tuple[Any, ...]:
     if case is not None:
-        return (case.key, case.source, outcome.case_id, pack_spec(case.spec), case.seed, case.device)
-    return (stable_key(outcome.source, outcome.spec, outcome.seed), outcome.source, outcome.case_id,
-            pack_spec(outcome.spec), outcome.seed, "cpu")
+        return case_row(case.key, case.source, outcome.case_id, case.spec, case.seed, case.device)
+    return case_row(stable_key(outcome.source, outcome.spec, outcome.seed), outcome.source, outcome.case_id,
+                    outcome.spec, outcome.seed, "cpu")

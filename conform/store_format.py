@@ -6,8 +6,9 @@ Schema version 4::
     meta          schema_version
     runs          one row per campaign (or pytest session, or import): wall-clock start and
                   end, the run's metadata as JSON, interrupted flag, status
-    cases         one row per case (key = Case.key): source, case id, the spec packed
-                  (:func:`pack_spec`), seed, device
+    cases         one row per case (key = Case.key): source, case id (NULL when a built-in
+                  source derives it from the spec), the spec packed (:func:`pack_spec`), seed,
+                  device
     kinds         one row per distinct (transform, device, verdict, stage, symptom, exception,
                   side, known entry, origin): the fields an outcome is counted and grouped by,
                   stored once however many outcomes share them
@@ -39,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from conform.errors import UsageError
-from conform.outcome import Mismatch, Outcome, Stage, Symptom, Verdict
+from conform.outcome import Mismatch, Outcome, Stage, Symptom, Verdict, stable_key
 
 SCHEMA_VERSION = 4
 
@@ -57,7 +58,7 @@ CREATE TABLE runs (
 CREATE TABLE cases (
     key TEXT PRIMARY KEY,
     source TEXT NOT NULL,
-    case_id TEXT NOT NULL,
+    case_id TEXT,
     spec BLOB NOT NULL,
     seed INTEGER NOT NULL,
     device TEXT NOT NULL DEFAULT 'cpu'
@@ -243,11 +244,34 @@ def outcome_values(o: Outcome, t: float) -> tuple[int, int, bytes | None, str | 
     return round(t * 1000), round(o.duration_s * DURATION_UNITS), pack_detail(detail_of(o)), o.repro
 
 
+def derived_case_id(source: str, spec: Any, seed: int) -> str | None:
+    """The id a built-in source gives a case (:attr:`conform.case.Case.id`), or None for a
+    plugin's source, which a later reader may not have loaded."""
+    from conform.case import Case
+    from generators.sources import BUILTIN_SOURCES
+
+    if source not in BUILTIN_SOURCES:
+        return None
+    try:
+        return Case(source=source, spec=spec, seed=seed).id
+    except Exception:  # a spec its source cannot label keeps its id in full
+        return None
+
+
+def case_row(key: str, source: str, case_id: str, spec: Any, seed: int, device: str) -> tuple[Any, ...]:
+    """A ``cases`` row; the id is left out when the source derives the same one."""
+    stored = None if case_id == derived_case_id(source, spec, seed) else case_id
+    return (key, source, stored, pack_spec(spec), seed, device)
+
+
 def outcome_from_row(row: Sequence[Any]) -> Outcome:
     """The outcome a :data:`SELECT` row holds."""
     (key, transform, device, verdict, stage, symptom, exception, side, known_id, t_ms, duration, detail,
      repro_path, source, case_id, spec, seed) = row
     fields = unpack_detail(detail)
+    spec = unpack_spec(spec)
+    if case_id is None:
+        case_id = derived_case_id(source, spec, seed) or f"{source}:case#{stable_key(source, spec, seed)[:8]}"
     notes = fields.get("notes", {})
     if t_ms is not None:
         notes["t"] = t_ms / 1000
@@ -257,7 +281,7 @@ def outcome_from_row(row: Sequence[Any]) -> Outcome:
         message=fields.get("message", ""), exception=exception, error=fields.get("error"), side=side,
         place=fields.get("place"), node=fields.get("node"),
         diffs=[Mismatch.from_json(d) for d in fields.get("diffs", ())],
-        known_id=known_id, spec=unpack_spec(spec), params=fields.get("params", {}),
+        known_id=known_id, spec=spec, params=fields.get("params", {}),
         seed=seed, repro=repro_path, duration_s=(duration or 0) / DURATION_UNITS, notes=notes,
     )
 

@@ -67,6 +67,9 @@ def test_spec_is_stored_once_and_passes_are_compact(tmp_path: Path) -> None:
     assert (store_mod.pack_spec(TWO_ADDS.spec),) in _rows(tmp_path, "SELECT spec FROM cases")
     with Store.open(tmp_path) as store:
         assert [o.spec for o in store.outcomes()] == [TWO_ADDS.spec, TWO_ADDS.spec, LINEAR.spec]
+        assert [o.case_id for o in store.outcomes()] == [TWO_ADDS.id, TWO_ADDS.id, LINEAR.id]
+    # a built-in source derives a case's id from its spec: the store keeps none
+    assert _rows(tmp_path, "SELECT DISTINCT case_id FROM cases") == [(None,)]
     # the grouping fields are stored once per kind: two transforms, two kinds for three passes
     assert _rows(tmp_path, "SELECT count(*) FROM kinds") == [(2,)]
     for detail, repro in _rows(tmp_path, "SELECT detail, repro FROM outcomes"):
