@@ -53,7 +53,7 @@ __all__ = ["FILENAME", "MIGRATIONS", "REPRO", "SCHEMA_VERSION", "Store", "pack_s
 FILENAME = "conform.sqlite"
 REPRO = "repro"
 # repro scripts written per origin: a new divergence's first few examples, a known one's first
-REPROS_PER_ORIGIN = {Verdict.FAIL: 5, Verdict.KNOWN: 2}
+REPROS_PER_ORIGIN = {Verdict.FAIL: 5, Verdict.KNOWN: 1}
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 def path_of(report_dir: Path | str) -> Path:
