@@ -74,11 +74,10 @@ def check_for(outcome: Outcome, case: Case) -> Check | None:
         if place == "outputs":
             return Check("outputs", same)
         if place == "exception-type" and outcome.diffs:
-            reference, _, upstream = outcome.diffs[0].detail.partition("\nvs\n")
-            raised = upstream.partition(":")[0].strip()
+            reference, raised = _exception_types(outcome.diffs[0])
             if raised:
                 return Check("raises", f"{api} rejects the case with a clear error, as the reference "
-                                       f"implementation does ({reference.strip()})", exception=raised)
+                                       f"implementation does ({reference})", exception=raised)
         if place == "fingerprint":
             paths = structure_paths(outcome, case)
             return Check("structure", "", paths=paths) if paths else None
@@ -86,6 +85,17 @@ def check_for(outcome: Outcome, case: Case) -> Check | None:
             and outcome.exception == "PartitionConstraintViolation"):
         return Check("constraints", "every partition has a device and fits its device's memory")
     return None
+
+
+def _exception_types(mismatch: Any) -> tuple[str, str]:
+    """``(reference's, upstream's)`` exception types of an exception-type mismatch: from its
+    ``exception`` entry, or (a record from before entries) from the rendered detail."""
+    entry = next((e for e in mismatch.entries if e.path == "exception"), None)
+    if entry is not None and {mismatch.left, mismatch.right} == {"reference", "upstream"}:
+        values = {mismatch.left: entry.left, mismatch.right: entry.right}
+        return values["reference"] or "", values["upstream"] or ""
+    reference, _, upstream = mismatch.detail.partition("\nvs\n")
+    return reference.strip(), upstream.partition(":")[0].strip()
 
 
 def structure_paths(outcome: Outcome, case: Case) -> list[tuple[list[Any], Any]]:

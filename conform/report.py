@@ -188,6 +188,7 @@ def render(outcomes: list[Outcome], summary: dict[str, Any], *, report_dir: Path
         script=script,
         script_hash=script_hash,
         examples_cap=report_triage.EXAMPLES_PER_ORIGIN,
+        known_examples_cap=report_triage.KNOWN_EXAMPLES_PER_ORIGIN,
         replay_dir=replay_dir,
     )
 

@@ -19,7 +19,8 @@ from markupsafe import Markup
 
 from conform.outcome import Outcome, Stage, Verdict, stable_key
 
-EXAMPLES_PER_ORIGIN = 8  # the rest are counted and one `conform export` away
+EXAMPLES_PER_ORIGIN = 8  # of a new origin; the rest are counted and one `conform export` away
+KNOWN_EXAMPLES_PER_ORIGIN = 3  # of an origin every outcome of which a registry entry explains
 REPROS_PER_ORIGIN = 1  # repro sources shown inline per origin; the rest are links
 REPROS_TOTAL = 60  # inline repro sources in the whole page (pygments is the slow part)
 DIFF_CHARS = 4000
@@ -145,9 +146,10 @@ def origin_groups(outcomes: list[Outcome], report_dir: Path | None, replay_dir: 
     ordered = sorted(grouped.items(),
                      key=lambda kv: (all(o.verdict is Verdict.KNOWN for o in kv[1]), -len(kv[1]), kv[0]))
     for origin, items in ordered:
-        chosen = sorted(items, key=_example_order)[:EXAMPLES_PER_ORIGIN]
+        new = any(o.verdict is Verdict.FAIL for o in items)
+        chosen = sorted(items, key=_example_order)[:EXAMPLES_PER_ORIGIN if new else KNOWN_EXAMPLES_PER_ORIGIN]
         # a known origin's script is a link: its entry's bug report carries the standalone one
-        inline = REPROS_PER_ORIGIN if any(o.verdict is Verdict.FAIL for o in items) else 0
+        inline = REPROS_PER_ORIGIN if new else 0
         examples = []
         for i, o in enumerate(chosen):
             path = repro_path(o, report_dir)
@@ -256,7 +258,9 @@ def worth_filing(known: dict[str, Any], groups: list[OriginGroup]) -> dict[str, 
 
 
 def bug_reports(report_dir: Path | None) -> list[dict[str, Any]]:
-    """The ``bugs/*.md`` files of the report directory: name, relative link, text."""
+    """The ``bugs/*.md`` files of the report directory: name, relative link, title, and the
+    text of a new divergence's report (named by its outcome key) to show in the page; a
+    known entry's report (named by the entry) is a link."""
     if report_dir is None:
         return []
     directory = report_dir / "bugs"
@@ -274,6 +278,6 @@ def bug_reports(report_dir: Path | None) -> list[dict[str, Any]]:
         title = next((line.lstrip("# ").strip() for line in text.splitlines() if line.strip()), name)
         found.append({
             "name": name, "href": f"bugs/{name}" if _BUG_NAME.fullmatch(name) else None,
-            "title": title[:200], "text": _clip(text, BUG_REPORT_CHARS),
+            "title": title[:200], "text": _clip(text, BUG_REPORT_CHARS) if _KEY.fullmatch(path.stem) else None,
         })
     return found

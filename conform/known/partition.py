@@ -126,4 +126,20 @@ KNOWN: tuple[KnownDivergence, ...] = (
         witness="conform.witnesses.partition:kl_unplaced_witness",
         issue="unfiled",
     ),
+    KnownDivergence(
+        id="partition-kl-cyclic-partitions",
+        transform="partition",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "kl_based can return partitions whose values flow from one partition to another and "
+            "back, so no order of running them (and no DAG of them) exists; upstream returns them "
+            "without complaint. The reference reproduces the result; the partition oracle rejects "
+            "it. The trait follows the graph's values between upstream's own partitions."
+        ),
+        match=Match(case="conform.traits.partition:partitions_in_a_cycle", stage=Stage.TRANSFORM_REFERENCE,
+                    symptom=Symptom.CRASH, exception="PartitionConstraintViolation", error=r"in a cycle",
+                    params=(("mode", "kl_based"),)),
+        witness="conform.witnesses.partition:kl_cycle_witness",
+        issue="unfiled",
+    ),
 )

@@ -56,3 +56,33 @@ def inplace_write_across_partitions(graph_module: torch.fx.GraphModule, built: B
     access to the same memory data flow leaves open."""
     assignment = upstream_partitions(graph_module, built, params)
     return split.inplace_write_across_partitions(graph_module, built, {"partition": assignment})
+
+
+def partitions_in_a_cycle(graph_module: torch.fx.GraphModule, built: Built, params: dict[str, Any]) -> bool:
+    """Upstream's partitions for this case depend on each other in a cycle: following the
+    graph's values from partition to partition comes back to where it started (so no order
+    of calling them is valid). Read off the graph's edges, not the partitions' own lists."""
+    assignment = upstream_partitions(graph_module, built, params)
+    after: dict[int, set[int]] = {}
+    for node in graph_module.graph.nodes:
+        if node.name not in assignment:
+            continue
+        for user in node.users:
+            if user.name in assignment and assignment[user.name] != assignment[node.name]:
+                after.setdefault(assignment[node.name], set()).add(assignment[user.name])
+    done: set[int] = set()
+    for start in after:
+        path, stack = {start}, [(start, iter(after.get(start, ())))]
+        while stack:
+            part, successors = stack[-1]
+            following = next(successors, None)
+            if following is None:
+                stack.pop()
+                path.discard(part)
+                done.add(part)
+            elif following in path:
+                return True
+            elif following not in done:
+                path.add(following)
+                stack.append((following, iter(after.get(following, ()))))
+    return False

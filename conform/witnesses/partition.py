@@ -145,3 +145,38 @@ def inplace_order_witness() -> Witness:
         node_to_partition={"mul": 0, "sigmoid": 2, "relu_": 1, "add": 3},
         partition_to_logical_device={"0": [0], "1": [1], "2": [0], "3": [1]},
     ))
+
+
+# --- kl_based returns partitions that depend on each other in a cycle -----------------------------
+
+# A random case (seed 480) a default campaign found.
+_KL_CYCLE_SPEC = (
+    '{"dtype":"float32","format":"fx-conform.random/1","inputs":[{"dtype":"float32","name":"x1","shap'
+    'e":[4,4,3]},{"dtype":"float32","name":"x2","shape":[5,4,6]},{"dtype":"float32","name":"x3","shap'
+    'e":[1,1,5]},{"dtype":"int64","high":8,"name":"x4","shape":[1]},{"dtype":"int64","high":8,"name":'
+    '"x7","shape":[3,4]}],"nodes":[{"attrs":{"attr":"emb5","dim":6,"rows":8,"style":0},"dtype":"float'
+    '32","id":"v6","in":["x4"],"op":"embedding","shape":[1,6]},{"attrs":{"attr":"emb8","dim":5,"mode"'
+    ':"mean","rows":9,"style":0},"dtype":"float32","id":"v9","in":["x7"],"op":"embedding_bag","shape"'
+    ':[3,5]},{"attrs":{"style":0},"dtype":"float32","id":"v10","in":["v9"],"op":"sigmoid","shape":[3,'
+    '5]},{"attrs":{"style":8},"dtype":"float32","id":"v11","in":["v9"],"op":"inplace","shape":[3,5]},'
+    '{"attrs":{"style":0},"dtype":"float32","id":"v12","in":["v9"],"op":"neg","shape":[3,5]},{"attrs"'
+    ':{"style":0},"dtype":"float32","id":"v13","in":["v10","v12"],"op":"add","shape":[3,5]},{"attrs":'
+    '{"scale":1.0},"dtype":"float32","id":"w15","in":[],"op":"param","shape":[8,2]},{"attrs":{"attr":'
+    '"emb14","dim":2,"rows":8,"style":1},"dtype":"float32","id":"v16","in":["x7","w15"],"op":"embeddi'
+    'ng","shape":[3,4,2]},{"attrs":{"attr":"emb17","dim":4,"rows":8,"style":0},"dtype":"float32","id"'
+    ':"v18","in":["x4"],"op":"embedding","shape":[1,4]},{"attrs":{"attr":"emb19","dim":4,"mode":"mean'
+    '","rows":9,"style":1},"dtype":"float32","id":"v20","in":["x7"],"op":"embedding_bag","shape":[3,4'
+    ']},{"attrs":{"style":0},"dtype":"float32","id":"v21","in":["v20"],"op":"sigmoid","shape":[3,4]},'
+    '{"attrs":{"style":8},"dtype":"float32","id":"v22","in":["v20"],"op":"inplace","shape":[3,4]},{"a'
+    'ttrs":{"style":0},"dtype":"float32","id":"v23","in":["v21","v20"],"op":"add","shape":[3,4]}],"ou'
+    'tputs":{"list":["v6","v11","v13","v16","v18","v22","v23"]},"signature":{"default":null,"flag":nu'
+    'll,"varkw":false},"stochastic":false,"training":true}'
+)
+
+
+def kl_cycle_witness() -> Witness:
+    """kl_based returns partitions whose values flow from one to another and back."""
+    import json
+
+    case = Case(source="random", spec=json.loads(_KL_CYCLE_SPEC), seed=480)
+    return Witness(case, {'devices': [{'logical_id': 3, 'memory': {'fits_largest': True, 'fraction': 0.36409585843143244}, 'name': 'dev_0'}, {'logical_id': 0, 'memory': {'fits_largest': True, 'fraction': 0.8303876734356603}, 'name': 'dev_1'}, {'logical_id': 2, 'memory': {'fits_largest': True, 'fraction': 0.3562885610410318}, 'name': 'dev_2'}, {'logical_id': 1, 'memory': {'fits_largest': True, 'fraction': 0.7774111297272771}, 'name': 'dev_3'}], 'latency': {'compute_sec_per_byte': 0.0001, 'mem_sec_per_byte': 1e-06, 'missing': [], 'scale': {'add': [1.0, 1.0], 'add_1': [1.9, 1.0], 'emb17': [1.0, 7.622681042675138], 'emb19': [1.0, 1.2889534879944573], 'emb5': [1.0, 2.2997912940064373], 'emb8': [1.141368126025615, 2.00001], 'embedding': [1.0, 7.900967734502612], 'neg': [3.393616494750288, 1.0], 'relu': [4.012681773104515, 0.3333333333333333], 'relu_1': [1.0, 0.5], 'sigmoid': [4.851424897851851, 1.0], 'sigmoid_1': [1.0, 7.899352649278619]}}, 'mode': 'kl_based', 'saturate_host': False, 'transfer_rate_bytes_per_sec': 1000000.0})

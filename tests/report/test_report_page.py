@@ -12,7 +12,7 @@ import pytest
 from _report_fixtures import KNOWN, Page, campaign, coverage, history, outcome, summary
 
 from conform import report, report_triage
-from conform.outcome import Stage, Symptom, Verdict
+from conform.outcome import Outcome, Stage, Symptom, Verdict
 
 
 def _write(tmp_path: Path, outcomes=None, **kwargs) -> tuple[str, Page]:
@@ -179,11 +179,23 @@ def test_known_table_links_issues_and_lists_bugs_worth_filing(tmp_path: Path) ->
 def test_bug_reports_are_listed_with_relative_links(tmp_path: Path) -> None:
     (tmp_path / "bugs").mkdir()
     (tmp_path / "bugs" / "split-unfiled.md").write_text("# split_module loses a write\n\n<b>bold</b> body\n")
+    (tmp_path / "bugs" / f"{7:016x}.md").write_text("# fuse drops a bias\n\n<i>new</i> body\n")
     (tmp_path / "bugs" / "notes.txt").write_text("not a bug report")
     text, page = _write(tmp_path)
-    assert "bugs/split-unfiled.md" in page.links
-    assert "split_module loses a write" in page.text and "<b>bold</b> body" in page.text
-    assert "<b>bold</b>" not in text and "notes.txt" not in text
+    assert {"bugs/split-unfiled.md", f"bugs/{7:016x}.md"} <= set(page.links)
+    # a new divergence's report is shown in the page (escaped); a known entry's is a link
+    assert "fuse drops a bias" in page.text and "<i>new</i> body" in page.text
+    assert "split_module loses a write" in page.text and "<b>bold</b> body" not in page.text
+    assert "<i>new</i>" not in text and "<b>bold</b>" not in text and "notes.txt" not in text
+
+
+def test_a_known_origin_shows_fewer_examples_than_a_new_one(tmp_path: Path) -> None:
+    known = [outcome(i, verdict=Verdict.KNOWN, place="upstream:outputs") for i in range(20)]
+    new = [outcome(100 + i, verdict=Verdict.FAIL, place="upstream:fingerprint") for i in range(20)]
+    text, _ = _write(tmp_path, known + new)
+    shown = set(re.findall(r'key <code>([0-9a-f]{16})</code>', text))
+    assert len(shown & {o.key for o in known}) == report_triage.KNOWN_EXAMPLES_PER_ORIGIN
+    assert len(shown & {o.key for o in new}) == report_triage.EXAMPLES_PER_ORIGIN
 
 
 def test_a_large_run_renders_counts_not_rows(tmp_path: Path) -> None:
@@ -248,8 +260,14 @@ def test_the_page_reads_without_javascript(tmp_path: Path) -> None:
     text, page = _write(tmp_path, outcomes)
     assert '<form id="triage-controls" class="controls" hidden>' in text, "controls only appear with the script"
     assert not re.search(r'<(tbody|tr|article|details)[^>]*\shidden', text), "no content starts hidden"
+    by_origin: dict[str, list[Outcome]] = {}
     for o in outcomes:
         if o.is_divergence:
-            assert f"key {o.key}" in page.text, "every example is in the HTML itself"
+            by_origin.setdefault(o.origin, []).append(o)
+    for items in by_origin.values():
+        cap = report_triage.EXAMPLES_PER_ORIGIN if any(o.verdict is Verdict.FAIL for o in items) \
+            else report_triage.KNOWN_EXAMPLES_PER_ORIGIN
+        shown = sum(f"key {o.key}" in page.text for o in items)
+        assert shown == min(len(items), cap), "every example shown is in the HTML itself"
     policy = html.unescape(re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', text).group(1))
     assert "default-src 'none'" in policy and "script-src 'sha256-" in policy
