@@ -38,6 +38,7 @@ from conform.store_format import (
     SCHEMA_VERSION,
     SELECT,
     case_row,
+    key_value,
     kind_id,
     kind_of,
     outcome_from_row,
@@ -190,7 +191,7 @@ class Store:
             WITH seen(run_id, outcome, first) AS (
                 SELECT run_id, id, 1 FROM outcomes
                 UNION ALL SELECT run_id, outcome, 0 FROM sightings)
-            SELECT s.run_id, count(*), sum(s.first), count(DISTINCT o.case_key),
+            SELECT s.run_id, count(*), sum(s.first), count(DISTINCT o.case_row),
                    sum(k.verdict = 'fail'), sum(k.verdict = 'known'), sum(k.verdict = 'pass'),
                    sum(k.verdict = 'skip'), sum(coalesce(k.symptom = 'timeout', 0)),
                    sum(coalesce(k.symptom = 'crash', 0))
@@ -208,7 +209,7 @@ class Store:
     # ---- outcomes -----------------------------------------------------------------------
 
     def has_key(self, key: str) -> bool:
-        return self._db.execute("SELECT 1 FROM outcomes WHERE key = ?", (key,)).fetchone() is not None
+        return self._db.execute("SELECT 1 FROM outcomes WHERE key = ?", (key_value(key),)).fetchone() is not None
 
     def record(self, run_id: int, outcomes: list[Outcome], case: Case | None, *,
                t: float | None = None) -> list[Outcome]:
@@ -227,7 +228,7 @@ class Store:
         new: list[Outcome] = []
         with self._write() as db:
             for outcome in outcomes:
-                row = db.execute("SELECT id, run_id FROM outcomes WHERE key = ?", (outcome.key,)).fetchone()
+                row = db.execute("SELECT id, run_id FROM outcomes WHERE key = ?", (key_value(outcome.key),)).fetchone()
                 if row is not None:
                     if row[1] != run_id:
                         db.execute("INSERT OR IGNORE INTO sightings (run_id, outcome, t) VALUES (?, ?, ?)",
@@ -237,12 +238,14 @@ class Store:
                         outcome.notes.get("shrunk_from") or self._repros_of(outcome) < REPROS_PER_ORIGIN[
                             outcome.verdict]):
                     self._write_repro(outcome, case)
-                case_row = _case_row(outcome, case)
-                db.execute("INSERT OR IGNORE INTO cases (key, source, case_id, spec, seed, device) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", case_row)
+                row = _case_row(outcome, case)
+                found = db.execute("SELECT id FROM cases WHERE key = ?", (row[0],)).fetchone()
+                case_id = found[0] if found is not None else db.execute(
+                    "INSERT INTO cases (key, source, case_id, spec, seed, device) VALUES (?, ?, ?, ?, ?, ?)",
+                    row).lastrowid
                 db.execute(f"INSERT INTO outcomes ({', '.join(OUTCOME_COLUMNS)}) "
                            f"VALUES ({', '.join('?' * len(OUTCOME_COLUMNS))})",
-                           (outcome.key, run_id, case_row[0], kind_id(db, kind_of(outcome), self._kinds),
+                           (key_value(outcome.key), run_id, case_id, kind_id(db, kind_of(outcome), self._kinds),
                             *outcome_values(outcome, t)))
                 new.append(outcome)
         return new
@@ -305,15 +308,18 @@ class Store:
                                            "VALUES (?, ?, ?, ?, ?, ?)",
                                            (uid, started, finished, meta, interrupted, status)).lastrowid,)
                     db.execute("INSERT INTO temp.runmap VALUES (?, ?)", (old, mine[0]))
-                db.execute("INSERT OR IGNORE INTO cases SELECT * FROM src.cases")
+                db.execute("INSERT OR IGNORE INTO cases (key, source, case_id, spec, seed, device) "
+                           "SELECT key, source, case_id, spec, seed, device FROM src.cases ORDER BY id")
                 kind_columns = "sig, " + ", ".join(KIND_FIELDS)
                 db.execute(f"INSERT OR IGNORE INTO kinds ({kind_columns}) SELECT {kind_columns} FROM src.kinds "
                            "ORDER BY id")
                 columns = ", ".join(OUTCOME_COLUMNS)
-                selected = ", ".join({"run_id": "m.new", "kind": "k.id"}.get(c, f"so.{c}") for c in OUTCOME_COLUMNS)
+                selected = ", ".join({"run_id": "m.new", "kind": "k.id", "case_row": "c.id"}.get(c, f"so.{c}")
+                                     for c in OUTCOME_COLUMNS)
                 db.execute(f"INSERT OR IGNORE INTO outcomes ({columns}) SELECT {selected} "
                            "FROM src.outcomes so JOIN temp.runmap m ON m.old = so.run_id "
-                           "JOIN src.kinds sk ON sk.id = so.kind JOIN kinds k ON k.sig = sk.sig ORDER BY so.id")
+                           "JOIN src.kinds sk ON sk.id = so.kind JOIN kinds k ON k.sig = sk.sig "
+                           "JOIN src.cases sc ON sc.id = so.case_row JOIN cases c ON c.key = sc.key ORDER BY so.id")
                 # an outcome another run recorded first: the merged run still saw it
                 db.execute("INSERT OR IGNORE INTO sightings (run_id, outcome, t) SELECT m.new, d.id, so.t_ms / 1000.0 "
                            "FROM src.outcomes so JOIN temp.runmap m ON m.old = so.run_id "

@@ -6,19 +6,19 @@ Schema version 4::
     meta          schema_version
     runs          one row per campaign (or pytest session, or import): wall-clock start and
                   end, the run's metadata as JSON, interrupted flag, status
-    cases         one row per case (key = Case.key): source, case id (NULL when a built-in
-                  source derives it from the spec), the spec packed (:func:`pack_spec`), seed,
-                  device
+    cases         one row per case: its key (Case.key, 8 bytes), source, case id (NULL when
+                  a built-in source derives it from the spec), the spec packed
+                  (:func:`pack_spec`), seed, device
     kinds         one row per distinct (transform, device, verdict, stage, symptom, exception,
                   side, known entry, origin): the fields an outcome is counted and grouped by,
                   stored once however many outcomes share them
-    outcomes      one row per outcome key, unique across the store: the run that first saw
-                  it, its case, its kind, ``t_ms`` (milliseconds since its run started), its
+    outcomes      one row per outcome key (8 bytes, see :func:`key_value`), unique across the
+                  store: the run that first saw it, its case's row, its kind, ``t_ms`` (milliseconds since its run started), its
                   duration (in units of 100 microseconds), the repro path, and ``detail``:
                   params, the exception's own message (error), place, node, message, diffs
                   and notes, packed (:func:`pack_detail`); a pass has only params and notes
-    outcome_view  outcomes joined with their kind, with ``t`` in seconds: the flat columns
-                  to query with SQL
+    outcome_view  outcomes joined with their kind and case, keys in hex and ``t`` in
+                  seconds: the flat columns to query with SQL
     sightings     an outcome a later run saw again
     known_status  per run and known-divergence entry: how often it was seen, whether its
                   witness is stale and why
@@ -44,7 +44,7 @@ from conform.outcome import Mismatch, Outcome, Stage, Symptom, Verdict, stable_k
 
 SCHEMA_VERSION = 4
 
-_RUNS_AND_CASES = """
+_RUNS = """
 CREATE TABLE meta (schema_version INTEGER NOT NULL);
 CREATE TABLE runs (
     id INTEGER PRIMARY KEY,
@@ -55,8 +55,11 @@ CREATE TABLE runs (
     interrupted INTEGER NOT NULL DEFAULT 0,
     status TEXT NOT NULL DEFAULT 'running'
 );
+"""
+_CASES = """
 CREATE TABLE cases (
-    key TEXT PRIMARY KEY,
+    id INTEGER PRIMARY KEY,
+    key BLOB NOT NULL UNIQUE,
     source TEXT NOT NULL,
     case_id TEXT,
     spec BLOB NOT NULL,
@@ -81,9 +84,9 @@ CREATE TABLE kinds (
 CREATE INDEX kinds_origin ON kinds(origin);
 CREATE TABLE outcomes (
     id INTEGER PRIMARY KEY,
-    key TEXT NOT NULL UNIQUE,
+    key BLOB NOT NULL UNIQUE,
     run_id INTEGER NOT NULL REFERENCES runs(id),
-    case_key TEXT NOT NULL REFERENCES cases(key),
+    case_row INTEGER NOT NULL REFERENCES cases(id),
     kind INTEGER NOT NULL REFERENCES kinds(id),
     t_ms INTEGER,
     duration INTEGER,
@@ -93,10 +96,11 @@ CREATE TABLE outcomes (
 CREATE INDEX outcomes_run ON outcomes(run_id);
 CREATE INDEX outcomes_kind ON outcomes(kind);
 CREATE VIEW outcome_view AS
-    SELECT o.id, o.key, o.run_id, o.case_key, k.transform, k.device, k.verdict, k.stage, k.symptom,
+    SELECT o.id, CASE typeof(o.key) WHEN 'blob' THEN lower(hex(o.key)) ELSE o.key END AS key, o.run_id,
+           lower(hex(c.key)) AS case_key, k.transform, k.device, k.verdict, k.stage, k.symptom,
            k.exception, k.side, k.known_id, k.origin, o.t_ms / 1000.0 AS t, o.duration / 10000.0 AS duration,
            o.detail, o.repro
-    FROM outcomes o JOIN kinds k ON k.id = o.kind;
+    FROM outcomes o JOIN kinds k ON k.id = o.kind JOIN cases c ON c.id = o.case_row;
 """
 _HISTORY = """
 CREATE TABLE sightings (
@@ -114,16 +118,16 @@ CREATE TABLE known_status (
     PRIMARY KEY (run_id, entry_id)
 );
 """
-SCHEMA = _RUNS_AND_CASES + _OUTCOMES + _HISTORY
+SCHEMA = _RUNS + _CASES + _OUTCOMES + _HISTORY
 
 #: the fields of a kind, in column order
 KIND_FIELDS = ("transform", "device", "verdict", "stage", "symptom", "exception", "side", "known_id", "origin")
 #: outcome columns a store writes (and ``conform merge`` copies), besides the kind
-OUTCOME_COLUMNS = ("key", "run_id", "case_key", "kind", "t_ms", "duration", "detail", "repro")
+OUTCOME_COLUMNS = ("key", "run_id", "case_row", "kind", "t_ms", "duration", "detail", "repro")
 #: what :func:`outcome_from_row` reads, in order
 SELECT = ("SELECT o.key, " + ", ".join(f"k.{f}" for f in KIND_FIELDS[:-1]) + ", o.t_ms, o.duration, o.detail, "
           "o.repro, c.source, c.case_id, c.spec, c.seed FROM outcomes o JOIN kinds k ON k.id = o.kind "
-          "JOIN cases c ON c.key = o.case_key")
+          "JOIN cases c ON c.id = o.case_row")
 #: durations are stored in these units of a second
 DURATION_UNITS = 10_000
 
@@ -131,6 +135,22 @@ DURATION_UNITS = 10_000
 def dumps(value: Any) -> str:
     """Canonical compact JSON (sorted keys; what a value cannot say itself is its repr)."""
     return json.dumps(value, sort_keys=True, default=repr, separators=(",", ":"))
+
+
+def key_value(key: str) -> bytes | str:
+    """A key as the store keeps it: the 8 bytes a 16-digit hex key spells, any other key
+    (a test's, a plugin's) as its text."""
+    if len(key) == 16:
+        try:
+            return bytes.fromhex(key)
+        except ValueError:
+            pass
+    return key
+
+
+def key_text(value: bytes | str) -> str:
+    """The key :func:`key_value` stored."""
+    return value.hex() if isinstance(value, bytes) else value
 
 
 # ---- packing ----------------------------------------------------------------------------
@@ -261,13 +281,14 @@ def derived_case_id(source: str, spec: Any, seed: int) -> str | None:
 def case_row(key: str, source: str, case_id: str, spec: Any, seed: int, device: str) -> tuple[Any, ...]:
     """A ``cases`` row; the id is left out when the source derives the same one."""
     stored = None if case_id == derived_case_id(source, spec, seed) else case_id
-    return (key, source, stored, pack_spec(spec), seed, device)
+    return (key_value(key), source, stored, pack_spec(spec), seed, device)
 
 
 def outcome_from_row(row: Sequence[Any]) -> Outcome:
     """The outcome a :data:`SELECT` row holds."""
     (key, transform, device, verdict, stage, symptom, exception, side, known_id, t_ms, duration, detail,
      repro_path, source, case_id, spec, seed) = row
+    key = key_text(key)
     fields = unpack_detail(detail)
     spec = unpack_spec(spec)
     if case_id is None:
@@ -317,17 +338,24 @@ def _add_side_and_error(db: sqlite3.Connection) -> None:
 
 
 def _kinds_and_packed_details(db: sqlite3.Connection) -> None:
-    """Version 3 to 4: an outcome's grouping fields move to ``kinds`` (stored once per kind),
-    its other fields into the packed ``detail``, its times into integers. Outcome ids are
-    kept, so sightings still point at their outcomes."""
+    """Version 3 to 4: keys become 8 bytes and outcomes name their case by row; an outcome's
+    grouping fields move to ``kinds`` (stored once per kind), its other fields into the
+    packed ``detail``, its times into integers. Outcome ids are kept, so sightings still
+    point at their outcomes."""
+    cases = db.execute("SELECT key, source, case_id, spec, seed, device FROM cases ORDER BY rowid").fetchall()
     old = "SELECT id, key, run_id, case_key, transform, device, verdict, stage, symptom, exception, side, " \
           "known_id, origin, params, error, place, node, message, diffs, notes, t, duration, repro " \
           "FROM outcomes ORDER BY id"
     rows = db.execute(old).fetchall()
     db.execute("DROP TABLE outcomes")
-    for statement in _OUTCOMES.split(";"):
+    db.execute("DROP TABLE cases")
+    for statement in (_CASES + _OUTCOMES).split(";"):
         if statement.strip():
             db.execute(statement)
+    case_rows = {}
+    for key, *rest in cases:
+        case_rows[key] = db.execute("INSERT INTO cases (key, source, case_id, spec, seed, device) "
+                                    "VALUES (?, ?, ?, ?, ?, ?)", (key_value(key), *rest)).lastrowid
     cache: dict[str, int] = {}
     for (oid, key, run_id, case_key, *kind_and_rest) in rows:
         kind, (params, error, place, node, message, diffs, notes, t, duration, repro_path) = \
@@ -337,7 +365,7 @@ def _kinds_and_packed_details(db: sqlite3.Connection) -> None:
                   "notes": json.loads(notes) if notes else None}
         detail = {k: v for k, v in detail.items() if v not in (None, "", [], {})}
         db.execute(f"INSERT INTO outcomes (id, {', '.join(OUTCOME_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (oid, key, run_id, case_key, kind_id(db, kind, cache),
+                   (oid, key_value(key), run_id, case_rows[case_key], kind_id(db, kind, cache),
                     None if t is None else round(t * 1000),
                     None if duration is None else round(duration * DURATION_UNITS), pack_detail(detail), repro_path))
 
