@@ -10,6 +10,7 @@ from conform.outcome import Stage, Symptom
 
 # Traits and raw exception texts that several matchers of one entry share.
 PARTITION_INPLACE = "conform.traits.partition:inplace_write_across_partitions"
+AOT_IDS = "conform.traits.partition:aot_partition_id_past_the_count"
 
 
 KNOWN: tuple[KnownDivergence, ...] = (
@@ -124,6 +125,27 @@ KNOWN: tuple[KnownDivergence, ...] = (
                     exception="PartitionConstraintViolation", error=r"has no device",
                     params=(("mode", "kl_based"),)),
         witness="conform.witnesses.partition:kl_unplaced_witness",
+        issue="unfiled",
+    ),
+    KnownDivergence(
+        id="partition-aot-dag-by-position",
+        transform="partition",
+        kind=Kind.UPSTREAM_BUG,
+        reason=(
+            "aot_based keeps the partition ids the mapping gives, but dump_dag then looks each "
+            "partition up by its id as a position in the partition list: ids that are not 0..n-1 "
+            "(1 and 2 for two partitions) raise IndexError 'list index out of range'. The "
+            "reference raises the same IndexError for such a map (a scattered map is a failure "
+            "both sides share), except where it has already refused to order partitions around an "
+            "in-place write (partition-inplace-order); then the two sides raise different "
+            "exceptions, and upstream's is this bug. The trait reads the ids off the parameters."
+        ),
+        match=Match(case=AOT_IDS, stage=Stage.COMPARE, symptom=Symptom.IMPL_DIVERGENCE, place="exception-type",
+                    params=(("mode", "aot_based"),),
+                    diffs=(Diff("exception", left="RuntimeError", right="IndexError"),
+                           Diff("message", left=r"cycle exists between partitions! \(.*touch the same memory.*",
+                                right=r"list index out of range"))),
+        witness="conform.witnesses.partition:aot_ids_past_count_witness",
         issue="unfiled",
     ),
     KnownDivergence(

@@ -86,3 +86,13 @@ def partitions_in_a_cycle(graph_module: torch.fx.GraphModule, built: Built, para
                 path.add(following)
                 stack.append((following, iter(after.get(following, ()))))
     return False
+
+
+def aot_partition_id_past_the_count(graph_module: torch.fx.GraphModule, built: Built,
+                                    params: dict[str, Any]) -> bool:
+    """An aot_based mapping names a partition id at or past the number of partitions it
+    makes (ids 1 and 2 for two partitions, say): upstream's dump_dag looks a partition up by
+    that id as a position in its list of partitions. Read off the parameters and the graph."""
+    names = {node.name for node in graph_module.graph.nodes}
+    ids = {int(v) for k, v in (params.get("node_to_partition") or {}).items() if k in names}
+    return params.get("mode") == "aot_based" and bool(ids) and max(ids) >= len(ids)

@@ -133,6 +133,21 @@ def kl_unplaced_witness() -> Witness:
     return Witness(_factory("steps", steps=chain), _params("kl_based", _devices(0.6, 0.65, 0.75)))
 
 
+# --- aot_based's DAG looks partitions up by position ----------------------------------------------
+
+
+def aot_ids_past_count_witness() -> Witness:
+    """Two partitions numbered 1 and 2, the second writing in place what the first reads:
+    upstream's dump_dag asks for the partition at position 2 of a list of two, while the
+    reference has refused the partitions' order already."""
+    case = Case(source="factory", spec={"factory": "conform.witnesses.split:read_then_write"})
+    return Witness(case, _params(
+        "aot_based", _devices(1.0, 1.0),
+        node_to_partition={"mul": 1, "sigmoid": 1, "add": 1, "relu_": 2},
+        partition_to_logical_device={"1": [0], "2": [1]},
+    ))
+
+
 # --- the order of partitions around an in-place write ---------------------------------------------
 
 
