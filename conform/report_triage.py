@@ -172,7 +172,7 @@ def origin_groups(outcomes: list[Outcome], report_dir: Path | None, replay_dir: 
             origin=origin, anchor=anchor("origin", origin), transform=first.transform,
             stage=first.stage.value if first.stage else "-", symptom=first.symptom.value if first.symptom else "-",
             exception=first.exception or "-",
-            verdict="new" if any(o.verdict is Verdict.FAIL for o in items) else "known",
+            verdict="new" if new else "known",
             known_ids=sorted({o.known_id for o in items if o.known_id}),
             count=len(items), first_seen=min(times) if times else None,
             examples=examples, more=len(items) - len(examples),

@@ -226,6 +226,7 @@ class Store:
         if t is None:
             t = time.time() - self._run_started(run_id)
         new: list[Outcome] = []
+        case_key = case.key if case is not None else None
         with self._write() as db:
             for outcome in outcomes:
                 row = db.execute("SELECT id, run_id FROM outcomes WHERE key = ?", (key_value(outcome.key),)).fetchone()
@@ -238,11 +239,12 @@ class Store:
                         outcome.notes.get("shrunk_from") or self._repros_of(outcome) < REPROS_PER_ORIGIN[
                             outcome.verdict]):
                     self._write_repro(outcome, case)
-                row = _case_row(outcome, case)
-                found = db.execute("SELECT id FROM cases WHERE key = ?", (row[0],)).fetchone()
+                fields = _case_fields(outcome, case, case_key)
+                found = db.execute("SELECT id FROM cases WHERE key = ?", (key_value(fields[0]),)).fetchone()
+                # the spec is packed only for a case the store does not hold yet
                 case_id = found[0] if found is not None else db.execute(
                     "INSERT INTO cases (key, source, case_id, spec, seed, device) VALUES (?, ?, ?, ?, ?, ?)",
-                    row).lastrowid
+                    case_row(*fields)).lastrowid
                 db.execute(f"INSERT INTO outcomes ({', '.join(OUTCOME_COLUMNS)}) "
                            f"VALUES ({', '.join('?' * len(OUTCOME_COLUMNS))})",
                            (key_value(outcome.key), run_id, case_id, kind_id(db, kind_of(outcome), self._kinds),
@@ -347,8 +349,10 @@ def _check_header(path: Path) -> None:
                          "move it away or pick another --report directory")
 
 
-def _case_row(outcome: Outcome, case: Case | None) -> tuple[Any, ...]:
+def _case_fields(outcome: Outcome, case: Case | None, case_key: str | None) -> tuple[Any, ...]:
+    """``(key, source, case id, spec, seed, device)`` of an outcome's case (``case_key`` is
+    ``case.key``, computed once per record)."""
     if case is not None:
-        return case_row(case.key, case.source, outcome.case_id, case.spec, case.seed, case.device)
-    return case_row(stable_key(outcome.source, outcome.spec, outcome.seed), outcome.source, outcome.case_id,
-                    outcome.spec, outcome.seed, "cpu")
+        return (case_key, case.source, outcome.case_id, case.spec, case.seed, case.device)
+    return (stable_key(outcome.source, outcome.spec, outcome.seed), outcome.source, outcome.case_id,
+            outcome.spec, outcome.seed, "cpu")

@@ -198,6 +198,7 @@ def _inflate(data: bytes, zdict: bytes) -> bytes:
     return inflate.decompress(data) + inflate.flush()
 
 
+@functools.cache
 def _spec_dictionaries() -> dict[bytes, bytes]:
     return {_SPEC_1: _SPEC_DICTIONARY_1, _SPEC_2: dictionary("spec-2.bin")}
 
@@ -254,8 +255,12 @@ def detail_of(o: Outcome) -> dict[str, Any]:
     notes = {k: v for k, v in o.notes.items() if k != "t"}
     if o.verdict is Verdict.PASS:
         notes.pop("seconds", None)
-    detail = {"params": o.params, "error": o.error, "place": o.place, "node": o.node, "message": o.message,
-              "diffs": [d.to_json() for d in o.diffs], "notes": notes}
+    return _present({"params": o.params, "error": o.error, "place": o.place, "node": o.node, "message": o.message,
+                     "diffs": [d.to_json() for d in o.diffs], "notes": notes})
+
+
+def _present(detail: dict[str, Any]) -> dict[str, Any]:
+    """The fields that hold something: an empty one is not stored."""
     return {k: v for k, v in detail.items() if v not in (None, "", [], {})}
 
 
@@ -360,10 +365,9 @@ def _kinds_and_packed_details(db: sqlite3.Connection) -> None:
     for (oid, key, run_id, case_key, *kind_and_rest) in rows:
         kind, (params, error, place, node, message, diffs, notes, t, duration, repro_path) = \
             kind_and_rest[:9], kind_and_rest[9:]
-        detail = {"params": json.loads(params) if params else None, "error": error, "place": place, "node": node,
-                  "message": message, "diffs": json.loads(diffs) if diffs else None,
-                  "notes": json.loads(notes) if notes else None}
-        detail = {k: v for k, v in detail.items() if v not in (None, "", [], {})}
+        detail = _present({"params": json.loads(params) if params else None, "error": error, "place": place,
+                           "node": node, "message": message, "diffs": json.loads(diffs) if diffs else None,
+                           "notes": json.loads(notes) if notes else None})
         db.execute(f"INSERT INTO outcomes (id, {', '.join(OUTCOME_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    (oid, key_value(key), run_id, case_rows[case_key], kind_id(db, kind, cache),
                     None if t is None else round(t * 1000),

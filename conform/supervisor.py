@@ -79,10 +79,9 @@ class _Slot:
     generation: int
     process: Any
     conn: Connection
-    board: Any = None  # the worker's StageBoard
+    board: Any  # the worker's StageBoard
     replay: dict[str, Any] | None = None
     current: dict[str, Any] | None = None
-    announced: tuple[str | None, float, float | None] = (None, 0.0, None)  # a ("stage", ...) message
     state: str = "starting"
     checks: int = 0
     done: bool = False
@@ -90,7 +89,7 @@ class _Slot:
 
     def stage_now(self) -> tuple[str | None, float, float | None]:
         """``(stage, started, limit)`` of what the worker is running (stage None: between stages)."""
-        return self.board.read() if self.board is not None else self.announced
+        return self.board.read()
 
     @property
     def stage(self) -> str | None:
@@ -214,15 +213,11 @@ class Supervisor:
 
     def _handle(self, slot: _Slot, message: tuple[Any, ...]) -> None:
         kind = message[0]
-        now = time.monotonic()
-        if kind == "stage":
-            slot.announced = (message[1], now, message[2])
-        elif kind == "begin":
+        if kind == "begin":
             claimed = bool(slot.current and slot.current.get("case") == message[1] and slot.current.get("claimed"))
             slot.current = {"case": message[1], "transform": message[2], "params": message[3], "claimed": claimed}
-            slot.announced = (None, now, None)
         elif kind == "idle":
-            slot.current, slot.announced = None, (None, now, None)
+            slot.current = None
         elif kind == "claim":
             ok = self._claim(slot, message[1])
             try:
@@ -230,7 +225,7 @@ class Supervisor:
             except OSError:
                 pass
         elif kind == "outcomes":
-            slot.current, slot.announced = None, (None, now, None)
+            slot.current = None
             self._record(Case.from_json(message[1]), [Outcome.from_json(o) for o in message[2]])
             self.losses[slot.index] = 0
         elif kind == "replayed":

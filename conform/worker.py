@@ -11,7 +11,6 @@ Messages, worker to supervisor (tuples, first item the kind)::
     ("ready", pid)                           started
     ("witnesses", {entry id: status})        the known entries' witnesses replayed
     ("begin", case json, transform, params)  about to check this case
-    ("stage", name, limit_s)                 about to run this stage (without a StageBoard)
     ("claim", identity)                      may this (case, transform, params) be checked?
     ("outcomes", case json, [outcome json])  what checking it found
     ("state", "running" | "shrinking")
@@ -91,13 +90,13 @@ class StageBoard:
 
 
 class Channel:
-    """The worker's end of its pipe to the supervisor (and of its :class:`StageBoard`, when
-    it has one: stages go there rather than down the pipe)."""
+    """The worker's end of its pipe to the supervisor, and of its :class:`StageBoard`
+    (stages go there rather than down the pipe)."""
 
     #: messages after which the worker is between stages
     _CLEARS = frozenset({"begin", "idle", "outcomes"})
 
-    def __init__(self, conn: Connection, board: StageBoard | None = None) -> None:
+    def __init__(self, conn: Connection, board: StageBoard) -> None:
         self.conn = conn
         self.board = board
         self.stop_requested = False
@@ -105,15 +104,12 @@ class Channel:
 
     def send(self, message: tuple[Any, ...]) -> None:
         with self._lock:
-            if self.board is not None and message[0] in self._CLEARS:
+            if message[0] in self._CLEARS:
                 self.board.write(None)
             self.conn.send(message)
 
     def stage(self, name: str, limit: float | None) -> None:
-        if self.board is not None:
-            self.board.write(name, limit)
-        else:
-            self.send(("stage", name, limit))
+        self.board.write(name, limit)
 
     def _drain(self, *, block: bool) -> tuple[Any, ...] | None:
         while block or self.conn.poll():
@@ -468,7 +464,7 @@ def replay_one(channel: Channel, payload: dict[str, Any]) -> dict[str, Any]:
     return {"worker": payload["index"], "replay": True}
 
 
-def worker_main(conn: Connection, payload: dict[str, Any], board: StageBoard | None = None) -> None:
+def worker_main(conn: Connection, payload: dict[str, Any], board: StageBoard) -> None:
     """Entry point of a worker process (spawned by the supervisor)."""
     channel = Channel(conn, board)
     try:

@@ -14,6 +14,7 @@ whose partitions keep the write and its readers together, where nothing goes wro
 
 from __future__ import annotations
 
+import graphlib
 from typing import Any
 
 import torch.fx
@@ -70,21 +71,10 @@ def partitions_in_a_cycle(graph_module: torch.fx.GraphModule, built: Built, para
         for user in node.users:
             if user.name in assignment and assignment[user.name] != assignment[node.name]:
                 after.setdefault(assignment[node.name], set()).add(assignment[user.name])
-    done: set[int] = set()
-    for start in after:
-        path, stack = {start}, [(start, iter(after.get(start, ())))]
-        while stack:
-            part, successors = stack[-1]
-            following = next(successors, None)
-            if following is None:
-                stack.pop()
-                path.discard(part)
-                done.add(part)
-            elif following in path:
-                return True
-            elif following not in done:
-                path.add(following)
-                stack.append((following, iter(after.get(following, ()))))
+    try:
+        tuple(graphlib.TopologicalSorter(after).static_order())
+    except graphlib.CycleError:
+        return True
     return False
 
 
